@@ -1,0 +1,39 @@
+// Shared declarations of the understudy native addon. Each .c file owns one
+// group of functions and registers them on the exports object in its init.
+#ifndef UNDERSTUDY_ADDON_H
+#define UNDERSTUDY_ADDON_H
+
+#include <node_api.h>
+#include <stddef.h>
+#include <stdint.h>
+
+// Page granularity of tracking and of the page helpers. Wasm pages are 64 KiB,
+// but the kernel tracks 4 KiB pages, and so do we.
+#define US_PAGE_BYTES 4096u
+
+// Throws a JS Error with a stable `code` property; returns NULL so callers can
+// `return us_throw(...)`.
+napi_value us_throw(napi_env env, const char* code, const char* message);
+
+// Throws (and returns false) when a napi call failed; every napi call is checked.
+#define US_NAPI_OK(env, call)                                      \
+  do {                                                             \
+    if ((call) != napi_ok) {                                       \
+      us_throw((env), "ERR_NATIVE_NAPI", "N-API call failed: " #call); \
+      return NULL;                                                 \
+    }                                                              \
+  } while (0)
+
+// Reads a typed array / ArrayBuffer / Buffer argument as (data, length).
+// Returns false (with a JS exception pending) when the value is none of them.
+int us_get_bytes(napi_env env, napi_value value, uint8_t** data, size_t* length);
+
+int us_register(napi_env env, napi_value exports, const char* name, napi_callback fn);
+
+napi_value us_init_pages(napi_env env, napi_value exports);
+napi_value us_init_crc32c(napi_env env, napi_value exports);
+napi_value us_init_uffd(napi_env env, napi_value exports);
+
+uint32_t us_crc32c(uint32_t crc, const uint8_t* data, size_t length);
+
+#endif
