@@ -11,6 +11,33 @@ export interface NativeAddon {
   nonZeroPages(bytes: Uint8Array): Uint32Array;
   diffPages(a: Uint8Array, b: Uint8Array): Uint32Array;
   readonly uffdBuilt: boolean;
+  // userfaultfd trackers (native/src/uffd.c); on non-Linux builds every call
+  // but uffdProbe throws ERR_TRACKER_UNSUPPORTED.
+  uffdCreate(buffer: ArrayBuffer, mode: 'async' | 'sync', preimageBytesMax?: number): UffdHandle;
+  uffdCollect(handle: UffdHandle, buffer: ArrayBuffer): Uint32Array;
+  uffdTakePreimages(handle: UffdHandle): { pages: Uint32Array; data: Uint8Array; byteLength: number; complete: boolean };
+  uffdStats(handle: UffdHandle): Record<string, number>;
+  uffdDispose(handle: UffdHandle): void;
+  uffdProbe(): Partial<UffdProbeFacts>;
+}
+
+/** An opaque native tracker (a napi external); freed by GC after dispose. */
+export interface UffdHandle {
+  readonly __brand: 'UffdHandle';
+}
+
+/** What the kernel said when asked (see uffdProbe in native/src/uffd.c). Errno 0 = success. */
+export interface UffdProbeFacts {
+  kernelRelease: string;
+  openErrno: number;
+  userModeOnlyErrno: number;
+  privileged: number;
+  features: number;
+  featuresErrno: number;
+  pagemapScanErrno: number;
+  featureWpAsync: number;
+  featureWpUnpopulated: number;
+  featurePagefaultFlagWp: number;
 }
 
 function load(): NativeAddon {

@@ -1,10 +1,1004 @@
-// userfaultfd write-protect trackers (wp-async, wp-sync). Filled in by the
-// tracking work; until then the addon reports that no kernel tracker is built.
+// userfaultfd write-protect trackers over a WebAssembly.Memory's backing store.
+//
+//   async ("wp-async"): UFFD_FEATURE_WP_ASYNC. The kernel resolves the first
+//     write to a protected page by itself (no thread, no signal) and leaves
+//     the page "written"; PAGEMAP_SCAN with PM_SCAN_WP_MATCHING lists the
+//     written pages and re-protects them in one atomic walk.
+//   sync ("wp-sync"): classic write-protect faults, served by a handler thread
+//     per tracker that copies the page's pre-image into a C store, records
+//     the page, and un-protects it (which wakes the writer). This is the
+//     copy-on-write primitive of in-memory rollback.
+//
+// Threads: every N-API call runs on the JS thread. The sync handler thread
+// never calls N-API or touches JS values; it shares only the C state below,
+// under `mu`. The JS thread never writes guest memory while holding `mu`, so
+// a writer blocked on a fault cannot be the thread the handler waits for.
+//
+// Growth: V8 reserves the whole maximum (plus guards) once and makes the
+// accessible part read-write; memory.grow mprotects more of the reservation,
+// at the same address. A registration covers VMAs, and the grown part is a new
+// VMA that the kernel will not merge into ours (it has no uffd context), so
+// the grown part is untracked until the next collect registers it. Registering
+// the PROT_NONE tail up front is not an option (it would have to be
+// write-protected before it is even accessible, and mprotect on grow replaces
+// that state). See collect_async for how writes made to the grown part before
+// its registration are still reported.
 #include "addon.h"
 
+#ifdef __linux__
+
+#include <errno.h>
+#include <fcntl.h>
+#include <poll.h>
+#include <pthread.h>
+#include <stdio.h>
+#include <stdlib.h>
+#include <string.h>
+#include <sys/eventfd.h>
+#include <sys/ioctl.h>
+#include <sys/syscall.h>
+#include <sys/utsname.h>
+#include <time.h>
+#include <unistd.h>
+
+#include "uffd_uapi.h"
+
+// page_region entries per PAGEMAP_SCAN call. Dirty pages coalesce into
+// regions, so 1024 regions cover far more pages; a fuller epoch just takes
+// another call (the walk resumes at walk_end).
+#define US_SCAN_REGIONS_PER_CALL 1024u
+// A wasm32 memory is at most 4 GiB, so every page index fits a uint32.
+#define US_MEMORY_BYTES_MAX ((uint64_t)1 << 32)
+// Hard cap of the sync pre-image store, whatever JS asks for: every page of a
+// full 4 GiB memory once.
+#define US_PREIMAGE_BYTES_LIMIT ((uint64_t)1 << 32)
+// UFFDIO_WRITEPROTECT answers EAGAIN while the address space is changing
+// (mremap, fork events); it is retried this many times.
+#define US_WP_RETRY_MAX 1000
+// Fault messages read per read(2) in the handler thread.
+#define US_MSG_BATCH 16u
+
+enum us_mode { US_MODE_ASYNC = 1, US_MODE_SYNC = 2 };
+
+typedef struct {
+  int mode;
+  int uffd;
+  int pagemap_fd;  // -1 when PAGEMAP_SCAN is unavailable (sync mode only)
+  int stop_fd;     // eventfd that wakes the sync handler for shutdown; -1 otherwise
+  int user_mode_only;
+  int disposed;
+  uint8_t* base;            // start of the backing store, page aligned
+  uint64_t registered_bytes; // bytes registered (and protected) from base; under mu in sync mode
+  uint64_t capacity_pages;  // size of the page buffers below
+  uint32_t* out;            // collect output scratch, capacity_pages entries
+  struct us_page_region* vec;  // PAGEMAP_SCAN output, US_SCAN_REGIONS_PER_CALL entries
+
+  // Stats kept on the JS thread.
+  uint64_t collects, scan_calls, scan_ns_total, scan_ns_last, collect_ns_last;
+  uint64_t pages_reported_total, grows, grown_pages_reported_total;
+
+  // Sync mode only: the handler thread and the state it shares, under mu.
+  pthread_t thread;
+  int thread_started;
+  int mu_ready;
+  pthread_mutex_t mu;
+  uint64_t* seen;          // one bit per page: written (and un-protected) this epoch
+  uint32_t* written;       // pages in fault order, each at most once per epoch
+  uint64_t written_count;
+  int preimages_enabled;
+  uint8_t* preimages;      // preimages[i] is the pre-image of written[i], i < preimage_count
+  uint64_t preimage_count;
+  uint64_t preimage_capacity;  // pages allocated in `preimages`
+  uint64_t preimage_bytes_max;
+  int preimage_overflow;   // a page was written whose pre-image did not fit
+  uint64_t faults, fault_ns_total, fault_ns_max, duplicate_messages, foreign_faults;
+  int handler_errno;       // first error the handler hit (0: none)
+  const char* handler_step;
+} us_uffd_tracker;
+
+static uint64_t now_ns(void) {
+  struct timespec ts;
+  // CLOCK_MONOTONIC cannot fail with a valid clock id and pointer.
+  clock_gettime(CLOCK_MONOTONIC, &ts);
+  return (uint64_t)ts.tv_sec * 1000000000u + (uint64_t)ts.tv_nsec;
+}
+
+// Throws an Error carrying the facts of a failed step: code, syscall (the
+// step), errno and, when known, the kernel's feature bits. JS explains them.
+static napi_value throw_step(napi_env env, const char* code, const char* step, int err, const char* detail,
+                             int64_t features) {
+  char message[512];
+  if (err)
+    snprintf(message, sizeof message, "%s failed: %s (errno %d)%s%s", step, strerror(err), err, detail ? "; " : "",
+             detail ? detail : "");
+  else
+    snprintf(message, sizeof message, "%s: %s", step, detail ? detail : "failed");
+  napi_value code_v, message_v, error, step_v, errno_v;
+  if (napi_create_string_utf8(env, code, NAPI_AUTO_LENGTH, &code_v) != napi_ok) return NULL;
+  if (napi_create_string_utf8(env, message, NAPI_AUTO_LENGTH, &message_v) != napi_ok) return NULL;
+  if (napi_create_error(env, code_v, message_v, &error) != napi_ok) return NULL;
+  if (napi_create_string_utf8(env, step, NAPI_AUTO_LENGTH, &step_v) != napi_ok) return NULL;
+  if (napi_create_int32(env, err, &errno_v) != napi_ok) return NULL;
+  if (napi_set_named_property(env, error, "syscall", step_v) != napi_ok) return NULL;
+  if (napi_set_named_property(env, error, "errno", errno_v) != napi_ok) return NULL;
+  if (features >= 0) {
+    napi_value f;
+    if (napi_create_double(env, (double)features, &f) != napi_ok) return NULL;
+    if (napi_set_named_property(env, error, "features", f) != napi_ok) return NULL;
+  }
+  napi_throw(env, error);
+  return NULL;
+}
+
+static int open_uffd_raw(int flags) {
+#ifdef SYS_userfaultfd
+  // SAFETY: userfaultfd takes one int of flags and returns a new fd or -1.
+  return (int)syscall(SYS_userfaultfd, flags);
+#else
+  (void)flags;
+  errno = ENOSYS;
+  return -1;
+#endif
+}
+
+// Opens a userfaultfd. With prefer_user_mode_only, UFFD_USER_MODE_ONLY is
+// tried first (needs no privilege; faults raised inside the kernel, e.g. by
+// read(2) into guest memory, are then not handled, which only matters for the
+// sync mode). Returns the fd, or -1 with errno from the last attempt.
+static int open_uffd(int prefer_user_mode_only, int* user_mode_only) {
+  const int base_flags = O_CLOEXEC | O_NONBLOCK;
+  if (prefer_user_mode_only) {
+    int fd = open_uffd_raw(base_flags | US_UFFD_USER_MODE_ONLY);
+    if (fd >= 0) {
+      *user_mode_only = 1;
+      return fd;
+    }
+    if (errno != EINVAL && errno != EPERM) return -1;  // EINVAL: kernel before 5.11
+  }
+  int fd = open_uffd_raw(base_flags);
+  if (fd >= 0) {
+    *user_mode_only = 0;
+    return fd;
+  }
+  if (!prefer_user_mode_only && errno == EPERM) {
+    fd = open_uffd_raw(base_flags | US_UFFD_USER_MODE_ONLY);
+    if (fd >= 0) {
+      *user_mode_only = 1;
+      return fd;
+    }
+  }
+  return -1;
+}
+
+// The feature bits this kernel offers (UFFDIO_API with none requested), or -1
+// with errno. Uses its own fd: UFFDIO_API may be called once per fd.
+static int64_t kernel_uffd_features(void) {
+  int umo = 0;
+  int fd = open_uffd(1, &umo);
+  if (fd < 0) return -1;
+  struct us_uffdio_api api = {.api = US_UFFD_API, .features = 0, .ioctls = 0};
+  // SAFETY: api is a live, correctly sized uffdio_api (asserted in uffd_uapi.h).
+  int r = ioctl(fd, US_UFFDIO_API, &api);
+  int err = errno;
+  close(fd);
+  if (r < 0) {
+    errno = err;
+    return -1;
+  }
+  return (int64_t)(api.features & 0x7fffffffffffffffull);
+}
+
+static int uffd_register_wp(int uffd, uint64_t start, uint64_t len) {
+  struct us_uffdio_register reg = {.range = {.start = start, .len = len}, .mode = US_UFFDIO_REGISTER_MODE_WP, .ioctls = 0};
+  // SAFETY: reg is a live uffdio_register; the kernel validates the range
+  // (it must be mapped, page aligned, and not registered elsewhere).
+  if (ioctl(uffd, US_UFFDIO_REGISTER, &reg) < 0) return errno;
+  return 0;
+}
+
+// Sets (wp=1) or clears (wp=0, which also wakes faulting threads) write
+// protection on [start, start+len). Retries the transient EAGAIN.
+static int uffd_protect(int uffd, uint64_t start, uint64_t len, int wp) {
+  for (int attempt = 0; attempt < US_WP_RETRY_MAX; attempt++) {
+    struct us_uffdio_writeprotect arg = {.range = {.start = start, .len = len},
+                                         .mode = wp ? US_UFFDIO_WRITEPROTECT_MODE_WP : 0};
+    // SAFETY: arg is a live uffdio_writeprotect; the range lies inside a
+    // registration of this uffd (callers pass only registered ranges).
+    if (ioctl(uffd, US_UFFDIO_WRITEPROTECT, &arg) == 0) return 0;
+    if (errno != EAGAIN && errno != EINTR) return errno;
+  }
+  return EAGAIN;
+}
+
+// Appends to t->out the page indices (relative to t->base) of the pages in
+// [start, end) that are written (present, not write-protected) and not the
+// shared zero page. With wp_matching they are write-protected in the same
+// walk, atomically per page table entry. Returns 0 or an errno.
+static int scan_written(us_uffd_tracker* t, uint64_t start, uint64_t end, int wp_matching, uint64_t* n) {
+  const uint64_t base = (uint64_t)(uintptr_t)t->base;
+  const uint64_t pages_max = (end - start) / US_PAGE_BYTES;
+  uint64_t cursor = start;
+  // Every call either finishes or advances walk_end by at least one page.
+  for (uint64_t calls = 0; cursor < end; calls++) {
+    if (calls > pages_max) return EIO;
+    struct us_pm_scan_arg arg;
+    memset(&arg, 0, sizeof arg);
+    arg.size = sizeof arg;
+    arg.flags = wp_matching ? (US_PM_SCAN_WP_MATCHING | US_PM_SCAN_CHECK_WPASYNC) : 0;
+    arg.start = cursor;
+    arg.end = end;
+    arg.vec = (uint64_t)(uintptr_t)t->vec;
+    arg.vec_len = US_SCAN_REGIONS_PER_CALL;
+    // "Written" is "has no WP bit", which is also true of entries that hold
+    // no page at all (pte_none, e.g. in a just-grown region whose holes have
+    // no markers) and of the shared zero page (a page only read before its
+    // registration). So: written, backed by a page (present or swapped out),
+    // and not the zero page. WP markers are swap-type entries but never
+    // written, so they do not match.
+    arg.category_mask = US_PAGE_IS_WRITTEN | US_PAGE_IS_PFNZERO;
+    arg.category_inverted = US_PAGE_IS_PFNZERO;
+    arg.category_anyof_mask = US_PAGE_IS_PRESENT | US_PAGE_IS_SWAPPED;
+    arg.return_mask = US_PAGE_IS_WRITTEN;
+    uint64_t t0 = now_ns();
+    // SAFETY: arg is a live pm_scan_arg of the asserted size; vec points to
+    // US_SCAN_REGIONS_PER_CALL page_region entries owned by the tracker.
+    long r = ioctl(t->pagemap_fd, US_PAGEMAP_SCAN, &arg);
+    uint64_t dt = now_ns() - t0;
+    t->scan_calls++;
+    t->scan_ns_total += dt;
+    t->scan_ns_last += dt;
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      return errno;
+    }
+    if ((uint64_t)r > US_SCAN_REGIONS_PER_CALL) return EIO;
+    for (long i = 0; i < r; i++) {
+      const struct us_page_region* region = &t->vec[i];
+      if (region->start < cursor || region->end > end || region->start > region->end) return EIO;
+      for (uint64_t p = region->start; p < region->end; p += US_PAGE_BYTES) {
+        if (*n >= t->capacity_pages) return EIO;
+        // SAFETY: *n < capacity_pages, the size of t->out; the index is
+        // below 2^20 because the range is inside a <= 4 GiB memory.
+        t->out[(*n)++] = (uint32_t)((p - base) / US_PAGE_BYTES);
+      }
+    }
+    if (arg.walk_end <= cursor || arg.walk_end > end) return EIO;
+    cursor = arg.walk_end;
+  }
+  return 0;
+}
+
+// ---- JS-facing helpers ----
+
+static int get_tracker(napi_env env, napi_value v, us_uffd_tracker** out) {
+  void* data = NULL;
+  napi_valuetype type;
+  if (napi_typeof(env, v, &type) != napi_ok || type != napi_external ||
+      napi_get_value_external(env, v, &data) != napi_ok || data == NULL) {
+    napi_throw_type_error(env, "ERR_TRACKER", "expected a tracker handle");
+    return 0;
+  }
+  *out = (us_uffd_tracker*)data;
+  if ((*out)->disposed) {
+    napi_throw_error(env, "ERR_TRACKER_DISPOSED", "the tracker was disposed");
+    return 0;
+  }
+  return 1;
+}
+
+// Reads the backing store of an ArrayBuffer (memory.buffer) and validates it
+// as trackable: page aligned, whole pages, at most 4 GiB.
+static int get_store(napi_env env, napi_value v, uint8_t** base, uint64_t* bytes) {
+  bool is_ab = false;
+  if (napi_is_arraybuffer(env, v, &is_ab) != napi_ok || !is_ab) {
+    napi_throw_type_error(env, "ERR_TRACKER", "expected memory.buffer (an ArrayBuffer)");
+    return 0;
+  }
+  void* data = NULL;
+  size_t length = 0;
+  if (napi_get_arraybuffer_info(env, v, &data, &length) != napi_ok) {
+    napi_throw_error(env, "ERR_NATIVE_NAPI", "napi_get_arraybuffer_info failed");
+    return 0;
+  }
+  if (length == 0) {
+    napi_throw_error(env, "ERR_TRACKER_MEMORY", "the memory has no pages; a tracker needs at least one");
+    return 0;
+  }
+  if (((uintptr_t)data % US_PAGE_BYTES) != 0 || (length % US_PAGE_BYTES) != 0 || (uint64_t)length > US_MEMORY_BYTES_MAX) {
+    napi_throw_error(env, "ERR_TRACKER_MEMORY", "the memory's backing store is not page aligned or exceeds 4 GiB");
+    return 0;
+  }
+  *base = (uint8_t*)data;
+  *bytes = (uint64_t)length;
+  return 1;
+}
+
+static napi_value make_u32_array(napi_env env, const uint32_t* values, uint64_t count) {
+  napi_value ab, arr;
+  void* data = NULL;
+  US_NAPI_OK(env, napi_create_arraybuffer(env, (size_t)count * 4, &data, &ab));
+  // SAFETY: data has count*4 bytes, freshly allocated by napi_create_arraybuffer.
+  if (count) memcpy(data, values, (size_t)count * 4);
+  US_NAPI_OK(env, napi_create_typedarray(env, napi_uint32_array, (size_t)count, ab, 0, &arr));
+  return arr;
+}
+
+// Makes the page buffers hold `pages` entries. Sync mode: called with mu held.
+static int ensure_capacity(us_uffd_tracker* t, uint64_t pages) {
+  if (pages <= t->capacity_pages) return 1;
+  uint32_t* out = (uint32_t*)realloc(t->out, (size_t)pages * 4);
+  if (!out) return 0;
+  t->out = out;
+  if (t->mode == US_MODE_SYNC) {
+    uint32_t* written = (uint32_t*)realloc(t->written, (size_t)pages * 4);
+    if (!written) return 0;
+    t->written = written;
+    uint64_t old_words = (t->capacity_pages + 63) / 64, words = (pages + 63) / 64;
+    uint64_t* seen = (uint64_t*)realloc(t->seen, (size_t)words * 8);
+    if (!seen) return 0;
+    // SAFETY: seen has `words` words; the new tail [old_words, words) is zeroed.
+    memset(seen + old_words, 0, (size_t)(words - old_words) * 8);
+    t->seen = seen;
+  }
+  t->capacity_pages = pages;
+  return 1;
+}
+
+// ---- sync handler thread ----
+
+static int preimage_reserve(us_uffd_tracker* t, uint64_t pages) {
+  if (pages <= t->preimage_capacity) return 1;
+  if (pages * US_PAGE_BYTES > t->preimage_bytes_max) return 0;
+  uint64_t want = t->preimage_capacity ? t->preimage_capacity * 2 : 64;
+  if (want < pages) want = pages;
+  if (want * US_PAGE_BYTES > t->preimage_bytes_max) want = t->preimage_bytes_max / US_PAGE_BYTES;
+  uint8_t* p = (uint8_t*)realloc(t->preimages, (size_t)(want * US_PAGE_BYTES));
+  if (!p) return 0;
+  t->preimages = p;
+  t->preimage_capacity = want;
+  return 1;
+}
+
+static void handler_fail(us_uffd_tracker* t, const char* step, int err) {
+  if (!t->handler_errno) {
+    t->handler_errno = err ? err : EIO;
+    t->handler_step = step;
+  }
+}
+
+// One write-protect fault. Runs on the handler thread with mu held.
+static void serve_fault(us_uffd_tracker* t, uint64_t address) {
+  const uint64_t t0 = now_ns();
+  const uint64_t page_addr = address & ~(uint64_t)(US_PAGE_BYTES - 1);
+  const uint64_t base = (uint64_t)(uintptr_t)t->base;
+  int first = 0;
+  if (page_addr >= base && page_addr < base + t->registered_bytes) {
+    const uint64_t idx = (page_addr - base) / US_PAGE_BYTES;
+    const uint64_t bit = (uint64_t)1 << (idx % 64);
+    // A page is un-protected exactly while its seen bit is set, so an unseen
+    // page still holds its contents as of the last arm: that is the pre-image.
+    // A second message for a seen page (two writers raced) only needs a wake.
+    if (!(t->seen[idx / 64] & bit)) {
+      first = 1;
+      t->seen[idx / 64] |= bit;
+      // SAFETY: each page enters `written` once per epoch (seen bit), and
+      // `written` holds capacity_pages >= registered pages entries.
+      t->written[t->written_count++] = (uint32_t)idx;
+      if (t->preimages_enabled && !t->preimage_overflow) {
+        if (preimage_reserve(t, t->preimage_count + 1)) {
+          // SAFETY: the page is inside the registered, mapped range (checked
+          // above); the mapping is alive because the faulting thread is
+          // blocked in a write to it. The store has room for this page.
+          memcpy(t->preimages + t->preimage_count * US_PAGE_BYTES, (const void*)(uintptr_t)page_addr, US_PAGE_BYTES);
+          t->preimage_count++;
+        } else {
+          t->preimage_overflow = 1;
+        }
+      }
+    } else {
+      t->duplicate_messages++;
+    }
+  } else {
+    t->foreign_faults++;  // not ours (cannot happen: one registration per uffd); still un-protect
+  }
+  int err = uffd_protect(t->uffd, page_addr, US_PAGE_BYTES, 0);
+  if (err) handler_fail(t, "UFFDIO_WRITEPROTECT (un-protect a faulted page)", err);
+  if (first) {
+    const uint64_t dt = now_ns() - t0;
+    t->faults++;
+    t->fault_ns_total += dt;
+    if (dt > t->fault_ns_max) t->fault_ns_max = dt;
+  }
+}
+
+// The handler loop. Bounded by the stop eventfd: dispose() signals it and
+// joins. Never calls N-API.
+static void* sync_handler_main(void* arg) {
+  us_uffd_tracker* t = (us_uffd_tracker*)arg;
+  struct us_uffd_msg msgs[US_MSG_BATCH];
+  for (;;) {
+    struct pollfd fds[2] = {{.fd = t->uffd, .events = POLLIN, .revents = 0},
+                            {.fd = t->stop_fd, .events = POLLIN, .revents = 0}};
+    // SAFETY: fds is a live array of two pollfd.
+    int r = poll(fds, 2, -1);
+    if (r < 0) {
+      if (errno == EINTR) continue;
+      pthread_mutex_lock(&t->mu);
+      handler_fail(t, "poll (fault handler)", errno);
+      pthread_mutex_unlock(&t->mu);
+      return NULL;
+    }
+    if (fds[1].revents) return NULL;
+    if (fds[0].revents & (POLLERR | POLLNVAL)) {
+      pthread_mutex_lock(&t->mu);
+      handler_fail(t, "poll (fault handler): userfaultfd error", EIO);
+      pthread_mutex_unlock(&t->mu);
+      return NULL;
+    }
+    if (!(fds[0].revents & POLLIN)) continue;
+    // SAFETY: msgs has room for US_MSG_BATCH messages of the asserted size.
+    ssize_t n = read(t->uffd, msgs, sizeof msgs);
+    if (n < 0) {
+      if (errno == EAGAIN || errno == EINTR) continue;
+      pthread_mutex_lock(&t->mu);
+      handler_fail(t, "read (fault handler)", errno);
+      pthread_mutex_unlock(&t->mu);
+      return NULL;
+    }
+    size_t count = (size_t)n / sizeof(struct us_uffd_msg);
+    pthread_mutex_lock(&t->mu);
+    for (size_t i = 0; i < count; i++) {
+      if (msgs[i].event != US_UFFD_EVENT_PAGEFAULT) continue;  // no other events were asked for
+      if (!(msgs[i].arg.pagefault.flags & US_UFFD_PAGEFAULT_FLAG_WP)) {
+        handler_fail(t, "fault handler: a non-write-protect fault arrived", EPROTO);
+        continue;
+      }
+      serve_fault(t, msgs[i].arg.pagefault.address);
+    }
+    pthread_mutex_unlock(&t->mu);
+  }
+}
+
+// ---- lifecycle ----
+
+static void tracker_release(us_uffd_tracker* t) {
+  if (t->disposed) return;
+  t->disposed = 1;
+  if (t->thread_started) {
+    uint64_t one = 1;
+    // SAFETY: stop_fd is our eventfd; an 8-byte write adds to its counter.
+    // It cannot fail short of a bug (the counter cannot overflow at 1).
+    ssize_t w = write(t->stop_fd, &one, sizeof one);
+    (void)w;
+    pthread_join(t->thread, NULL);
+    t->thread_started = 0;
+  }
+  // Closing the userfaultfd unregisters its ranges, clears their write
+  // protection and wakes any thread still blocked on a fault.
+  if (t->uffd >= 0) close(t->uffd);
+  if (t->pagemap_fd >= 0) close(t->pagemap_fd);
+  if (t->stop_fd >= 0) close(t->stop_fd);
+  t->uffd = t->pagemap_fd = t->stop_fd = -1;
+  free(t->out);
+  free(t->vec);
+  free(t->seen);
+  free(t->written);
+  free(t->preimages);
+  t->out = NULL;
+  t->vec = NULL;
+  t->seen = NULL;
+  t->written = NULL;
+  t->preimages = NULL;
+  t->capacity_pages = t->preimage_capacity = t->preimage_count = t->written_count = 0;
+  if (t->mu_ready) {
+    pthread_mutex_destroy(&t->mu);
+    t->mu_ready = 0;
+  }
+}
+
+static void tracker_finalize(napi_env env, void* data, void* hint) {
+  (void)env;
+  (void)hint;
+  us_uffd_tracker* t = (us_uffd_tracker*)data;
+  tracker_release(t);
+  free(t);
+}
+
+static napi_value create_failed(napi_env env, us_uffd_tracker* t, const char* code, const char* step, int err,
+                                const char* detail, int64_t features) {
+  tracker_release(t);
+  free(t);
+  return throw_step(env, code, step, err, detail, features);
+}
+
+// uffdCreate(buffer: ArrayBuffer, mode: 'async' | 'sync', preimageBytesMax: number) -> handle
+static napi_value js_uffd_create(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  US_NAPI_OK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 2) return us_throw(env, "ERR_TRACKER", "uffdCreate(buffer, mode, preimageBytesMax?) needs two arguments");
+  uint8_t* base;
+  uint64_t bytes;
+  if (!get_store(env, argv[0], &base, &bytes)) return NULL;
+  char mode_s[8] = {0};
+  size_t mode_len = 0;
+  if (napi_get_value_string_utf8(env, argv[1], mode_s, sizeof mode_s, &mode_len) != napi_ok)
+    return us_throw(env, "ERR_TRACKER", "mode must be 'async' or 'sync'");
+  int mode = strcmp(mode_s, "async") == 0 ? US_MODE_ASYNC : strcmp(mode_s, "sync") == 0 ? US_MODE_SYNC : 0;
+  if (!mode) return us_throw(env, "ERR_TRACKER", "mode must be 'async' or 'sync'");
+  double preimage_max = 0;
+  if (argc >= 3) {
+    napi_valuetype type;
+    US_NAPI_OK(env, napi_typeof(env, argv[2], &type));
+    if (type == napi_number) US_NAPI_OK(env, napi_get_value_double(env, argv[2], &preimage_max));
+  }
+  if (!(preimage_max >= 0) || preimage_max > (double)US_PREIMAGE_BYTES_LIMIT)
+    return us_throw(env, "ERR_TRACKER", "preimageBytesMax must be between 0 (no pre-images) and 4 GiB");
+
+  us_uffd_tracker* t = (us_uffd_tracker*)calloc(1, sizeof *t);
+  if (!t) return us_throw(env, "ERR_NATIVE_NOMEM", "out of memory for a tracker");
+  t->mode = mode;
+  t->uffd = t->pagemap_fd = t->stop_fd = -1;
+  t->base = base;
+  t->preimage_bytes_max = (uint64_t)preimage_max;
+  t->preimages_enabled = mode == US_MODE_SYNC && t->preimage_bytes_max >= US_PAGE_BYTES;
+
+  t->uffd = open_uffd(mode == US_MODE_ASYNC, &t->user_mode_only);
+  if (t->uffd < 0) return create_failed(env, t, "ERR_TRACKER_UNSUPPORTED", "userfaultfd", errno, NULL, -1);
+
+  const uint64_t wanted = mode == US_MODE_ASYNC ? (US_UFFD_FEATURE_WP_ASYNC | US_UFFD_FEATURE_WP_UNPOPULATED)
+                                                : US_UFFD_FEATURE_WP_UNPOPULATED;
+  struct us_uffdio_api api = {.api = US_UFFD_API, .features = wanted, .ioctls = 0};
+  // SAFETY: api is a live uffdio_api of the asserted size.
+  if (ioctl(t->uffd, US_UFFDIO_API, &api) < 0) {
+    int err = errno;
+    int64_t have = kernel_uffd_features();
+    return create_failed(env, t, "ERR_TRACKER_UNSUPPORTED", "UFFDIO_API", err,
+                         "the kernel lacks a requested userfaultfd feature", have);
+  }
+  if ((api.features & wanted) != wanted)
+    return create_failed(env, t, "ERR_TRACKER_UNSUPPORTED", "UFFDIO_API", 0, "the kernel lacks a requested userfaultfd feature",
+                         (int64_t)(api.features & 0x7fffffffffffffffull));
+
+  // SAFETY: a constant path; O_CLOEXEC keeps the fd out of child processes.
+  t->pagemap_fd = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+  if (t->pagemap_fd < 0 && mode == US_MODE_ASYNC)
+    return create_failed(env, t, "ERR_TRACKER_UNSUPPORTED", "open /proc/self/pagemap", errno, NULL, -1);
+
+  t->vec = (struct us_page_region*)calloc(US_SCAN_REGIONS_PER_CALL, sizeof(struct us_page_region));
+  if (!t->vec) return create_failed(env, t, "ERR_NATIVE_NOMEM", "calloc", ENOMEM, NULL, -1);
+  if (mode == US_MODE_SYNC) {
+    if (pthread_mutex_init(&t->mu, NULL) != 0) return create_failed(env, t, "ERR_TRACKER", "pthread_mutex_init", EAGAIN, NULL, -1);
+    t->mu_ready = 1;
+  }
+  if (!ensure_capacity(t, bytes / US_PAGE_BYTES)) return create_failed(env, t, "ERR_NATIVE_NOMEM", "malloc", ENOMEM, NULL, -1);
+
+  if (mode == US_MODE_SYNC && t->pagemap_fd >= 0) {
+    // PAGEMAP_SCAN is optional for sync mode (it finds writes made to a grown
+    // region before its registration). Without it every grown page is reported.
+    uint64_t n = 0;
+    int err = scan_written(t, (uint64_t)(uintptr_t)base, (uint64_t)(uintptr_t)base + US_PAGE_BYTES, 0, &n);
+    if (err) {
+      close(t->pagemap_fd);
+      t->pagemap_fd = -1;
+    }
+    t->scan_calls = t->scan_ns_total = t->scan_ns_last = 0;
+  }
+
+  int err = uffd_register_wp(t->uffd, (uint64_t)(uintptr_t)base, bytes);
+  if (err)
+    return create_failed(env, t, err == EBUSY ? "ERR_TRACKER_BUSY" : "ERR_TRACKER_UNSUPPORTED", "UFFDIO_REGISTER", err,
+                         err == EBUSY ? "the memory is already tracked by another tracker" : NULL, -1);
+  t->registered_bytes = bytes;
+  err = uffd_protect(t->uffd, (uint64_t)(uintptr_t)base, bytes, 1);
+  if (err) return create_failed(env, t, "ERR_TRACKER", "UFFDIO_WRITEPROTECT", err, NULL, -1);
+
+  if (mode == US_MODE_ASYNC) {
+    // One scan proves PAGEMAP_SCAN and async WP work on this range before
+    // anyone relies on them; nothing is written yet, so it reports nothing.
+    uint64_t n = 0;
+    err = scan_written(t, (uint64_t)(uintptr_t)base, (uint64_t)(uintptr_t)base + bytes, 1, &n);
+    if (err) return create_failed(env, t, "ERR_TRACKER_UNSUPPORTED", "PAGEMAP_SCAN", err, NULL, -1);
+    t->scan_calls = t->scan_ns_total = t->scan_ns_last = 0;
+  } else {
+    // SAFETY: eventfd takes (initval, flags) and returns a new fd or -1.
+    t->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (t->stop_fd < 0) return create_failed(env, t, "ERR_TRACKER", "eventfd", errno, NULL, -1);
+    // SAFETY: t outlives the thread: tracker_release joins it before freeing.
+    int perr = pthread_create(&t->thread, NULL, sync_handler_main, t);
+    if (perr) return create_failed(env, t, "ERR_TRACKER", "pthread_create", perr, NULL, -1);
+    t->thread_started = 1;
+  }
+
+  napi_value handle;
+  if (napi_create_external(env, t, tracker_finalize, NULL, &handle) != napi_ok) {
+    tracker_release(t);
+    free(t);
+    return us_throw(env, "ERR_NATIVE_NAPI", "napi_create_external failed");
+  }
+  return handle;
+}
+
+// Checks the buffer passed to collect against the registration and registers
+// (sync: and protects) a grown tail. Returns the old registered size in
+// *old_bytes, or 0 with a pending exception.
+static int follow_growth(napi_env env, us_uffd_tracker* t, napi_value buffer, uint64_t* old_bytes) {
+  uint8_t* base;
+  uint64_t bytes;
+  if (!get_store(env, buffer, &base, &bytes)) return 0;
+  *old_bytes = t->registered_bytes;
+  if (base != t->base) {
+    throw_step(env, "ERR_TRACKER_MEMORY", "collect", 0,
+               "the memory's backing store moved (this V8 does not reserve the maximum up front); "
+               "create a new tracker",
+               -1);
+    return 0;
+  }
+  if (bytes < t->registered_bytes) {
+    throw_step(env, "ERR_TRACKER_MEMORY", "collect", 0, "the memory shrank, which WebAssembly memories cannot do", -1);
+    return 0;
+  }
+  if (bytes == t->registered_bytes) return 1;
+  if (!ensure_capacity(t, bytes / US_PAGE_BYTES)) {
+    us_throw(env, "ERR_NATIVE_NOMEM", "out of memory for the page lists");
+    return 0;
+  }
+  const uint64_t start = (uint64_t)(uintptr_t)base + t->registered_bytes;
+  int err = uffd_register_wp(t->uffd, start, bytes - t->registered_bytes);
+  if (err) {
+    throw_step(env, "ERR_TRACKER", "UFFDIO_REGISTER (grown region)", err, NULL, -1);
+    return 0;
+  }
+  t->registered_bytes = bytes;
+  t->grows++;
+  return 1;
+}
+
+static void collect_stats_begin(us_uffd_tracker* t) {
+  t->scan_ns_last = 0;
+}
+
+static void collect_stats_end(us_uffd_tracker* t, uint64_t t0, uint64_t reported, uint64_t grown_reported) {
+  t->collects++;
+  t->pages_reported_total += reported;
+  t->grown_pages_reported_total += grown_reported;
+  t->collect_ns_last = now_ns() - t0;
+}
+
+// Async collect. One PAGEMAP_SCAN walk over the whole registered range lists
+// the written pages and re-protects them atomically per entry. A grown tail is
+// registered first and walked in the same call: a page written before its
+// registration is present without a WP bit, so it matches "written" and is
+// reported and protected like any other; a page only read maps the zero page
+// and is excluded; a never-touched page has no entry and is reported when it
+// is first written. No write can fall between "reported" and "protected".
+static napi_value collect_async(napi_env env, us_uffd_tracker* t, napi_value buffer) {
+  const uint64_t t0 = now_ns();
+  collect_stats_begin(t);
+  uint64_t old_bytes;
+  if (!follow_growth(env, t, buffer, &old_bytes)) return NULL;
+  const uint64_t base = (uint64_t)(uintptr_t)t->base;
+  uint64_t n = 0;
+  int err = scan_written(t, base, base + t->registered_bytes, 1, &n);
+  if (err) return throw_step(env, "ERR_TRACKER", "PAGEMAP_SCAN", err, NULL, -1);
+  uint64_t grown = 0;
+  const uint64_t old_pages = old_bytes / US_PAGE_BYTES;
+  for (uint64_t i = n; i > 0 && t->out[i - 1] >= old_pages; i--) grown++;
+  collect_stats_end(t, t0, n, grown);
+  return make_u32_array(env, t->out, n);
+}
+
+static int cmp_u32(const void* a, const void* b) {
+  uint32_t x = *(const uint32_t*)a, y = *(const uint32_t*)b;
+  return x < y ? -1 : x > y;
+}
+
+// Sync collect: under mu, register a grown tail, find the pages written there
+// before registration, re-protect this epoch's written pages, and reset the
+// epoch (seen bits, page list, pre-images).
+static napi_value collect_sync(napi_env env, us_uffd_tracker* t, napi_value buffer) {
+  const uint64_t t0 = now_ns();
+  collect_stats_begin(t);
+  pthread_mutex_lock(&t->mu);
+  if (t->handler_errno) {
+    int err = t->handler_errno;
+    const char* step = t->handler_step;
+    pthread_mutex_unlock(&t->mu);
+    return throw_step(env, "ERR_TRACKER", step, err, "the fault handler thread failed", -1);
+  }
+  uint64_t old_bytes;
+  if (!follow_growth(env, t, buffer, &old_bytes)) {
+    pthread_mutex_unlock(&t->mu);
+    return NULL;
+  }
+  const uint64_t base = (uint64_t)(uintptr_t)t->base;
+  // This epoch's pages, sorted, into out[0..count).
+  const uint64_t count = t->written_count;
+  // SAFETY: written and out both hold capacity_pages >= count entries.
+  memcpy(t->out, t->written, (size_t)count * 4);
+  qsort(t->out, (size_t)count, 4, cmp_u32);
+  // Re-protect them in runs of consecutive pages, clearing their seen bits.
+  int err = 0;
+  for (uint64_t i = 0; i < count && !err;) {
+    uint64_t j = i + 1;
+    while (j < count && t->out[j] == t->out[j - 1] + 1) j++;
+    err = uffd_protect(t->uffd, base + (uint64_t)t->out[i] * US_PAGE_BYTES, (j - i) * US_PAGE_BYTES, 1);
+    for (uint64_t k = i; k < j; k++) t->seen[t->out[k] / 64] &= ~((uint64_t)1 << (t->out[k] % 64));
+    i = j;
+  }
+  t->written_count = 0;
+  t->preimage_count = 0;
+  t->preimage_overflow = 0;
+  uint64_t n = count;
+  uint64_t grown = 0;
+  if (!err && t->registered_bytes > old_bytes) {
+    // The grown tail: pages written before registration, then protect it all.
+    // (A write racing between the scan and the protection, from another
+    // thread, would be missed; guests are paused at a safe point here.)
+    const uint64_t start = base + old_bytes, end = base + t->registered_bytes;
+    if (t->pagemap_fd >= 0) {
+      err = scan_written(t, start, end, 0, &n);
+    } else {
+      for (uint64_t p = old_bytes / US_PAGE_BYTES; p < t->registered_bytes / US_PAGE_BYTES; p++) t->out[n++] = (uint32_t)p;
+    }
+    grown = n - count;
+    if (!err) err = uffd_protect(t->uffd, start, end - start, 1);
+  }
+  pthread_mutex_unlock(&t->mu);
+  if (err) return throw_step(env, "ERR_TRACKER", "collect (re-protect)", err, NULL, -1);
+  collect_stats_end(t, t0, n, grown);
+  return make_u32_array(env, t->out, n);
+}
+
+// uffdCollect(handle, buffer) -> Uint32Array of written page indices, ascending.
+static napi_value js_uffd_collect(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  US_NAPI_OK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 2) return us_throw(env, "ERR_TRACKER", "uffdCollect(handle, buffer) needs two arguments");
+  us_uffd_tracker* t;
+  if (!get_tracker(env, argv[0], &t)) return NULL;
+  return t->mode == US_MODE_ASYNC ? collect_async(env, t, argv[1]) : collect_sync(env, t, argv[1]);
+}
+
+typedef struct {
+  uint32_t page;
+  uint32_t slot;
+} us_page_slot;
+
+static int cmp_page_slot(const void* a, const void* b) {
+  uint32_t x = ((const us_page_slot*)a)->page, y = ((const us_page_slot*)b)->page;
+  return x < y ? -1 : x > y;
+}
+
+// uffdTakePreimages(handle) -> { pages: Uint32Array, data: Uint8Array, byteLength, complete }
+// The pages written since the last arm (creation or collect), ascending, with
+// their contents as of the arm. Does not re-arm. `complete` is false when the
+// store hit preimageBytesMax and some pre-images are missing (pages lists all
+// written pages that have one).
+static napi_value js_uffd_take_preimages(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  US_NAPI_OK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 1) return us_throw(env, "ERR_TRACKER", "uffdTakePreimages(handle) needs a handle");
+  us_uffd_tracker* t;
+  if (!get_tracker(env, argv[0], &t)) return NULL;
+  if (t->mode != US_MODE_SYNC || !t->preimages_enabled)
+    return us_throw(env, "ERR_TRACKER", "pre-images are kept only by a wp-sync tracker created with preimages on");
+
+  // Copy out under the lock into C buffers; create JS values after unlocking
+  // (allocation may run GC and finalizers).
+  pthread_mutex_lock(&t->mu);
+  const uint64_t count = t->preimage_count;
+  const int complete = !t->preimage_overflow;
+  const uint64_t armed_bytes = t->registered_bytes;
+  us_page_slot* order = (us_page_slot*)malloc((size_t)(count ? count : 1) * sizeof *order);
+  uint8_t* data = (uint8_t*)malloc((size_t)(count ? count : 1) * US_PAGE_BYTES);
+  if (!order || !data) {
+    pthread_mutex_unlock(&t->mu);
+    free(order);
+    free(data);
+    return us_throw(env, "ERR_NATIVE_NOMEM", "out of memory for the pre-images");
+  }
+  for (uint64_t i = 0; i < count; i++) order[i] = (us_page_slot){.page = t->written[i], .slot = (uint32_t)i};
+  qsort(order, (size_t)count, sizeof *order, cmp_page_slot);
+  for (uint64_t i = 0; i < count; i++) {
+    // SAFETY: slot < preimage_count <= preimage_capacity pages in the store;
+    // data has count pages.
+    memcpy(data + i * US_PAGE_BYTES, t->preimages + (uint64_t)order[i].slot * US_PAGE_BYTES, US_PAGE_BYTES);
+  }
+  pthread_mutex_unlock(&t->mu);
+
+  uint32_t* pages = (uint32_t*)malloc((size_t)(count ? count : 1) * 4);
+  if (!pages) {
+    free(order);
+    free(data);
+    return us_throw(env, "ERR_NATIVE_NOMEM", "out of memory for the pre-images");
+  }
+  for (uint64_t i = 0; i < count; i++) pages[i] = order[i].page;
+  free(order);
+  napi_value out = NULL, pages_v, data_ab, data_v, bytes_v, complete_v;
+  void* dst = NULL;
+  napi_status s = napi_ok;
+  pages_v = make_u32_array(env, pages, count);
+  free(pages);
+  if (!pages_v) {
+    free(data);
+    return NULL;
+  }
+  s = napi_create_arraybuffer(env, (size_t)(count * US_PAGE_BYTES), &dst, &data_ab);
+  if (s == napi_ok && count) memcpy(dst, data, (size_t)(count * US_PAGE_BYTES));
+  free(data);
+  if (s != napi_ok) return us_throw(env, "ERR_NATIVE_NOMEM", "out of memory for the pre-images");
+  US_NAPI_OK(env, napi_create_typedarray(env, napi_uint8_array, (size_t)(count * US_PAGE_BYTES), data_ab, 0, &data_v));
+  US_NAPI_OK(env, napi_create_double(env, (double)armed_bytes, &bytes_v));
+  US_NAPI_OK(env, napi_get_boolean(env, complete, &complete_v));
+  US_NAPI_OK(env, napi_create_object(env, &out));
+  US_NAPI_OK(env, napi_set_named_property(env, out, "pages", pages_v));
+  US_NAPI_OK(env, napi_set_named_property(env, out, "data", data_v));
+  US_NAPI_OK(env, napi_set_named_property(env, out, "byteLength", bytes_v));
+  US_NAPI_OK(env, napi_set_named_property(env, out, "complete", complete_v));
+  return out;
+}
+
+static int set_number(napi_env env, napi_value obj, const char* name, double value) {
+  napi_value v;
+  if (napi_create_double(env, value, &v) != napi_ok) return 0;
+  return napi_set_named_property(env, obj, name, v) == napi_ok;
+}
+
+// uffdStats(handle) -> plain numbers.
+static napi_value js_uffd_stats(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  US_NAPI_OK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 1) return us_throw(env, "ERR_TRACKER", "uffdStats(handle) needs a handle");
+  us_uffd_tracker* t;
+  if (!get_tracker(env, argv[0], &t)) return NULL;
+  napi_value out;
+  US_NAPI_OK(env, napi_create_object(env, &out));
+  if (t->mode == US_MODE_SYNC) pthread_mutex_lock(&t->mu);
+  struct {
+    const char* name;
+    double value;
+  } fields[] = {
+      {"collects", (double)t->collects},
+      {"scanCalls", (double)t->scan_calls},
+      {"scanNsTotal", (double)t->scan_ns_total},
+      {"scanNsLast", (double)t->scan_ns_last},
+      {"collectNsLast", (double)t->collect_ns_last},
+      {"pagesReportedTotal", (double)t->pages_reported_total},
+      {"grows", (double)t->grows},
+      {"grownPagesReportedTotal", (double)t->grown_pages_reported_total},
+      {"registeredBytes", (double)t->registered_bytes},
+      {"userModeOnly", (double)t->user_mode_only},
+      {"faults", (double)t->faults},
+      {"faultNsTotal", (double)t->fault_ns_total},
+      {"faultNsMax", (double)t->fault_ns_max},
+      {"duplicateFaultMessages", (double)t->duplicate_messages},
+      {"pendingPages", (double)t->written_count},
+      {"preimagePages", (double)t->preimage_count},
+      {"preimageStoreBytes", (double)(t->preimage_capacity * US_PAGE_BYTES)},
+      {"preimageOverflow", (double)t->preimage_overflow},
+      {"handlerErrno", (double)t->handler_errno},
+  };
+  // The first 10 fields apply to both modes; the rest are the sync handler's.
+  size_t field_count = t->mode == US_MODE_SYNC ? sizeof fields / sizeof fields[0] : 10;
+  if (t->mode == US_MODE_SYNC) pthread_mutex_unlock(&t->mu);
+  for (size_t i = 0; i < field_count; i++) {
+    if (!set_number(env, out, fields[i].name, fields[i].value)) return us_throw(env, "ERR_NATIVE_NAPI", "stats");
+  }
+  return out;
+}
+
+// uffdDispose(handle): idempotent; joins the handler thread and closes fds.
+static napi_value js_uffd_dispose(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  US_NAPI_OK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 1) return us_throw(env, "ERR_TRACKER", "uffdDispose(handle) needs a handle");
+  void* data = NULL;
+  napi_valuetype type;
+  US_NAPI_OK(env, napi_typeof(env, argv[0], &type));
+  if (type != napi_external) return us_throw(env, "ERR_TRACKER", "expected a tracker handle");
+  US_NAPI_OK(env, napi_get_value_external(env, argv[0], &data));
+  // The struct itself is freed by the external's finalizer, so a disposed
+  // handle stays safe to pass (it answers ERR_TRACKER_DISPOSED).
+  if (data) tracker_release((us_uffd_tracker*)data);
+  return NULL;
+}
+
+// uffdProbe() -> facts for `understudy doctor`: whether userfaultfd opens (and
+// how), the kernel's feature bits, whether PAGEMAP_SCAN exists, the sysctl.
+static napi_value js_uffd_probe(napi_env env, napi_callback_info info) {
+  (void)info;
+  napi_value out;
+  US_NAPI_OK(env, napi_create_object(env, &out));
+  int umo = 0;
+  int fd = open_uffd(0, &umo);
+  int open_errno = fd < 0 ? errno : 0;
+  int privileged = fd >= 0 && !umo;
+  if (fd >= 0) close(fd);
+  int fd2 = open_uffd(1, &umo);
+  int umo_errno = fd2 < 0 ? errno : 0;
+  if (fd2 >= 0) close(fd2);
+  int64_t features = kernel_uffd_features();
+  int features_errno = features < 0 ? errno : 0;
+
+  int pagemap_errno = 0;
+  // SAFETY: a constant path, read-only.
+  int pm = open("/proc/self/pagemap", O_RDONLY | O_CLOEXEC);
+  if (pm < 0) {
+    pagemap_errno = errno;
+  } else {
+    static uint8_t probe_page[US_PAGE_BYTES] __attribute__((aligned(US_PAGE_BYTES)));
+    struct us_page_region region;
+    struct us_pm_scan_arg arg;
+    memset(&arg, 0, sizeof arg);
+    arg.size = sizeof arg;
+    arg.start = (uint64_t)(uintptr_t)probe_page;
+    arg.end = arg.start + US_PAGE_BYTES;
+    arg.vec = (uint64_t)(uintptr_t)&region;
+    arg.vec_len = 1;
+    arg.category_anyof_mask = US_PAGE_IS_PRESENT;
+    arg.return_mask = US_PAGE_IS_PRESENT;
+    // SAFETY: arg and region are live; the range is our own static page.
+    if (ioctl(pm, US_PAGEMAP_SCAN, &arg) < 0) pagemap_errno = errno;
+    close(pm);
+  }
+  struct utsname u;
+  const char* release = uname(&u) == 0 ? u.release : "";
+  napi_value rel;
+  US_NAPI_OK(env, napi_create_string_utf8(env, release, NAPI_AUTO_LENGTH, &rel));
+  US_NAPI_OK(env, napi_set_named_property(env, out, "kernelRelease", rel));
+  if (!set_number(env, out, "openErrno", open_errno) || !set_number(env, out, "userModeOnlyErrno", umo_errno) ||
+      !set_number(env, out, "privileged", privileged) || !set_number(env, out, "features", (double)features) ||
+      !set_number(env, out, "featuresErrno", features_errno) || !set_number(env, out, "pagemapScanErrno", pagemap_errno) ||
+      !set_number(env, out, "featureWpAsync", (double)US_UFFD_FEATURE_WP_ASYNC) ||
+      !set_number(env, out, "featureWpUnpopulated", (double)US_UFFD_FEATURE_WP_UNPOPULATED) ||
+      !set_number(env, out, "featurePagefaultFlagWp", (double)US_UFFD_FEATURE_PAGEFAULT_FLAG_WP))
+    return us_throw(env, "ERR_NATIVE_NAPI", "probe");
+  return out;
+}
+
 napi_value us_init_uffd(napi_env env, napi_value exports) {
-  napi_value f;
-  if (napi_get_boolean(env, false, &f) != napi_ok) return NULL;
-  if (napi_set_named_property(env, exports, "uffdBuilt", f) != napi_ok) return NULL;
+  napi_value built;
+  if (napi_get_boolean(env, true, &built) != napi_ok) return NULL;
+  if (napi_set_named_property(env, exports, "uffdBuilt", built) != napi_ok) return NULL;
+  if (!us_register(env, exports, "uffdCreate", js_uffd_create)) return NULL;
+  if (!us_register(env, exports, "uffdCollect", js_uffd_collect)) return NULL;
+  if (!us_register(env, exports, "uffdTakePreimages", js_uffd_take_preimages)) return NULL;
+  if (!us_register(env, exports, "uffdStats", js_uffd_stats)) return NULL;
+  if (!us_register(env, exports, "uffdDispose", js_uffd_dispose)) return NULL;
+  if (!us_register(env, exports, "uffdProbe", js_uffd_probe)) return NULL;
   return exports;
 }
+
+#else  // not Linux: the addon still builds; the kernel trackers report unsupported.
+
+static napi_value js_uffd_unsupported(napi_env env, napi_callback_info info) {
+  (void)info;
+  return us_throw(env, "ERR_TRACKER_UNSUPPORTED", "userfaultfd write-protect tracking exists only on Linux");
+}
+
+static napi_value js_uffd_probe(napi_env env, napi_callback_info info) {
+  (void)info;
+  napi_value out;
+  US_NAPI_OK(env, napi_create_object(env, &out));
+  return out;
+}
+
+napi_value us_init_uffd(napi_env env, napi_value exports) {
+  napi_value built;
+  if (napi_get_boolean(env, false, &built) != napi_ok) return NULL;
+  if (napi_set_named_property(env, exports, "uffdBuilt", built) != napi_ok) return NULL;
+  if (!us_register(env, exports, "uffdCreate", js_uffd_unsupported)) return NULL;
+  if (!us_register(env, exports, "uffdCollect", js_uffd_unsupported)) return NULL;
+  if (!us_register(env, exports, "uffdTakePreimages", js_uffd_unsupported)) return NULL;
+  if (!us_register(env, exports, "uffdStats", js_uffd_unsupported)) return NULL;
+  if (!us_register(env, exports, "uffdDispose", js_uffd_unsupported)) return NULL;
+  if (!us_register(env, exports, "uffdProbe", js_uffd_probe)) return NULL;
+  return exports;
+}
+
+#endif

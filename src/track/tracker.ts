@@ -1,0 +1,180 @@
+// Dirty-page trackers behind one interface: which 4 KiB pages of a guest's
+// linear memory were written during an epoch.
+//
+//   wp-async  userfaultfd async write-protect + PAGEMAP_SCAN (Linux 6.7+):
+//             ~1 µs per first write, a scan of the page tables per collect.
+//   wp-sync   userfaultfd write-protect faults served by a native thread that
+//             keeps each page's pre-image (Linux 6.4+): copy-on-write for
+//             in-memory rollback; ~tens of µs per first write.
+//   hash      compare against a copy of the memory: works anywhere, costs a
+//             pass over the whole memory per collect and a second copy of it.
+import { UnderstudyError, isUnderstudyError } from '../errors.js';
+import { native } from '../native.js';
+import { explainKernelFailure, kernelFailureOf } from './explain.js';
+import { HashTracker } from './hash.js';
+import { PREIMAGE_BYTES_MAX_DEFAULT, WpAsyncTracker, WpSyncTracker } from './uffd.js';
+
+export type TrackerKind = 'wp-async' | 'wp-sync' | 'hash';
+
+/** Preference order of 'auto': cost per epoch grows down the list. */
+export const TRACKER_KINDS: readonly TrackerKind[] = ['wp-async', 'wp-sync', 'hash'];
+
+/** Environment variable that forces the kind 'auto' picks (wp-async | wp-sync | hash | auto). */
+export const TRACKER_ENV = 'UNDERSTUDY_TRACKER';
+
+export interface DirtyTracker {
+  readonly kind: TrackerKind;
+  /**
+   * Pages written since attach() or the previous collect(), sorted ascending,
+   * as 4 KiB page indices; re-arms tracking atomically (a write racing with
+   * collect lands in this or the next set, never lost). Covers pages added by
+   * memory.grow since.
+   */
+  collect(): Uint32Array;
+  /** Stats: faults, scan time etc. (plain numbers). */
+  stats(): Record<string, number>;
+  /** Idempotent; releases fds, threads, buffers. */
+  dispose(): void;
+}
+
+export interface Preimages {
+  /** Pages written since the last arm (creation or collect), ascending. */
+  pages: Uint32Array;
+  /** pages.length * 4096 bytes: each page's content as of the arm. */
+  data: Uint8Array;
+  /** The memory's size at the arm; pages at or past it were zeros then (they arrived by grow). */
+  byteLength: number;
+}
+
+/** A wp-sync tracker: also keeps the pre-image of every page written in the epoch. */
+export interface PreimageTracker extends DirtyTracker {
+  readonly kind: 'wp-sync';
+  /** Pre-images of this epoch; does not re-arm (collect does). Throws ERR_TRACKER_PREIMAGES_INCOMPLETE past preimageBytesMax. */
+  takePreimages(): Preimages;
+}
+
+export interface TrackerProbe {
+  kind: TrackerKind;
+  supported: boolean;
+  /** Why not, in words a user can act on (only when unsupported). */
+  reason?: string;
+}
+
+export interface TrackerOptions {
+  /** wp-sync: bytes of pre-images kept per epoch (default PREIMAGE_BYTES_MAX_DEFAULT; 0 = none). */
+  preimageBytesMax?: number;
+  /** What 'auto' believes this machine supports (default probeTrackers); tests inject "the kernel lacks it". */
+  probe?: () => readonly TrackerProbe[];
+  /** Where UNDERSTUDY_TRACKER is read from (default process.env). */
+  env?: Readonly<Record<string, string | undefined>>;
+}
+
+export function createTracker(memory: WebAssembly.Memory, kind: 'wp-sync', options?: TrackerOptions): PreimageTracker;
+export function createTracker(memory: WebAssembly.Memory, kind?: TrackerKind | 'auto', options?: TrackerOptions): DirtyTracker;
+/** 'auto' = the best supported kind, unless UNDERSTUDY_TRACKER names one. */
+export function createTracker(
+  memory: WebAssembly.Memory,
+  kind: TrackerKind | 'auto' = 'auto',
+  options: TrackerOptions = {},
+): DirtyTracker {
+  const forced = (options.env ?? process.env)[TRACKER_ENV];
+  if (kind === 'auto' && forced !== undefined && forced !== '' && forced !== 'auto') {
+    if (!(TRACKER_KINDS as readonly string[]).includes(forced)) {
+      throw new UnderstudyError(
+        'ERR_TRACKER_UNSUPPORTED',
+        `${TRACKER_ENV}=${forced} is not a tracker; use one of ${TRACKER_KINDS.join(', ')} or auto`,
+      );
+    }
+    kind = forced as TrackerKind;
+  }
+  if (kind !== 'auto') return createKind(memory, kind, options, true);
+
+  const probes = (options.probe ?? probeTrackers)();
+  const reasons: string[] = [];
+  for (const candidate of TRACKER_KINDS) {
+    const probe = probes.find((p) => p.kind === candidate);
+    if (!probe?.supported) {
+      reasons.push(`${candidate}: ${probe?.reason ?? 'not probed'}`);
+      continue;
+    }
+    try {
+      // Picked for dirty tracking only: wp-sync keeps no pre-images unless asked.
+      return createKind(memory, candidate, options, false);
+    } catch (e) {
+      // The probe passed but this memory could not be tracked this way; a
+      // caller mistake (busy, disposed, bad memory) is not a reason to fall back.
+      if (!isUnderstudyError(e, 'ERR_TRACKER_UNSUPPORTED')) throw e;
+      reasons.push(`${candidate}: ${e.message}`);
+    }
+  }
+  throw new UnderstudyError('ERR_TRACKER_UNSUPPORTED', `no dirty-page tracker works here: ${reasons.join('; ')}`);
+}
+
+function createKind(memory: WebAssembly.Memory, kind: TrackerKind, options: TrackerOptions, explicit: boolean): DirtyTracker {
+  switch (kind) {
+    case 'wp-async':
+    case 'wp-sync': {
+      if (!native.uffdBuilt) {
+        throw new UnderstudyError('ERR_TRACKER_UNSUPPORTED', `${kind} needs Linux userfaultfd; this is ${process.platform}`);
+      }
+      try {
+        if (kind === 'wp-async') return WpAsyncTracker.create(memory);
+        const preimageBytesMax = options.preimageBytesMax ?? (explicit ? PREIMAGE_BYTES_MAX_DEFAULT : 0);
+        return WpSyncTracker.create(memory, preimageBytesMax);
+      } catch (e) {
+        if (isUnderstudyError(e, 'ERR_TRACKER_UNSUPPORTED')) {
+          throw new UnderstudyError('ERR_TRACKER_UNSUPPORTED', explainKernelFailure(kind, kernelFailureOf(e)), { cause: e });
+        }
+        throw e;
+      }
+    }
+    case 'hash':
+      return new HashTracker(memory);
+  }
+}
+
+let probed: TrackerProbe[] | undefined;
+
+/**
+ * Which trackers work on this machine. Each kernel tracker is really tried: a
+ * one-page memory, one write, two collects (the write, then nothing). Cached
+ * for the process; `refresh` probes again.
+ */
+export function probeTrackers(options: { refresh?: boolean } = {}): TrackerProbe[] {
+  if (!probed || options.refresh) probed = TRACKER_KINDS.map(probeKind);
+  return probed.map((p) => ({ ...p }));
+}
+
+const PROBE_PAGE = 3;
+
+function probeKind(kind: TrackerKind): TrackerProbe {
+  if (kind !== 'hash' && !native.uffdBuilt) {
+    return { kind, supported: false, reason: `${kind} needs Linux (userfaultfd); this is ${process.platform}, so the hash tracker is used` };
+  }
+  const memory = new WebAssembly.Memory({ initial: 1, maximum: 2 });
+  let tracker: DirtyTracker | undefined;
+  try {
+    tracker = createKind(memory, kind, { preimageBytesMax: kind === 'wp-sync' ? 4096 : 0 }, true);
+    new Uint8Array(memory.buffer)[PROBE_PAGE * 4096 + 7] = 1;
+    const first = Array.from(tracker.collect());
+    const second = tracker.collect();
+    if (first.length !== 1 || first[0] !== PROBE_PAGE || second.length !== 0) {
+      return {
+        kind,
+        supported: false,
+        reason: `the kernel reported wrong pages in a self-test (wrote page ${PROBE_PAGE}, got [${first.join(', ')}] then [${Array.from(second).join(', ')}]); please report this with your kernel version`,
+      };
+    }
+    return { kind, supported: true };
+  } catch (e) {
+    const reason = isUnderstudyError(e, 'ERR_TRACKER_UNSUPPORTED') ? e.message : explainKernelFailure(kind as 'wp-async', kernelFailureOf(e));
+    return { kind, supported: false, reason };
+  } finally {
+    tracker?.dispose();
+  }
+}
+
+/** The kind 'auto' would pick here (ignoring UNDERSTUDY_TRACKER). */
+export function bestTrackerKind(probes: readonly TrackerProbe[] = probeTrackers()): TrackerKind {
+  return probes.find((p) => p.supported)?.kind ?? 'hash';
+}

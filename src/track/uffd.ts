@@ -1,0 +1,125 @@
+// The two userfaultfd trackers, thin owners of a native handle
+// (native/src/uffd.c holds the mechanism and its reasoning).
+import { UnderstudyError } from '../errors.js';
+import { native, type UffdHandle } from '../native.js';
+import type { TrackErrorCode } from './codes.js';
+import type { DirtyTracker, Preimages, PreimageTracker } from './tracker.js';
+
+/**
+ * Default bound of the wp-sync pre-image store: 256 MiB holds the pre-images of
+ * 65,536 distinct pages written in one epoch (a quarter of a 1 GiB guest).
+ * Past it the epoch's pre-images are incomplete and takePreimages() says so.
+ */
+export const PREIMAGE_BYTES_MAX_DEFAULT = 256 * 1024 * 1024;
+/** The native hard cap: every page of a full 4 GiB wasm32 memory once. */
+export const PREIMAGE_BYTES_MAX_LIMIT = 4 * 1024 * 1024 * 1024;
+
+const NATIVE_CODES: ReadonlySet<string> = new Set<TrackErrorCode>([
+  'ERR_TRACKER_UNSUPPORTED',
+  'ERR_TRACKER',
+  'ERR_TRACKER_DISPOSED',
+  'ERR_TRACKER_BUSY',
+  'ERR_TRACKER_MEMORY',
+]);
+
+/** Re-throws a native error as an UnderstudyError with the same code; the native error (with its facts) is the cause. */
+export function rethrowNative(e: unknown): never {
+  const code = (e as { code?: unknown } | null)?.code;
+  if (typeof code === 'string' && NATIVE_CODES.has(code)) {
+    throw new UnderstudyError(code as TrackErrorCode, (e as Error).message, { cause: e });
+  }
+  throw e;
+}
+
+abstract class UffdTracker implements DirtyTracker {
+  abstract readonly kind: 'wp-async' | 'wp-sync';
+  protected handle: UffdHandle | undefined;
+  #finalStats: Record<string, number> | undefined;
+
+  constructor(
+    protected readonly memory: WebAssembly.Memory,
+    handle: UffdHandle,
+  ) {
+    this.handle = handle;
+  }
+
+  protected live(): UffdHandle {
+    if (!this.handle) throw new UnderstudyError('ERR_TRACKER_DISPOSED', `the ${this.kind} tracker was disposed`);
+    return this.handle;
+  }
+
+  collect(): Uint32Array {
+    const handle = this.live();
+    try {
+      return native.uffdCollect(handle, this.memory.buffer);
+    } catch (e) {
+      rethrowNative(e);
+    }
+  }
+
+  stats(): Record<string, number> {
+    if (!this.handle) return { ...this.#finalStats, disposed: 1 };
+    return native.uffdStats(this.handle);
+  }
+
+  dispose(): void {
+    const handle = this.handle;
+    if (!handle) return;
+    this.#finalStats = native.uffdStats(handle);
+    this.handle = undefined;
+    native.uffdDispose(handle);
+  }
+}
+
+export class WpAsyncTracker extends UffdTracker {
+  readonly kind = 'wp-async' as const;
+
+  static create(memory: WebAssembly.Memory): WpAsyncTracker {
+    try {
+      return new WpAsyncTracker(memory, native.uffdCreate(memory.buffer, 'async', 0));
+    } catch (e) {
+      rethrowNative(e);
+    }
+  }
+}
+
+export class WpSyncTracker extends UffdTracker implements PreimageTracker {
+  readonly kind = 'wp-sync' as const;
+
+  private constructor(
+    memory: WebAssembly.Memory,
+    handle: UffdHandle,
+    readonly preimageBytesMax: number,
+  ) {
+    super(memory, handle);
+  }
+
+  /** preimageBytesMax 0 turns pre-image capture off (pure dirty tracking). */
+  static create(memory: WebAssembly.Memory, preimageBytesMax: number): WpSyncTracker {
+    if (!Number.isInteger(preimageBytesMax) || preimageBytesMax < 0 || preimageBytesMax > PREIMAGE_BYTES_MAX_LIMIT) {
+      throw new UnderstudyError('ERR_TRACKER', `preimageBytesMax must be an integer from 0 to ${PREIMAGE_BYTES_MAX_LIMIT}`);
+    }
+    try {
+      return new WpSyncTracker(memory, native.uffdCreate(memory.buffer, 'sync', preimageBytesMax), preimageBytesMax);
+    } catch (e) {
+      rethrowNative(e);
+    }
+  }
+
+  takePreimages(): Preimages {
+    const handle = this.live();
+    let taken: ReturnType<typeof native.uffdTakePreimages>;
+    try {
+      taken = native.uffdTakePreimages(handle);
+    } catch (e) {
+      rethrowNative(e);
+    }
+    if (!taken.complete) {
+      throw new UnderstudyError(
+        'ERR_TRACKER_PREIMAGES_INCOMPLETE',
+        `more than ${this.preimageBytesMax} bytes of pages were written this epoch, so some pre-images were not kept; raise preimageBytesMax`,
+      );
+    }
+    return { pages: taken.pages, data: taken.data, byteLength: taken.byteLength };
+  }
+}

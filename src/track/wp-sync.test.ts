@@ -1,0 +1,121 @@
+// wp-sync specifics: pre-images (the copy-on-write primitive of rollback),
+// their bound, fault accounting.
+import { describe, it } from 'node:test';
+import assert from 'node:assert/strict';
+import { webcrypto } from 'node:crypto';
+import fc from 'fast-check';
+import { isUnderstudyError } from '../errors.js';
+import { createTracker, probeTrackers, type PreimageTracker } from './tracker.js';
+import { instantiateStoreGuest } from './guest-fixture.js';
+
+const PAGE = 4096;
+const probe = probeTrackers().find((p) => p.kind === 'wp-sync');
+
+function fillRandom(u8: Uint8Array): void {
+  for (let at = 0; at < u8.length; at += 65536) webcrypto.getRandomValues(u8.subarray(at, Math.min(u8.length, at + 65536)));
+}
+
+function withSync(memory: WebAssembly.Memory, preimageBytesMax: number | undefined, body: (t: PreimageTracker) => void): void {
+  const tracker = createTracker(memory, 'wp-sync', preimageBytesMax === undefined ? {} : { preimageBytesMax });
+  try {
+    body(tracker);
+  } finally {
+    tracker.dispose();
+  }
+}
+
+describe('wp-sync pre-images', { skip: probe?.supported ? false : (probe?.reason ?? 'not probed') }, () => {
+  it('hold each written page as it was at the arm (property)', () => {
+    const memory = new WebAssembly.Memory({ initial: 8, maximum: 16 });
+    fillRandom(new Uint8Array(memory.buffer)); // written before attach: not dirty
+    const guest = instantiateStoreGuest(memory);
+    withSync(memory, undefined, (tracker) => {
+      assert.equal(tracker.collect().length, 0);
+      let faults = tracker.stats().faults!;
+      fc.assert(
+        fc.property(fc.array(fc.tuple(fc.nat(8 * 65536 - 1), fc.nat(255), fc.boolean()), { maxLength: 40 }), (writes) => {
+          const before = new Uint8Array(memory.buffer).slice();
+          for (const [addr, value, viaWasm] of writes) {
+            if (viaWasm) guest.poke(addr, value);
+            else new Uint8Array(memory.buffer)[addr] = value;
+          }
+          const pages = [...new Set(writes.map(([a]) => Math.floor(a / PAGE)))].sort((a, b) => a - b);
+          const pre = tracker.takePreimages();
+          assert.deepEqual(Array.from(pre.pages), pages);
+          assert.equal(pre.byteLength, memory.buffer.byteLength);
+          assert.equal(pre.data.length, pages.length * PAGE);
+          pages.forEach((p, i) => {
+            assert.ok(
+              Buffer.from(pre.data.subarray(i * PAGE, (i + 1) * PAGE)).equals(before.subarray(p * PAGE, (p + 1) * PAGE)),
+              `pre-image of page ${p}`,
+            );
+          });
+          // A write stores a byte even when it equals the old one: the page is still written.
+          assert.deepEqual(Array.from(tracker.collect()), pages);
+          assert.equal(tracker.takePreimages().pages.length, 0, 'collect re-arms');
+          const stats = tracker.stats();
+          assert.equal(stats.faults, faults + pages.length, 'one fault per first write of a page');
+          faults = stats.faults!;
+        }),
+        { numRuns: 40 },
+      );
+      const stats = tracker.stats();
+      assert.ok(stats.faultNsTotal! > 0 && stats.faultNsMax! > 0);
+    });
+  });
+
+  it('report the size at the arm across a grow (grown pages were zeros)', () => {
+    const memory = new WebAssembly.Memory({ initial: 1, maximum: 4 });
+    withSync(memory, undefined, (tracker) => {
+      new Uint8Array(memory.buffer)[5] = 1;
+      memory.grow(1);
+      new Uint8Array(memory.buffer)[20 * PAGE] = 1; // grown, not yet registered
+      const pre = tracker.takePreimages();
+      assert.deepEqual(Array.from(pre.pages), [0]);
+      assert.equal(pre.byteLength, 65536);
+      assert.deepEqual(Array.from(tracker.collect()), [0, 20]);
+      new Uint8Array(memory.buffer)[21 * PAGE] = 2; // grown and now registered
+      const next = tracker.takePreimages();
+      assert.deepEqual(Array.from(next.pages), [21]);
+      assert.equal(next.byteLength, 2 * 65536);
+      assert.ok(next.data.every((b) => b === 0));
+    });
+  });
+
+  it('say when the store bound was exceeded, while collect stays exact', () => {
+    const memory = new WebAssembly.Memory({ initial: 1, maximum: 2 });
+    withSync(memory, 2 * PAGE, (tracker) => {
+      const u8 = new Uint8Array(memory.buffer);
+      u8[0] = 1;
+      u8[PAGE] = 1;
+      assert.equal(tracker.takePreimages().pages.length, 2);
+      u8[2 * PAGE] = 1;
+      assert.throws(() => tracker.takePreimages(), (e) => isUnderstudyError(e, 'ERR_TRACKER_PREIMAGES_INCOMPLETE'));
+      assert.equal(tracker.stats().preimageOverflow, 1);
+      assert.deepEqual(Array.from(tracker.collect()), [0, 1, 2]);
+      u8[3 * PAGE] = 1;
+      assert.deepEqual(Array.from(tracker.takePreimages().pages), [3]);
+    });
+  });
+
+  it('are off when auto picks wp-sync for plain dirty tracking', () => {
+    const memory = new WebAssembly.Memory({ initial: 1, maximum: 2 });
+    const tracker = createTracker(memory, 'auto', {
+      env: {},
+      probe: () => [
+        { kind: 'wp-async', supported: false, reason: 'simulated: kernel lacks PAGEMAP_SCAN' },
+        { kind: 'wp-sync', supported: true },
+        { kind: 'hash', supported: true },
+      ],
+    });
+    try {
+      assert.equal(tracker.kind, 'wp-sync');
+      new Uint8Array(memory.buffer)[PAGE] = 1;
+      assert.deepEqual(Array.from(tracker.collect()), [1]);
+      assert.equal(tracker.stats().preimageStoreBytes, 0);
+      assert.throws(() => (tracker as PreimageTracker).takePreimages(), (e) => isUnderstudyError(e, 'ERR_TRACKER'));
+    } finally {
+      tracker.dispose();
+    }
+  });
+});
