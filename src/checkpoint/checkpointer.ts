@@ -1,0 +1,107 @@
+// Takes full checkpoints of a guest into a directory: on demand (a control
+// request, SIGUSR2) or every `everyMs` at the next safe point, numbering them
+// and keeping the newest `keep`.
+import fs from 'node:fs';
+import path from 'node:path';
+import { UnderstudyError } from '../errors.js';
+import type { Guest } from '../guest/guest.js';
+import type { OutputGate } from '../output/gate.js';
+import { assert } from '../util/assert.js';
+import { writeFullCheckpoint, type CheckpointMeta } from './snapshot.js';
+
+export const CHECKPOINT_SUFFIX = '.usck';
+/** Keep at least this many by default: a checkpoint can be found corrupt, and the one before it is the fallback. */
+export const KEEP_DEFAULT = 2;
+
+export interface CheckpointerOptions {
+  dir: string;
+  /** Take one every this many ms (at the next safe point); 0 or undefined: only on demand. */
+  everyMs?: number;
+  /** How many to keep (oldest deleted first). */
+  keep?: number;
+  /** First sequence number (a restored run continues the numbering). */
+  firstSequence?: number;
+  /** Called after each checkpoint is durable. */
+  onCheckpoint?: (taken: TakenCheckpoint) => void;
+}
+
+export interface TakenCheckpoint {
+  path: string;
+  meta: CheckpointMeta;
+  fileBytes: number;
+  /** Time the guest was stopped for it. */
+  pauseMs: number;
+}
+
+export function checkpointFileName(sequence: number): string {
+  return `ckpt-${String(sequence).padStart(6, '0')}${CHECKPOINT_SUFFIX}`;
+}
+
+/** Checkpoint files in a directory, oldest first. */
+export function listCheckpoints(dir: string): string[] {
+  let names: string[];
+  try {
+    names = fs.readdirSync(dir);
+  } catch {
+    return [];
+  }
+  return names
+    .filter((n) => /^ckpt-\d{6,}\.usck$/.test(n))
+    .sort()
+    .map((n) => path.join(dir, n));
+}
+
+export class Checkpointer {
+  private sequence: number;
+  private lastAtMs = performance.now();
+  private readonly keep: number;
+  readonly taken: TakenCheckpoint[] = [];
+
+  constructor(
+    private readonly guest: Guest,
+    private readonly output: OutputGate,
+    private readonly options: CheckpointerOptions,
+  ) {
+    this.sequence = options.firstSequence ?? 1;
+    this.keep = options.keep ?? KEEP_DEFAULT;
+    if (!Number.isInteger(this.keep) || this.keep < 1) throw new UnderstudyError('ERR_USAGE', '--keep must be a positive integer');
+    fs.mkdirSync(options.dir, { recursive: true });
+    const every = options.everyMs ?? 0;
+    if (every > 0 && guest.kind === 'command') {
+      guest.onSafePoint(() => {
+        if (performance.now() - this.lastAtMs >= every) this.takeNow();
+      });
+    }
+  }
+
+  /** Takes a checkpoint at the guest's next safe point. */
+  take(): Promise<TakenCheckpoint> {
+    return this.guest.atSafePoint(() => this.takeNow());
+  }
+
+  /** For reactors driven by a timer: take one if the interval has passed (the caller ensures no call is running). */
+  takeIfDue(): TakenCheckpoint | null {
+    const every = this.options.everyMs ?? 0;
+    if (every <= 0 || performance.now() - this.lastAtMs < every) return null;
+    return this.takeNow();
+  }
+
+  private takeNow(): TakenCheckpoint {
+    assert(this.guest.atRest, 'checkpoint while the guest runs');
+    const started = performance.now();
+    const file = path.join(this.options.dir, checkpointFileName(this.sequence));
+    const { meta, fileBytes } = writeFullCheckpoint(file, { guest: this.guest, output: this.output, sequence: this.sequence });
+    this.sequence++;
+    const taken: TakenCheckpoint = { path: file, meta, fileBytes, pauseMs: performance.now() - started };
+    this.lastAtMs = performance.now();
+    this.taken.push(taken);
+    this.prune();
+    this.options.onCheckpoint?.(taken);
+    return taken;
+  }
+
+  private prune(): void {
+    const all = listCheckpoints(this.options.dir);
+    for (const old of all.slice(0, Math.max(0, all.length - this.keep))) fs.rmSync(old, { force: true });
+  }
+}

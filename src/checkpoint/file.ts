@@ -1,0 +1,192 @@
+// Checkpoint files on disk: written atomically (temporary file, fsync, rename,
+// fsync of the directory) and read back with every bound and checksum checked
+// before a byte is handed to a parser.
+import fs from 'node:fs';
+import path from 'node:path';
+import { randomBytes } from 'node:crypto';
+import { UnderstudyError } from '../errors.js';
+import { native } from '../native.js';
+import { assert } from '../util/assert.js';
+import {
+  HEADER_BYTES,
+  SECTION_ENTRY_BYTES,
+  SectionKind,
+  buildLayout,
+  parseHeader,
+  parseTable,
+  verifySection,
+  type Layout,
+  type SectionEntry,
+} from './format.js';
+
+/** One write() call moves at most this much; larger buffers are written in pieces. */
+const IO_CHUNK_BYTES = 256 << 20;
+
+export interface SectionData {
+  kind: SectionKind;
+  flags?: number;
+  /** The bytes; may be a view of live guest memory while the guest is paused. */
+  data: Uint8Array;
+}
+
+function ioError(what: string, e: unknown): UnderstudyError {
+  const msg = e instanceof Error ? e.message : String(e);
+  return new UnderstudyError('ERR_CKPT_IO', `${what}: ${msg}`, { cause: e });
+}
+
+function writeAll(fd: number, bytes: Uint8Array, position: number): void {
+  let done = 0;
+  while (done < bytes.length) {
+    const n = Math.min(IO_CHUNK_BYTES, bytes.length - done);
+    const wrote = fs.writeSync(fd, bytes, done, n, position + done);
+    assert(wrote > 0, 'write made no progress');
+    done += wrote;
+  }
+}
+
+function readAll(fd: number, into: Uint8Array, position: number): void {
+  let done = 0;
+  while (done < into.length) {
+    const n = Math.min(IO_CHUNK_BYTES, into.length - done);
+    const got = fs.readSync(fd, into, done, n, position + done);
+    if (got === 0) throw new UnderstudyError('ERR_CKPT_TRUNCATED', 'file ended early while reading');
+    done += got;
+  }
+}
+
+export interface WriteResult {
+  path: string;
+  fileBytes: number;
+}
+
+/** Writes a checkpoint atomically: after a crash there is either the old file or the whole new one. */
+export function writeCheckpointFile(filePath: string, sections: SectionData[]): WriteResult {
+  const entries = sections.map((s) => ({ kind: s.kind, flags: s.flags ?? 0, length: s.data.length, crc: native.crc32c(s.data) }));
+  const { head, offsets, fileBytes } = buildLayout(entries);
+  const dir = path.dirname(path.resolve(filePath));
+  const tmp = path.join(dir, `.${path.basename(filePath)}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`);
+  let fd = -1;
+  try {
+    fd = fs.openSync(tmp, 'wx', 0o644);
+    writeAll(fd, head, 0);
+    sections.forEach((s, i) => writeAll(fd, s.data, offsets[i]!));
+    // Padding after the last section is not written; make the size exact.
+    fs.ftruncateSync(fd, fileBytes);
+    fs.fsyncSync(fd);
+    fs.closeSync(fd);
+    fd = -1;
+    fs.renameSync(tmp, filePath);
+    const dfd = fs.openSync(dir, 'r');
+    try {
+      fs.fsyncSync(dfd);
+    } finally {
+      fs.closeSync(dfd);
+    }
+  } catch (e) {
+    if (fd >= 0) fs.closeSync(fd);
+    fs.rmSync(tmp, { force: true });
+    if (e instanceof UnderstudyError) throw e;
+    throw ioError(`cannot write checkpoint ${filePath}`, e);
+  }
+  return { path: filePath, fileBytes };
+}
+
+/** Alignment gaps are at most this long; a longer gap is a malformed table. */
+const PADDING_BYTES_MAX = 4095;
+
+/** The bytes between sections carry no checksum, so they must be zero: then no byte of a file can change unnoticed. */
+function checkPadding(fd: number, layout: Layout): void {
+  const sorted = [...layout.sections].sort((a, b) => a.offset - b.offset);
+  let at = HEADER_BYTES + layout.sections.length * SECTION_ENTRY_BYTES;
+  const gaps: [number, number][] = [];
+  for (const s of sorted) {
+    gaps.push([at, s.offset - at]);
+    at = s.offset + s.length;
+  }
+  gaps.push([at, layout.fileBytes - at]);
+  for (const [offset, length] of gaps) {
+    if (length === 0) continue;
+    if (length > PADDING_BYTES_MAX) throw new UnderstudyError('ERR_CKPT_MALFORMED', `a gap of ${length} bytes between sections`);
+    const gap = new Uint8Array(length);
+    readAll(fd, gap, offset);
+    if (gap.some((b) => b !== 0)) throw new UnderstudyError('ERR_CKPT_MALFORMED', `non-zero padding at offset ${offset}`);
+  }
+}
+
+/** An open, structurally validated checkpoint file. Sections are verified as they are read. */
+export class CheckpointFile {
+  private constructor(
+    readonly path: string,
+    private fd: number,
+    readonly layout: Layout,
+  ) {}
+
+  static open(filePath: string): CheckpointFile {
+    let fd: number;
+    try {
+      fd = fs.openSync(filePath, 'r');
+    } catch (e) {
+      throw ioError(`cannot open checkpoint ${filePath}`, e);
+    }
+    try {
+      const size = fs.fstatSync(fd).size;
+      const header = new Uint8Array(HEADER_BYTES);
+      if (size >= HEADER_BYTES) readAll(fd, header, 0);
+      const head = parseHeader(header, size);
+      const table = new Uint8Array(head.count * SECTION_ENTRY_BYTES);
+      readAll(fd, table, HEADER_BYTES);
+      const layout = parseTable(table, head);
+      checkPadding(fd, layout);
+      return new CheckpointFile(filePath, fd, layout);
+    } catch (e) {
+      fs.closeSync(fd);
+      throw e;
+    }
+  }
+
+  entry(kind: SectionKind): SectionEntry | undefined {
+    return this.layout.sections.find((s) => s.kind === kind);
+  }
+
+  require(kind: SectionKind): SectionEntry {
+    const e = this.entry(kind);
+    if (!e) throw new UnderstudyError('ERR_CKPT_MALFORMED', `checkpoint has no ${SectionKind[kind]} section`);
+    return e;
+  }
+
+  /** Reads and verifies a whole section. */
+  read(kind: SectionKind): Uint8Array {
+    const e = this.require(kind);
+    const out = new Uint8Array(e.length);
+    readAll(this.fd, out, e.offset);
+    verifySection(e, out);
+    return out;
+  }
+
+  /** Reads a section straight into `into` (e.g. a fresh guest's memory) and verifies it there. */
+  readInto(kind: SectionKind, into: Uint8Array): void {
+    const e = this.require(kind);
+    assert(into.length === e.length, 'destination size differs from the section');
+    readAll(this.fd, into, e.offset);
+    verifySection(e, into);
+  }
+
+  /** Verifies a section in bounded pieces without holding it whole (for inspect). */
+  verify(entry: SectionEntry): boolean {
+    const piece = new Uint8Array(Math.min(entry.length, 16 << 20));
+    let crc = 0;
+    for (let done = 0; done < entry.length; ) {
+      const n = Math.min(piece.length, entry.length - done);
+      const view = piece.subarray(0, n);
+      readAll(this.fd, view, entry.offset + done);
+      crc = native.crc32c(view, crc);
+      done += n;
+    }
+    return crc === entry.crc;
+  }
+
+  close(): void {
+    if (this.fd >= 0) fs.closeSync(this.fd);
+    this.fd = -1;
+  }
+}

@@ -1,0 +1,176 @@
+// The checkpoint container: a fixed header, a section table, and sections,
+// each with its own CRC-32C. This file knows bytes and bounds only; what the
+// sections mean is in snapshot.ts.
+//
+//   header (64 bytes, little-endian)
+//     0  u8[8]  magic  89 'U' 'S' 'C' 'K' 0D 0A 1A  (high bit, CRLF, ^Z catch text-mode mangling)
+//     8  u16    format major   (readers refuse a major they do not know)
+//    10  u16    format minor   (adds optional sections only; any minor is readable)
+//    12  u32    section count
+//    16  u64    file bytes     (the whole file; a truncated file disagrees)
+//    24  u32    flags          (reserved, 0)
+//    28  u32    CRC-32C of the section table
+//    32  u8[28] reserved, 0
+//    60  u32    CRC-32C of bytes 0..60
+//   section table at 64: count x 32 bytes
+//     0  u32 kind   4 u32 flags (bit 0: optional)   8 u64 offset   16 u64 length   24 u32 CRC-32C   28 u32 reserved
+//   sections: 8-byte aligned; the memory image is 4 KiB aligned so it can be mapped.
+import { UnderstudyError } from '../errors.js';
+import { native } from '../native.js';
+import { assert } from '../util/assert.js';
+
+export const MAGIC = Uint8Array.of(0x89, 0x55, 0x53, 0x43, 0x4b, 0x0d, 0x0a, 0x1a);
+export const FORMAT_MAJOR = 1;
+export const FORMAT_MINOR = 0;
+export const HEADER_BYTES = 64;
+export const SECTION_ENTRY_BYTES = 32;
+/** No checkpoint of ours has more than a handful; a larger count is a corrupt header. */
+export const SECTION_COUNT_MAX = 64;
+export const SECTION_FLAG_OPTIONAL = 1;
+
+export enum SectionKind {
+  Meta = 1,
+  Module = 2,
+  Memory = 3,
+  Vcpu = 4,
+  Devices = 5,
+}
+
+/** Per-kind size limits, checked before any section is read. */
+export const SECTION_BYTES_MAX: Readonly<Record<SectionKind, number>> = {
+  [SectionKind.Meta]: 1 << 20, // a few hundred bytes of metadata in practice
+  [SectionKind.Module]: 256 << 20, // V8 refuses modules past ~1 GiB; real guests are far smaller
+  [SectionKind.Memory]: 65536 * 65536, // 4 GiB: the wasm32 maximum
+  [SectionKind.Vcpu]: 64 << 20, // globals, tables, captured stack
+  [SectionKind.Devices]: 4 * 1024 ** 3, // the in-memory file system can be large
+};
+
+/** A section's alignment in the file. */
+export function sectionAlignment(kind: number): number {
+  return kind === SectionKind.Memory ? 4096 : 8;
+}
+
+/** The compatibility rule, in code: same major, any minor. */
+export function isReadableVersion(major: number, _minor: number): boolean {
+  return major === FORMAT_MAJOR;
+}
+
+export interface SectionEntry {
+  kind: number;
+  flags: number;
+  offset: number;
+  length: number;
+  crc: number;
+}
+
+export interface Layout {
+  major: number;
+  minor: number;
+  fileBytes: number;
+  sections: SectionEntry[];
+}
+
+function fail(code: 'ERR_CKPT_TRUNCATED' | 'ERR_CKPT_MAGIC' | 'ERR_CKPT_VERSION' | 'ERR_CKPT_CHECKSUM' | 'ERR_CKPT_MALFORMED' | 'ERR_CKPT_TOO_LARGE', what: string): never {
+  throw new UnderstudyError(code, what);
+}
+
+function alignUp(n: number, a: number): number {
+  return Math.ceil(n / a) * a;
+}
+
+/** Lays out sections of the given kinds and lengths; returns the header + table bytes and each section's offset. */
+export function buildLayout(sections: { kind: SectionKind; flags: number; length: number; crc: number }[]): { head: Uint8Array; offsets: number[]; fileBytes: number } {
+  assert(sections.length <= SECTION_COUNT_MAX, 'too many sections');
+  const tableEnd = HEADER_BYTES + sections.length * SECTION_ENTRY_BYTES;
+  let at = tableEnd;
+  const offsets: number[] = [];
+  for (const s of sections) {
+    const max = SECTION_BYTES_MAX[s.kind] as number | undefined;
+    assert(max === undefined || s.length <= max, `section ${SectionKind[s.kind]} over its limit`);
+    at = alignUp(at, sectionAlignment(s.kind));
+    offsets.push(at);
+    at += s.length;
+  }
+  const fileBytes = at;
+  const head = new Uint8Array(tableEnd);
+  const view = new DataView(head.buffer);
+  head.set(MAGIC, 0);
+  view.setUint16(8, FORMAT_MAJOR, true);
+  view.setUint16(10, FORMAT_MINOR, true);
+  view.setUint32(12, sections.length, true);
+  view.setBigUint64(16, BigInt(fileBytes), true);
+  sections.forEach((s, i) => {
+    const e = HEADER_BYTES + i * SECTION_ENTRY_BYTES;
+    view.setUint32(e, s.kind, true);
+    view.setUint32(e + 4, s.flags, true);
+    view.setBigUint64(e + 8, BigInt(offsets[i]!), true);
+    view.setBigUint64(e + 16, BigInt(s.length), true);
+    view.setUint32(e + 24, s.crc >>> 0, true);
+  });
+  view.setUint32(28, native.crc32c(head.subarray(HEADER_BYTES, tableEnd)), true);
+  view.setUint32(60, native.crc32c(head.subarray(0, 60)), true);
+  return { head, offsets, fileBytes };
+}
+
+/** Validates the first HEADER_BYTES of a file of `actualBytes` bytes; returns the section count. */
+export function parseHeader(header: Uint8Array, actualBytes: number): { major: number; minor: number; count: number; fileBytes: number; tableCrc: number } {
+  if (actualBytes < HEADER_BYTES || header.length < HEADER_BYTES) fail('ERR_CKPT_TRUNCATED', `file is ${actualBytes} bytes, shorter than the ${HEADER_BYTES}-byte header`);
+  for (let i = 0; i < MAGIC.length; i++) {
+    if (header[i] !== MAGIC[i]) fail('ERR_CKPT_MAGIC', 'not an understudy checkpoint (bad magic)');
+  }
+  const view = new DataView(header.buffer, header.byteOffset, HEADER_BYTES);
+  const major = view.getUint16(8, true);
+  const minor = view.getUint16(10, true);
+  if (native.crc32c(header.subarray(0, 60)) !== view.getUint32(60, true)) fail('ERR_CKPT_CHECKSUM', 'header checksum mismatch');
+  if (!isReadableVersion(major, minor)) fail('ERR_CKPT_VERSION', `checkpoint format ${major}.${minor} is not readable by this understudy (reads ${FORMAT_MAJOR}.x)`);
+  const count = view.getUint32(12, true);
+  const fileBytes64 = view.getBigUint64(16, true);
+  if (count > SECTION_COUNT_MAX) fail('ERR_CKPT_MALFORMED', `section count ${count} exceeds ${SECTION_COUNT_MAX}`);
+  if (fileBytes64 > BigInt(Number.MAX_SAFE_INTEGER)) fail('ERR_CKPT_MALFORMED', 'file size field is absurd');
+  const fileBytes = Number(fileBytes64);
+  if (actualBytes < fileBytes) fail('ERR_CKPT_TRUNCATED', `file is truncated: ${actualBytes} of ${fileBytes} bytes`);
+  if (actualBytes > fileBytes) fail('ERR_CKPT_MALFORMED', `file has ${actualBytes - fileBytes} trailing bytes`);
+  if (HEADER_BYTES + count * SECTION_ENTRY_BYTES > fileBytes) fail('ERR_CKPT_TRUNCATED', 'section table runs past the end of the file');
+  return { major, minor, count, fileBytes, tableCrc: view.getUint32(28, true) };
+}
+
+/** Validates the section table (bounds, overlap, limits, known kinds) against the header. */
+export function parseTable(table: Uint8Array, head: ReturnType<typeof parseHeader>): Layout {
+  assert(table.length === head.count * SECTION_ENTRY_BYTES);
+  if (native.crc32c(table) !== head.tableCrc) fail('ERR_CKPT_CHECKSUM', 'section table checksum mismatch');
+  const view = new DataView(table.buffer, table.byteOffset, table.byteLength);
+  const sections: SectionEntry[] = [];
+  const tableEnd = HEADER_BYTES + table.length;
+  for (let i = 0; i < head.count; i++) {
+    const e = i * SECTION_ENTRY_BYTES;
+    const kind = view.getUint32(e, true);
+    const flags = view.getUint32(e + 4, true);
+    const offset64 = view.getBigUint64(e + 8, true);
+    const length64 = view.getBigUint64(e + 16, true);
+    const crc = view.getUint32(e + 24, true);
+    if (offset64 > BigInt(head.fileBytes) || length64 > BigInt(head.fileBytes) - offset64) fail('ERR_CKPT_MALFORMED', `section ${i} lies outside the file`);
+    const offset = Number(offset64);
+    const length = Number(length64);
+    if (offset < tableEnd) fail('ERR_CKPT_MALFORMED', `section ${i} overlaps the header`);
+    const known = kind in SECTION_BYTES_MAX;
+    if (!known && !(flags & SECTION_FLAG_OPTIONAL)) fail('ERR_CKPT_VERSION', `section kind ${kind} is required but unknown to this understudy`);
+    if (known && length > SECTION_BYTES_MAX[kind as SectionKind]) fail('ERR_CKPT_TOO_LARGE', `${SectionKind[kind]} section of ${length} bytes exceeds its limit`);
+    if (known && sections.some((s) => s.kind === kind)) fail('ERR_CKPT_MALFORMED', `duplicate ${SectionKind[kind]} section`);
+    sections.push({ kind, flags, offset, length, crc });
+  }
+  const sorted = [...sections].sort((a, b) => a.offset - b.offset);
+  for (let i = 1; i < sorted.length; i++) {
+    const prev = sorted[i - 1]!;
+    if (prev.offset + prev.length > sorted[i]!.offset) fail('ERR_CKPT_MALFORMED', 'sections overlap');
+  }
+  return { major: head.major, minor: head.minor, fileBytes: head.fileBytes, sections };
+}
+
+/** Checks one section's bytes against its table entry. */
+export function verifySection(entry: SectionEntry, bytes: Uint8Array): void {
+  assert(bytes.length === entry.length);
+  if (native.crc32c(bytes) !== entry.crc) {
+    const name = SectionKind[entry.kind] ?? `kind ${entry.kind}`;
+    fail('ERR_CKPT_CHECKSUM', `${name} section checksum mismatch`);
+  }
+}

@@ -1,0 +1,96 @@
+// `understudy inspect <file>`: what a checkpoint holds, its sizes, and whether
+// every section verifies.
+import { SectionKind } from '../checkpoint/format.js';
+import { CheckpointFile } from '../checkpoint/file.js';
+import { metaFromPlain } from '../checkpoint/snapshot.js';
+import { decodePlain } from '../checkpoint/plain-codec.js';
+import { vcpuFromPlain } from '../guest/persist.js';
+import type { Plain } from '../util/plain.js';
+import { formatBytes } from './options.js';
+
+export interface InspectReport {
+  path: string;
+  format: string;
+  fileBytes: number;
+  sections: { kind: string; offset: number; length: number; checksumOk: boolean | null }[];
+  meta: Record<string, unknown> | null;
+  vcpu: { memoryPages: number; globals: number; tables: number[]; stackBytes: number | null; started: boolean } | null;
+  devices: { fds: number | null; files: number | null } | null;
+  ok: boolean;
+  problems: string[];
+}
+
+function count(p: Plain | undefined, key: string): number | null {
+  if (p && typeof p === 'object' && !Array.isArray(p) && !(p instanceof Uint8Array)) {
+    const v = (p as Record<string, Plain>)[key];
+    if (Array.isArray(v)) return v.length;
+  }
+  return null;
+}
+
+export function inspectCheckpoint(filePath: string, verify = true): InspectReport {
+  const file = CheckpointFile.open(filePath);
+  const problems: string[] = [];
+  try {
+    const sections = file.layout.sections.map((s) => {
+      const checksumOk = verify ? file.verify(s) : null;
+      const kind = SectionKind[s.kind] ?? `unknown(${s.kind})`;
+      if (checksumOk === false) problems.push(`${kind} section checksum mismatch`);
+      return { kind, offset: s.offset, length: s.length, checksumOk };
+    });
+    const tryRead = <T>(what: string, f: () => T): T | null => {
+      try {
+        return f();
+      } catch (e) {
+        problems.push(`${what}: ${(e as Error).message}`);
+        return null;
+      }
+    };
+    const meta = tryRead('metadata', () => metaFromPlain(decodePlain(file.read(SectionKind.Meta))));
+    const vcpu = tryRead('vCPU', () => vcpuFromPlain(decodePlain(file.read(SectionKind.Vcpu))));
+    const devices = tryRead('devices', () => decodePlain(file.read(SectionKind.Devices)));
+    const wasi = devices && typeof devices === 'object' && !Array.isArray(devices) && !(devices instanceof Uint8Array) ? (devices as Record<string, Plain>).wasi : undefined;
+    const fs = wasi && typeof wasi === 'object' && !Array.isArray(wasi) && !(wasi instanceof Uint8Array) ? (wasi as Record<string, Plain>).fs : undefined;
+    return {
+      path: filePath,
+      format: `${file.layout.major}.${file.layout.minor}`,
+      fileBytes: file.layout.fileBytes,
+      sections,
+      meta: meta as Record<string, unknown> | null,
+      vcpu: vcpu && {
+        memoryPages: vcpu.memoryPages,
+        globals: vcpu.globals.filter((g) => g !== null).length,
+        tables: vcpu.tables.map((t) => t.length),
+        stackBytes: vcpu.stack ? vcpu.stack.length : null,
+        started: vcpu.started,
+      },
+      devices: devices === null ? null : { fds: count(wasi, 'fds'), files: count(fs, 'inodes') },
+      ok: problems.length === 0,
+      problems,
+    };
+  } finally {
+    file.close();
+  }
+}
+
+export function formatInspect(r: InspectReport): string {
+  const lines: string[] = [];
+  lines.push(`${r.path}: understudy checkpoint, format ${r.format}, ${formatBytes(r.fileBytes)}`);
+  if (r.meta) {
+    const m = r.meta;
+    lines.push(`  sequence ${m.sequence}, ${m.guestKind} guest, created ${new Date(Number(m.createdAtMs)).toISOString()}`);
+    lines.push(`  module sha256 ${m.moduleSha256}`);
+    lines.push(`  memory ${formatBytes(Number(m.memoryBytes))}, restore generation ${m.restoreGeneration}, output so far ${(m.output as { stdoutBytes: number }).stdoutBytes} B stdout, stdin consumed ${m.stdinBytesConsumed} B`);
+  }
+  if (r.vcpu) {
+    lines.push(`  vCPU: ${r.vcpu.globals} mutable globals, tables [${r.vcpu.tables.join(', ')}], ${r.vcpu.stackBytes === null ? 'no captured stack' : `captured stack ${r.vcpu.stackBytes} B`}`);
+  }
+  if (r.devices) lines.push(`  devices: ${r.devices.fds ?? '?'} open fds, ${r.devices.files ?? '?'} inodes`);
+  lines.push('  sections:');
+  for (const s of r.sections) {
+    const v = s.checksumOk === null ? 'not verified' : s.checksumOk ? 'ok' : 'CHECKSUM MISMATCH';
+    lines.push(`    ${s.kind.padEnd(8)} ${formatBytes(s.length).padStart(10)} at ${String(s.offset).padStart(10)}  ${v}`);
+  }
+  lines.push(r.ok ? '  verified: ok' : `  PROBLEMS: ${r.problems.join('; ')}`);
+  return lines.join('\n');
+}

@@ -1,0 +1,151 @@
+#!/usr/bin/env node
+// The `understudy` command.
+import { Command, Option } from 'commander';
+import fs from 'node:fs';
+import { UnderstudyError } from '../errors.js';
+import { loadGuestModule } from '../guest/module.js';
+import { StreamInput } from '../io/input.js';
+import { controlRequest } from '../control/control.js';
+import { restoreSession, startSession, type SessionOptions } from '../runtime/session.js';
+import { formatInspect, inspectCheckpoint } from './inspect.js';
+import { runDemo } from './demo.js';
+import { registerDoctorCommand } from './doctor.js';
+import { registerModelCommands } from './model.js';
+import { collect, formatBytes, parseEnv, parseExport, parseMs, parsePositiveInt, parsePreopen } from './options.js';
+
+interface SessionFlags {
+  checkpointDir?: string;
+  checkpointEvery?: number;
+  keep?: number;
+  control?: string;
+  export?: [string, string][];
+  handler?: string;
+  yieldEvery?: number;
+  quiet?: boolean;
+}
+
+function log(flags: SessionFlags): (line: string) => void {
+  return flags.quiet ? () => {} : (line) => process.stderr.write(`understudy: ${line}\n`);
+}
+
+function sessionOptions(flags: SessionFlags): SessionOptions {
+  const say = log(flags);
+  return {
+    checkpointDir: flags.checkpointDir ?? (flags.checkpointEvery || flags.control ? 'checkpoints' : undefined),
+    checkpointEveryMs: flags.checkpointEvery,
+    keep: flags.keep,
+    controlSocket: flags.control,
+    exportDirs: flags.export,
+    handler: flags.handler,
+    yieldEveryMs: flags.yieldEvery,
+    log: say,
+    onCheckpoint: (t) => say(`checkpoint ${t.meta.sequence}: ${formatBytes(t.fileBytes)} -> ${t.path} (guest paused ${t.pauseMs.toFixed(1)} ms)`),
+  };
+}
+
+function addSessionFlags(cmd: Command): Command {
+  return cmd
+    .option('--checkpoint-dir <dir>', 'where checkpoints go (default ./checkpoints when checkpointing)')
+    .option('--checkpoint-every <ms>', 'take a checkpoint every <ms> milliseconds, at the next safe point', (v) => parseMs(v, '--checkpoint-every'))
+    .option('--keep <n>', 'keep the newest <n> checkpoints', (v) => parsePositiveInt(v, '--keep'))
+    .option('--control <socket>', 'listen on a Unix socket for `understudy checkpoint --control`')
+    .option('--export <guest:host>', 'copy a guest directory out to the host when the guest ends (repeatable)', collect(parseExport))
+    .option('--handler <export>', 'reactor guests: the handler each input line is sent to', 'handle')
+    .addOption(new Option('--yield-every <ms>', 'how often a command guest yields to the event loop').argParser((v) => parseMs(v, '--yield-every')).hideHelp())
+    .option('-q, --quiet', 'no session messages on stderr');
+}
+
+const program = new Command();
+program.name('understudy').description('Run WebAssembly guests that survive failures: checkpoint, restore, replicate, roll back.').version('0.1.0');
+
+addSessionFlags(
+  program
+    .command('run')
+    .description('run a WASI guest (command or reactor) under understudy')
+    .argument('<guest>', 'the guest module (.wasm)')
+    .argument('[args...]', 'arguments for the guest (after --)')
+    .option('--dir <host:guest>', 'preopen a host directory (copied into the in-memory file system); ":/guest" for an empty one', collect(parsePreopen))
+    .option('--env <NAME=value>', 'an environment variable for the guest (repeatable)', collect(parseEnv)),
+).action(async (guestPath: string, args: string[], flags: SessionFlags & { dir?: ReturnType<typeof parsePreopen>[]; env?: [string, string][] }) => {
+  const module = await loadGuestModule(guestPath);
+  const result = await startSession({
+    ...sessionOptions(flags),
+    module,
+    args: [guestPath.split('/').pop() ?? guestPath, ...args],
+    env: flags.env ?? [],
+    preopens: flags.dir ?? [],
+    stdin: new StreamInput(process.stdin),
+  });
+  process.exitCode = result.exitCode;
+});
+
+addSessionFlags(
+  program
+    .command('restore')
+    .description('restore a checkpoint in this process and continue the guest')
+    .argument('<checkpoint>', 'a checkpoint file')
+    .option('--module <wasm>', 'the guest module (default: the one embedded in the checkpoint)')
+    .option('--replay-stdin', 'stdin is the original input from its start: skip what the guest had already read'),
+).action(async (file: string, flags: SessionFlags & { module?: string; replayStdin?: boolean }) => {
+  const result = await restoreSession({ ...sessionOptions(flags), file, modulePath: flags.module, replayStdin: flags.replayStdin });
+  process.exitCode = result.exitCode;
+});
+
+program
+  .command('checkpoint')
+  .description('ask a running understudy for a checkpoint now')
+  .option('--control <socket>', 'the control socket of the running understudy')
+  .option('--pid <pid>', 'send SIGUSR2 to this understudy process instead', (v) => parsePositiveInt(v, '--pid'))
+  .action(async (flags: { control?: string; pid?: number }) => {
+    if (flags.pid) {
+      process.kill(flags.pid, 'SIGUSR2');
+      process.stdout.write(`sent SIGUSR2 to ${flags.pid}\n`);
+      return;
+    }
+    if (!flags.control) throw new UnderstudyError('ERR_USAGE', 'give --control <socket> or --pid <pid>');
+    const reply = await controlRequest(flags.control, { op: 'checkpoint' });
+    if (!reply.ok) throw new UnderstudyError('ERR_CONTROL', `${reply.code}: ${reply.message}`);
+    process.stdout.write(`checkpoint ${reply.sequence}: ${reply.path} (${formatBytes(Number(reply.fileBytes))}, guest paused ${Number(reply.pauseMs).toFixed(1)} ms)\n`);
+  });
+
+program
+  .command('inspect')
+  .description('show what a checkpoint holds and verify it')
+  .argument('<checkpoint>')
+  .option('--json', 'machine-readable output')
+  .option('--no-verify', 'skip checksum verification of large sections')
+  .action((file: string, flags: { json?: boolean; verify: boolean }) => {
+    const report = inspectCheckpoint(file, flags.verify);
+    process.stdout.write((flags.json ? JSON.stringify(report, null, 2) : formatInspect(report)) + '\n');
+    if (!report.ok) process.exitCode = 1;
+  });
+
+program
+  .command('demo')
+  .description('the embedded default: run an example guest with checkpoints, restore one in a fresh process, compare')
+  .option('--mib <n>', 'heap size of the example guest', (v) => parsePositiveInt(v, '--mib'), 32)
+  .option('--rounds <n>', 'rounds the guest runs', (v) => parsePositiveInt(v, '--rounds'), 40)
+  .option('--every-ms <ms>', 'checkpoint interval', (v) => parseMs(v, '--every-ms'), 250)
+  .option('--dir <dir>', 'where to keep checkpoints (default: a temporary directory)')
+  .action(async (flags: { mib: number; rounds: number; everyMs: number; dir?: string }) => {
+    const ok = await runDemo({ mib: flags.mib, rounds: flags.rounds, everyMs: flags.everyMs, dir: flags.dir });
+    if (!ok) process.exitCode = 1;
+  });
+
+registerDoctorCommand(program);
+registerModelCommands(program);
+
+async function main(): Promise<void> {
+  try {
+    await program.parseAsync(process.argv);
+  } catch (e) {
+    if (e instanceof UnderstudyError) {
+      process.stderr.write(`understudy: ${e.code}: ${e.message}\n`);
+      process.exitCode = 2;
+    } else throw e;
+  }
+}
+
+if (fs.realpathSync(process.argv[1] ?? '') === fs.realpathSync(new URL(import.meta.url).pathname)) await main();
+
+export { program };

@@ -1,0 +1,139 @@
+// A guest running under understudy with its devices, output gate,
+// checkpointer and control socket: what `understudy run` and `understudy
+// restore` start. Command guests run to their exit; reactor guests serve
+// requests (one per input line) until the input ends.
+import fs from 'node:fs';
+import path from 'node:path';
+import readline from 'node:readline';
+import type { Readable } from 'node:stream';
+import { Checkpointer, type TakenCheckpoint } from '../checkpoint/checkpointer.js';
+import { openCheckpoint, restoreFromCheckpoint } from '../checkpoint/snapshot.js';
+import { ControlServer } from '../control/control.js';
+import { UnderstudyError } from '../errors.js';
+import { Guest } from '../guest/guest.js';
+import { loadGuestModule, type GuestModule } from '../guest/module.js';
+import { StreamInput } from '../io/input.js';
+import { OutputGate, processOutput, type OutputTarget } from '../output/gate.js';
+import { WasiDevice, type InputSource } from '../wasi/index.js';
+
+export interface SessionOptions {
+  checkpointDir?: string;
+  checkpointEveryMs?: number;
+  keep?: number;
+  controlSocket?: string;
+  /** Guest directories copied out to the host when the guest ends: [guestPath, hostDir]. */
+  exportDirs?: [string, string][];
+  /** Reactor handler export for input lines. */
+  handler?: string;
+  stdin?: InputSource;
+  /** For reactors: where request lines come from. */
+  requests?: Readable;
+  outputTarget?: OutputTarget;
+  yieldEveryMs?: number;
+  stackCaptureBytes?: number;
+  onCheckpoint?: (taken: TakenCheckpoint) => void;
+  /** Log lines about the session (not guest output) go here. */
+  log?: (line: string) => void;
+}
+
+export interface StartOptions extends SessionOptions {
+  module: GuestModule;
+  args: string[];
+  env: [string, string][];
+  preopens: { guestPath: string; hostPath?: string }[];
+}
+
+export interface SessionResult {
+  exitCode: number;
+  checkpoints: TakenCheckpoint[];
+  guest: Guest;
+}
+
+export async function startSession(opts: StartOptions): Promise<SessionResult> {
+  const output = new OutputGate(opts.outputTarget ?? processOutput);
+  const wasi = WasiDevice.create({ args: opts.args, env: opts.env, preopens: opts.preopens, stdin: opts.stdin, output });
+  const guest = await Guest.create(opts.module, { wasi, yieldEveryMs: opts.yieldEveryMs, stackCaptureBytes: opts.stackCaptureBytes });
+  return drive(guest, output, opts, 1);
+}
+
+export interface RestoreSessionOptions extends SessionOptions {
+  file: string;
+  /** The module file; default: the one embedded in the checkpoint. */
+  modulePath?: string;
+  /** The given stdin is the original input from its start: skip what the guest had consumed. */
+  replayStdin?: boolean;
+}
+
+export async function restoreSession(opts: RestoreSessionOptions): Promise<SessionResult> {
+  const opened = openCheckpoint(opts.file);
+  try {
+    const module = opts.modulePath ? await loadGuestModule(opts.modulePath) : undefined;
+    const stdin = opts.stdin ?? new StreamInput(process.stdin, opts.replayStdin ? opened.meta.stdinBytesConsumed : 0);
+    const { guest, output } = await restoreFromCheckpoint(opened, {
+      module,
+      host: { stdin },
+      outputTarget: opts.outputTarget ?? processOutput,
+      guestOptions: { yieldEveryMs: opts.yieldEveryMs, stackCaptureBytes: opts.stackCaptureBytes },
+    });
+    opts.log?.(`restored checkpoint ${opened.meta.sequence} (${guest.kind}, ${(opened.meta.memoryBytes / 2 ** 20).toFixed(1)} MiB memory, restore generation ${guest.wasi.restoreGeneration})`);
+    return drive(guest, output, opts, opened.meta.sequence + 1);
+  } finally {
+    opened.file.close();
+  }
+}
+
+async function drive(guest: Guest, output: OutputGate, opts: SessionOptions, firstSequence: number): Promise<SessionResult> {
+  const checkpointer = opts.checkpointDir
+    ? new Checkpointer(guest, output, { dir: opts.checkpointDir, everyMs: opts.checkpointEveryMs, keep: opts.keep, firstSequence, onCheckpoint: opts.onCheckpoint })
+    : null;
+  const control = opts.controlSocket
+    ? await ControlServer.listen(opts.controlSocket, async (req) => {
+        if (req.op === 'status') return { status: guest.status, kind: guest.kind, checkpoints: checkpointer?.taken.length ?? 0 };
+        if (!checkpointer) throw new UnderstudyError('ERR_USAGE', 'this session has no --checkpoint-dir');
+        const t = await checkpointer.take();
+        return { path: t.path, sequence: t.meta.sequence, fileBytes: t.fileBytes, pauseMs: t.pauseMs };
+      })
+    : null;
+  const onSignal = (): void => {
+    if (!checkpointer) return;
+    checkpointer.take().then(
+      (t) => opts.log?.(`checkpoint ${t.meta.sequence} written to ${t.path} on SIGUSR2`),
+      (e: unknown) => opts.log?.(`checkpoint on SIGUSR2 failed: ${(e as Error).message}`),
+    );
+  };
+  process.on('SIGUSR2', onSignal);
+  try {
+    let exitCode: number;
+    if (guest.kind === 'command') {
+      exitCode = await guest.run();
+    } else {
+      exitCode = await serveLines(guest, output, opts, checkpointer);
+    }
+    for (const [guestPath, hostDir] of opts.exportDirs ?? []) guest.wasi.exportTree(guestPath, path.resolve(hostDir));
+    return { exitCode, checkpoints: checkpointer?.taken ?? [], guest };
+  } finally {
+    process.off('SIGUSR2', onSignal);
+    await control?.close();
+  }
+}
+
+/** A reactor served from lines of input: each line is one request, each response one line of output. */
+async function serveLines(guest: Guest, output: OutputGate, opts: SessionOptions, checkpointer: Checkpointer | null): Promise<number> {
+  const handler = opts.handler ?? 'handle';
+  const rl = readline.createInterface({ input: opts.requests ?? process.stdin, crlfDelay: Infinity });
+  const timer = checkpointer && opts.checkpointEveryMs ? setInterval(() => checkpointer.takeIfDue(), opts.checkpointEveryMs) : null;
+  try {
+    for await (const line of rl) {
+      const resp = guest.request(handler, Buffer.from(line, 'utf8'));
+      output.write('stdout', Buffer.concat([resp, Buffer.from('\n')]));
+      checkpointer?.takeIfDue();
+    }
+  } finally {
+    if (timer) clearInterval(timer);
+  }
+  return 0;
+}
+
+export function ensureDir(dir: string): void {
+  fs.mkdirSync(dir, { recursive: true });
+}
