@@ -42,9 +42,11 @@ const ASCFLAGS = [
   "--optimize",
   "--runtime", "incremental",
   "--noColors",
-  // Route aborts to stderr + trap instead of importing env.abort, so AS guests
-  // import nothing but wasi_snapshot_preview1 (guests/as/lib/abort.ts).
-  "--use", "abort=guests/as/lib/abort/abortToStderr",
+  // AssemblyScript's abort stays the `env.abort` import, which understudy
+  // provides (it ends the guest with the message). Routing it through WASI
+  // fd_write instead would make every bounds check a path to a safe-point
+  // import, and Asyncify would instrument every function with one (measured:
+  // primes ran 1.5x slower that way; see docs/benchmarks.md).
 ];
 
 class BuildError extends Error {}

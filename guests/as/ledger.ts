@@ -4,8 +4,8 @@
 // as garbage-collected objects (Map, Array, classes) in its heap.
 //
 // Exports: memory, _initialize (runs the module's top-level code; call it
-// first), us_request_buffer, handle. Imports: wasi_snapshot_preview1.fd_write
-// only, used to print an abort message to stderr before trapping.
+// first), us_request_buffer, handle. Imports: env.abort only (AssemblyScript's
+// abort, provided by understudy).
 // `handle` takes one text command per request (a trailing "\n" or "\r\n" is
 // ignored; words are separated by one space):
 //
@@ -28,7 +28,6 @@
 
 export { us_request_buffer } from "../sdk/as/understudy";
 import { requestText, respond } from "../sdk/as/understudy";
-import "./lib/abort";
 
 const AMOUNT_MAX: i64 = 1_000_000_000_000_000; // 10^15
 // Total money in the ledger stays below this, so sums never overflow i64.

@@ -12,10 +12,10 @@
 // function of the arguments. Exits through proc_exit: 0 done, 2 usage.
 //
 // Exports: memory, _start (runs the module's top-level code). Imports:
-// wasi_snapshot_preview1 args_sizes_get, args_get, fd_write, proc_exit.
+// wasi_snapshot_preview1 args_sizes_get, args_get, fd_write, proc_exit, and
+// env.abort (AssemblyScript's abort, provided by understudy).
 
 import { args, exit, STDERR, STDOUT, write } from "./lib/wasi";
-import "./lib/abort";
 
 const LIMIT_DEFAULT: u32 = 40_000_000;
 // 400 M keeps the found primes (~21 M, 4 bytes each) far inside wasm32 memory.
