@@ -8,6 +8,7 @@ import type { Guest } from '../guest/guest.js';
 import type { OutputGate } from '../output/gate.js';
 import { assert } from '../util/assert.js';
 import { writeFullCheckpoint, type CheckpointMeta } from './snapshot.js';
+import type { Progress } from './file.js';
 
 export const CHECKPOINT_SUFFIX = '.usck';
 /** Keep at least this many by default: a checkpoint can be found corrupt, and the one before it is the fallback. */
@@ -23,6 +24,7 @@ export interface CheckpointerOptions {
   firstSequence?: number;
   /** Called after each checkpoint is durable. */
   onCheckpoint?: (taken: TakenCheckpoint) => void;
+  onProgress?: Progress;
 }
 
 export interface TakenCheckpoint {
@@ -90,7 +92,7 @@ export class Checkpointer {
     assert(this.guest.atRest, 'checkpoint while the guest runs');
     const started = performance.now();
     const file = path.join(this.options.dir, checkpointFileName(this.sequence));
-    const { meta, fileBytes } = writeFullCheckpoint(file, { guest: this.guest, output: this.output, sequence: this.sequence });
+    const { meta, fileBytes } = writeFullCheckpoint(file, { guest: this.guest, output: this.output, sequence: this.sequence, onProgress: this.options.onProgress });
     this.sequence++;
     const taken: TakenCheckpoint = { path: file, meta, fileBytes, pauseMs: performance.now() - started };
     this.lastAtMs = performance.now();

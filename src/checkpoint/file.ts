@@ -19,8 +19,11 @@ import {
   type SectionEntry,
 } from './format.js';
 
-/** One write() call moves at most this much; larger buffers are written in pieces. */
-const IO_CHUNK_BYTES = 256 << 20;
+/** One write() call moves at most this much; larger buffers are written in pieces (and report progress per piece). */
+const IO_CHUNK_BYTES = 64 << 20;
+
+/** Told how far a long write or read has come. */
+export type Progress = (doneBytes: number, totalBytes: number) => void;
 
 export interface SectionData {
   kind: SectionKind;
@@ -34,23 +37,25 @@ function ioError(what: string, e: unknown): UnderstudyError {
   return new UnderstudyError('ERR_CKPT_IO', `${what}: ${msg}`, { cause: e });
 }
 
-function writeAll(fd: number, bytes: Uint8Array, position: number): void {
+function writeAll(fd: number, bytes: Uint8Array, position: number, progress?: (bytes: number) => void): void {
   let done = 0;
   while (done < bytes.length) {
     const n = Math.min(IO_CHUNK_BYTES, bytes.length - done);
     const wrote = fs.writeSync(fd, bytes, done, n, position + done);
     assert(wrote > 0, 'write made no progress');
     done += wrote;
+    progress?.(wrote);
   }
 }
 
-function readAll(fd: number, into: Uint8Array, position: number): void {
+function readAll(fd: number, into: Uint8Array, position: number, progress?: (bytes: number) => void): void {
   let done = 0;
   while (done < into.length) {
     const n = Math.min(IO_CHUNK_BYTES, into.length - done);
     const got = fs.readSync(fd, into, done, n, position + done);
     if (got === 0) throw new UnderstudyError('ERR_CKPT_TRUNCATED', 'file ended early while reading');
     done += got;
+    progress?.(got);
   }
 }
 
@@ -60,7 +65,7 @@ export interface WriteResult {
 }
 
 /** Writes a checkpoint atomically: after a crash there is either the old file or the whole new one. */
-export function writeCheckpointFile(filePath: string, sections: SectionData[]): WriteResult {
+export function writeCheckpointFile(filePath: string, sections: SectionData[], onProgress?: Progress): WriteResult {
   const entries = sections.map((s) => ({ kind: s.kind, flags: s.flags ?? 0, length: s.data.length, crc: native.crc32c(s.data) }));
   const { head, offsets, fileBytes } = buildLayout(entries);
   const dir = path.dirname(path.resolve(filePath));
@@ -69,7 +74,9 @@ export function writeCheckpointFile(filePath: string, sections: SectionData[]): 
   try {
     fd = fs.openSync(tmp, 'wx', 0o644);
     writeAll(fd, head, 0);
-    sections.forEach((s, i) => writeAll(fd, s.data, offsets[i]!));
+    let written = 0;
+    const advance = onProgress && ((n: number) => onProgress((written += n), fileBytes));
+    sections.forEach((s, i) => writeAll(fd, s.data, offsets[i]!, advance));
     // Padding after the last section is not written; make the size exact.
     fs.ftruncateSync(fd, fileBytes);
     fs.fsyncSync(fd);
@@ -164,10 +171,11 @@ export class CheckpointFile {
   }
 
   /** Reads a section straight into `into` (e.g. a fresh guest's memory) and verifies it there. */
-  readInto(kind: SectionKind, into: Uint8Array): void {
+  readInto(kind: SectionKind, into: Uint8Array, onProgress?: Progress): void {
     const e = this.require(kind);
     assert(into.length === e.length, 'destination size differs from the section');
-    readAll(this.fd, into, e.offset);
+    let done = 0;
+    readAll(this.fd, into, e.offset, onProgress && ((n) => onProgress((done += n), e.length)));
     verifySection(e, into);
   }
 

@@ -10,7 +10,7 @@ import { OutputGate, type OutputGateState, type OutputTarget } from '../output/g
 import type { Plain, PlainObject } from '../util/plain.js';
 import { WasiDevice, type WasiHostEnv } from '../wasi/index.js';
 import { SectionKind } from './format.js';
-import { CheckpointFile, writeCheckpointFile, type SectionData } from './file.js';
+import { CheckpointFile, writeCheckpointFile, type Progress, type SectionData } from './file.js';
 import { decodePlain, encodePlain } from './plain-codec.js';
 
 export interface CheckpointMeta extends PlainObject {
@@ -33,6 +33,7 @@ export interface CheckpointSource {
   sequence: number;
   /** Embed the original module so `restore` needs nothing but the file (default true). */
   embedModule?: boolean;
+  onProgress?: Progress;
 }
 
 /** Writes a full checkpoint of a guest at rest. The guest must stay stopped until this returns. */
@@ -57,7 +58,7 @@ export function writeFullCheckpoint(filePath: string, src: CheckpointSource): { 
   sections.push({ kind: SectionKind.Memory, data: new Uint8Array(guest.memory.buffer) });
   sections.push({ kind: SectionKind.Vcpu, data: encodePlain(vcpuToPlain(vcpu)) });
   sections.push({ kind: SectionKind.Devices, data: encodePlain({ wasi: guest.wasi.save(), output: src.output.save() }) });
-  const { fileBytes } = writeCheckpointFile(filePath, sections);
+  const { fileBytes } = writeCheckpointFile(filePath, sections, src.onProgress);
   return { meta, fileBytes, writeMs: performance.now() - started };
 }
 
@@ -136,6 +137,7 @@ export interface RestoreOptions {
   host: Omit<WasiHostEnv, 'output'>;
   outputTarget?: OutputTarget;
   guestOptions?: Omit<GuestOptions, 'wasi'>;
+  onProgress?: Progress;
 }
 
 /** Rebuilds a guest from a checkpoint. Nothing runs and nothing is handed out unless every section verified. */
@@ -151,6 +153,6 @@ export async function restoreFromCheckpoint(opened: OpenedCheckpoint, options: R
   if (module.layout.kind !== meta.guestKind) throw new UnderstudyError('ERR_CKPT_MODULE_MISMATCH', `checkpoint is of a ${meta.guestKind}, module loads as a ${module.layout.kind}`);
   const output = new OutputGate(options.outputTarget, opened.output);
   const wasi = WasiDevice.restore(opened.wasi, { ...options.host, output });
-  const guest = await Guest.restore(module, { ...options.guestOptions, wasi }, opened.vcpu, (mem) => opened.file.readInto(SectionKind.Memory, mem));
+  const guest = await Guest.restore(module, { ...options.guestOptions, wasi }, opened.vcpu, (mem) => opened.file.readInto(SectionKind.Memory, mem, options.onProgress));
   return { guest, output };
 }

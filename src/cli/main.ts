@@ -28,9 +28,21 @@ function log(flags: SessionFlags): (line: string) => void {
   return flags.quiet ? () => {} : (line) => process.stderr.write(`understudy: ${line}\n`);
 }
 
+/** Long writes and reads (over PROGRESS_BYTES_MIN) show a progress line on a terminal. */
+const PROGRESS_BYTES_MIN = 256 << 20;
+
+function progressLine(flags: SessionFlags): ((done: number, total: number) => void) | undefined {
+  if (flags.quiet || !process.stderr.isTTY) return undefined;
+  return (done, total) => {
+    if (total < PROGRESS_BYTES_MIN) return;
+    process.stderr.write(`\runderstudy: ${formatBytes(done)} of ${formatBytes(total)} (${((100 * done) / total).toFixed(0)}%)${done >= total ? '\n' : ''}`);
+  };
+}
+
 function sessionOptions(flags: SessionFlags): SessionOptions {
   const say = log(flags);
   return {
+    onProgress: progressLine(flags),
     checkpointDir: flags.checkpointDir ?? (flags.checkpointEvery || flags.control ? 'checkpoints' : undefined),
     checkpointEveryMs: flags.checkpointEvery,
     keep: flags.keep,

@@ -8,6 +8,7 @@ import readline from 'node:readline';
 import type { Readable } from 'node:stream';
 import { Checkpointer, type TakenCheckpoint } from '../checkpoint/checkpointer.js';
 import { openCheckpoint, restoreFromCheckpoint } from '../checkpoint/snapshot.js';
+import type { Progress } from '../checkpoint/file.js';
 import { ControlServer } from '../control/control.js';
 import { UnderstudyError } from '../errors.js';
 import { Guest } from '../guest/guest.js';
@@ -32,6 +33,8 @@ export interface SessionOptions {
   yieldEveryMs?: number;
   stackCaptureBytes?: number;
   onCheckpoint?: (taken: TakenCheckpoint) => void;
+  /** Progress of long checkpoint writes and restores. */
+  onProgress?: Progress;
   /** Log lines about the session (not guest output) go here. */
   log?: (line: string) => void;
 }
@@ -74,6 +77,7 @@ export async function restoreSession(opts: RestoreSessionOptions): Promise<Sessi
       host: { stdin },
       outputTarget: opts.outputTarget ?? processOutput,
       guestOptions: { yieldEveryMs: opts.yieldEveryMs, stackCaptureBytes: opts.stackCaptureBytes },
+      onProgress: opts.onProgress,
     });
     opts.log?.(`restored checkpoint ${opened.meta.sequence} (${guest.kind}, ${(opened.meta.memoryBytes / 2 ** 20).toFixed(1)} MiB memory, restore generation ${guest.wasi.restoreGeneration})`);
     return drive(guest, output, opts, opened.meta.sequence + 1);
@@ -84,7 +88,7 @@ export async function restoreSession(opts: RestoreSessionOptions): Promise<Sessi
 
 async function drive(guest: Guest, output: OutputGate, opts: SessionOptions, firstSequence: number): Promise<SessionResult> {
   const checkpointer = opts.checkpointDir
-    ? new Checkpointer(guest, output, { dir: opts.checkpointDir, everyMs: opts.checkpointEveryMs, keep: opts.keep, firstSequence, onCheckpoint: opts.onCheckpoint })
+    ? new Checkpointer(guest, output, { dir: opts.checkpointDir, everyMs: opts.checkpointEveryMs, keep: opts.keep, firstSequence, onCheckpoint: opts.onCheckpoint, onProgress: opts.onProgress })
     : null;
   const control = opts.controlSocket
     ? await ControlServer.listen(opts.controlSocket, async (req) => {
