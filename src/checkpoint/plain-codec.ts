@@ -24,20 +24,24 @@ export const PLAIN_DEPTH_MAX = 64;
 const textEncoder = new TextEncoder();
 const textDecoder = new TextDecoder('utf-8', { fatal: true });
 
+/** Scratch sizes: most states encode to a few hundred bytes; large blobs are referenced, not copied. */
+const SCRATCH_BYTES_INITIAL = 1024;
+const INLINE_BLOB_BYTES_MAX = 4096;
+
 class Writer {
   private chunks: Uint8Array[] = [];
-  private scratch = new Uint8Array(1 << 16);
+  private scratch = new Uint8Array(SCRATCH_BYTES_INITIAL);
   private view = new DataView(this.scratch.buffer);
   private used = 0;
   private total = 0;
 
   private reserve(bytes: number): void {
     if (this.used + bytes <= this.scratch.length) return;
-    this.flush();
-    if (bytes > this.scratch.length) {
-      this.scratch = new Uint8Array(bytes);
-      this.view = new DataView(this.scratch.buffer);
-    }
+    // Grow the scratch rather than start a new chunk: small states stay one contiguous buffer.
+    const grown = new Uint8Array(Math.max(this.scratch.length * 2, this.used + bytes));
+    grown.set(this.scratch.subarray(0, this.used));
+    this.scratch = grown;
+    this.view = new DataView(grown.buffer);
   }
   private flush(): void {
     if (this.used === 0) return;
@@ -65,18 +69,27 @@ class Writer {
     this.used += 8;
   }
   bytes(b: Uint8Array): void {
-    if (b.length <= 4096) {
+    if (b.length <= INLINE_BLOB_BYTES_MAX) {
       this.reserve(b.length);
       this.scratch.set(b, this.used);
       this.used += b.length;
     } else {
-      // Large blobs (file contents) are referenced, not copied into scratch.
+      // Large blobs (file contents, page deltas) are referenced, not copied into scratch.
       this.flush();
       this.chunks.push(b);
       this.total += b.length;
     }
   }
+  /** A length-prefixed UTF-8 string, encoded straight into the scratch. */
+  text(s: string): void {
+    // UTF-8 needs at most 3 bytes per UTF-16 code unit.
+    this.reserve(4 + s.length * 3);
+    const { written } = textEncoder.encodeInto(s, this.scratch.subarray(this.used + 4));
+    this.view.setUint32(this.used, written, true);
+    this.used += 4 + written;
+  }
   finish(): Uint8Array {
+    if (this.chunks.length === 0) return this.scratch.slice(0, this.used);
     this.flush();
     const out = new Uint8Array(this.total);
     let at = 0;
@@ -101,12 +114,9 @@ function encodeValue(w: Writer, v: Plain, depth: number): void {
       }
       w.u8(Tag.Float64);
       return w.f64(v);
-    case 'string': {
-      const b = textEncoder.encode(v);
+    case 'string':
       w.u8(Tag.String);
-      w.u32(b.length);
-      return w.bytes(b);
-    }
+      return w.text(v);
     case 'bigint': {
       const negative = v < 0n;
       let m = negative ? -v : v;
@@ -142,9 +152,7 @@ function encodeValue(w: Writer, v: Plain, depth: number): void {
   w.u8(Tag.Object);
   w.u32(keys.length);
   for (const k of keys) {
-    const kb = textEncoder.encode(k);
-    w.u32(kb.length);
-    w.bytes(kb);
+    w.text(k);
     const item = (v as PlainObject)[k];
     if (item === undefined) throw new TypeError(`not plain data: undefined at key ${k}`);
     encodeValue(w, item, depth + 1);
