@@ -6,7 +6,8 @@
         "native/src/addon.c",
         "native/src/pages.c",
         "native/src/crc32c.c",
-        "native/src/uffd.c"
+        "native/src/uffd.c",
+        "native/src/delta.c"
       ],
       "cflags_c": ["-std=c11", "-O2", "-Wall", "-Wextra", "-Werror=implicit-function-declaration", "-D_GNU_SOURCE"],
       "conditions": [

@@ -19,6 +19,11 @@ export interface NativeAddon {
   uffdStats(handle: UffdHandle): Record<string, number>;
   uffdDispose(handle: UffdHandle): void;
   uffdProbe(): Partial<UffdProbeFacts>;
+  // Per-page delta encoding (native/src/delta.c); the format is documented in
+  // src/checkpoint/delta-codec.ts, which is the interface to use.
+  deltaEncode(staged: Uint8Array, pageIndices: Uint32Array, shadow: Uint8Array, out: Uint8Array, runGapMergeBytes?: number, runsBytesMax?: number): import('./checkpoint/delta-codec.js').DeltaEncodeCounts;
+  deltaApply(encoded: Uint8Array, memory: Uint8Array): number;
+  readonly deltaLayout: Readonly<Record<string, number>>;
 }
 
 /** An opaque native tracker (a napi external); freed by GC after dispose. */

@@ -1,0 +1,463 @@
+// Per-page delta encoding of dirty pages against the previous image of memory
+// (the "difference computation" of seed 001: ship only the words of a page
+// that changed). The format is defined in src/checkpoint/delta-codec.ts; the
+// offsets and sizes below are the same numbers, asserted on both sides.
+//
+//   deltaEncode(staged, pages, shadow, out, runGapMergeBytes?, runsBytesMax?)
+//       -> { bytes, unchanged, zero, full, runs, runSegments, runBytes }
+//   deltaApply(encoded, memory) -> pagesApplied
+//
+// Both are plain functions of their arguments: no static mutable state, so the
+// addon is safe to load in several worker_threads at once.
+#include "addon.h"
+
+#include <stdio.h>
+#include <string.h>
+
+// ---- format (little-endian) ----
+// header: u32 magic, u16 version, u16 flags (0), u32 entryCount,
+//         u32 pageBytes (4096), u64 totalBytes (header included)
+// entry:  u32 pageIndex, u8 kind, then by kind:
+//         ZERO nothing; FULL 4096 bytes; RUNS u16 runCount, runCount x (u16 offset, u16 length, length bytes)
+#define US_DELTA_MAGIC 0x4C445355u  // "USDL" as bytes
+#define US_DELTA_VERSION 1u
+#define US_DELTA_OFF_MAGIC 0u
+#define US_DELTA_OFF_VERSION 4u
+#define US_DELTA_OFF_FLAGS 6u
+#define US_DELTA_OFF_ENTRIES 8u
+#define US_DELTA_OFF_PAGE_BYTES 12u
+#define US_DELTA_OFF_TOTAL 16u
+#define US_DELTA_HEADER_BYTES 24u
+#define US_DELTA_ENTRY_HEAD_BYTES 5u  // u32 pageIndex + u8 kind
+#define US_DELTA_RUNS_HEAD_BYTES 2u   // u16 runCount
+#define US_DELTA_RUN_HEAD_BYTES 4u    // u16 offset + u16 length
+#define US_DELTA_KIND_ZERO 0u
+#define US_DELTA_KIND_FULL 1u
+#define US_DELTA_KIND_RUNS 2u
+
+_Static_assert(US_DELTA_OFF_VERSION == US_DELTA_OFF_MAGIC + 4, "magic is a u32");
+_Static_assert(US_DELTA_OFF_FLAGS == US_DELTA_OFF_VERSION + 2, "version is a u16");
+_Static_assert(US_DELTA_OFF_ENTRIES == US_DELTA_OFF_FLAGS + 2, "flags is a u16");
+_Static_assert(US_DELTA_OFF_PAGE_BYTES == US_DELTA_OFF_ENTRIES + 4, "entryCount is a u32");
+_Static_assert(US_DELTA_OFF_TOTAL == US_DELTA_OFF_PAGE_BYTES + 4, "pageBytes is a u32");
+_Static_assert(US_DELTA_HEADER_BYTES == US_DELTA_OFF_TOTAL + 8, "totalBytes is a u64 and ends the header");
+// A run's offset (< 4096) and length (<= 4096) must fit their u16 fields.
+_Static_assert(US_PAGE_BYTES <= 0xFFFFu, "run offsets and lengths are u16");
+_Static_assert(US_PAGE_BYTES % 8 == 0, "pages are compared in 8-byte words");
+
+// Worst-case bytes of one entry: a FULL page. A RUNS entry is only emitted when
+// its body is smaller than a page (runsBytesMax <= US_PAGE_BYTES), a ZERO
+// entry has no body, so no entry is larger than this.
+#define US_DELTA_ENTRY_BYTES_MAX (US_DELTA_ENTRY_HEAD_BYTES + US_PAGE_BYTES)
+
+// Runs closer than this many bytes are merged into one run. Runs come from
+// maximal sequences of differing 8-byte words, so two runs are always at
+// least 8 bytes apart, and a run header costs 4 bytes: any merge ships more
+// raw bytes. Measured on real deltas (docs/compression.md): merging gaps up
+// to 8..32 bytes saved nothing after compression and cost bytes before it, so
+// runs are not merged (the constant is kept as a tunable for the benchmark).
+#define US_DELTA_RUN_GAP_MERGE_BYTES 0u
+// A RUNS body of at least this many bytes is sent as FULL instead. Equal to a
+// page: RUNS is chosen whenever it is smaller. Measured (docs/compression.md):
+// lower thresholds shipped more bytes and did not speed apply up measurably.
+#define US_DELTA_RUNS_BYTES_MAX US_PAGE_BYTES
+_Static_assert(US_DELTA_RUNS_BYTES_MAX <= US_PAGE_BYTES, "a RUNS entry is never larger than a FULL one");
+
+#define US_PAGE_WORDS (US_PAGE_BYTES / 8u)
+// Runs of one page: each is a maximal sequence of differing words, and two
+// sequences are separated by at least one equal word.
+#define US_DELTA_RUNS_PER_PAGE_MAX ((US_PAGE_WORDS + 1u) / 2u)
+
+typedef struct {
+  uint32_t start;
+  uint32_t end;  // exclusive
+} us_run;
+
+static inline uint64_t load_word(const uint8_t* p) {
+  uint64_t w;
+  memcpy(&w, p, 8);  // unaligned-safe load
+  return w;
+}
+
+// Index (0..7, in memory order) of the first and last non-zero byte of a
+// non-zero word loaded from memory by load_word.
+static inline uint32_t first_byte(uint64_t x) {
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+  return (uint32_t)__builtin_ctzll(x) / 8u;
+#else
+  return (uint32_t)__builtin_clzll(x) / 8u;
+#endif
+}
+static inline uint32_t last_byte(uint64_t x) {
+#if __BYTE_ORDER__ == __ORDER_LITTLE_ENDIAN__
+  return 7u - (uint32_t)__builtin_clzll(x) / 8u;
+#else
+  return 7u - (uint32_t)__builtin_ctzll(x) / 8u;
+#endif
+}
+
+static inline void put_u16(uint8_t* p, uint32_t v) {
+  p[0] = (uint8_t)v;
+  p[1] = (uint8_t)(v >> 8);
+}
+static inline void put_u32(uint8_t* p, uint32_t v) {
+  put_u16(p, v & 0xFFFFu);
+  put_u16(p + 2, v >> 16);
+}
+static inline void put_u64(uint8_t* p, uint64_t v) {
+  put_u32(p, (uint32_t)v);
+  put_u32(p + 4, (uint32_t)(v >> 32));
+}
+static inline uint32_t get_u16(const uint8_t* p) { return (uint32_t)p[0] | ((uint32_t)p[1] << 8); }
+static inline uint32_t get_u32(const uint8_t* p) { return get_u16(p) | (get_u16(p + 2) << 16); }
+static inline uint64_t get_u64(const uint8_t* p) { return (uint64_t)get_u32(p) | ((uint64_t)get_u32(p + 4) << 32); }
+
+// Blocks of 8 words are tested with one branch (the OR loop vectorises), so
+// equal or zero stretches of a page cost a few instructions per 64 bytes.
+#define US_BLOCK_WORDS 8u
+_Static_assert(US_PAGE_BYTES % (US_BLOCK_WORDS * 8u) == 0, "a page is whole blocks");
+
+static inline uint64_t block_or(const uint8_t* p) {
+  uint64_t acc = 0;
+  for (size_t k = 0; k < US_BLOCK_WORDS; k++) acc |= load_word(p + k * 8);
+  return acc;
+}
+static inline uint64_t block_xor_or(const uint8_t* a, const uint8_t* b) {
+  uint64_t acc = 0;
+  for (size_t k = 0; k < US_BLOCK_WORDS; k++) acc |= load_word(a + k * 8) ^ load_word(b + k * 8);
+  return acc;
+}
+
+// Stops at the first non-zero block: a live page is usually non-zero early.
+static int page_is_zero(const uint8_t* p) {
+  for (size_t i = 0; i < US_PAGE_BYTES; i += US_BLOCK_WORDS * 8u)
+    if (block_or(p + i) != 0) return 0;
+  return 1;
+}
+
+// Changed byte runs of `next` against `prev`, found word by word and trimmed to
+// bytes at both ends; runs whose gap is below gap_merge are merged. Returns
+// the number of runs (>= 1 when the pages differ).
+static size_t page_runs(const uint8_t* prev, const uint8_t* next, uint32_t gap_merge, us_run* runs) {
+  size_t n = 0;
+  size_t w = 0;
+  while (w < US_PAGE_WORDS) {
+    if (w % US_BLOCK_WORDS == 0 && block_xor_or(prev + w * 8, next + w * 8) == 0) {
+      w += US_BLOCK_WORDS;  // the whole block is equal
+      continue;
+    }
+    uint64_t x = load_word(prev + w * 8) ^ load_word(next + w * 8);
+    if (x == 0) {
+      w++;
+      continue;
+    }
+    uint32_t start = (uint32_t)w * 8u + first_byte(x);
+    size_t last = w;
+    uint64_t last_x = x;
+    for (w++; w < US_PAGE_WORDS; w++) {
+      uint64_t y = load_word(prev + w * 8) ^ load_word(next + w * 8);
+      if (y == 0) break;
+      last = w;
+      last_x = y;
+    }
+    uint32_t end = (uint32_t)last * 8u + last_byte(last_x) + 1u;
+    if (n > 0 && start - runs[n - 1].end < gap_merge) {
+      runs[n - 1].end = end;
+    } else {
+      // A new sequence starts after at least one equal word, so n stays
+      // within US_DELTA_RUNS_PER_PAGE_MAX.
+      if (n >= US_DELTA_RUNS_PER_PAGE_MAX) __builtin_trap();
+      runs[n].start = start;
+      runs[n].end = end;
+      n++;
+    }
+  }
+  return n;
+}
+
+static int ranges_overlap(const uint8_t* a, size_t a_len, const uint8_t* b, size_t b_len) {
+  if (a_len == 0 || b_len == 0) return 0;
+  uintptr_t a0 = (uintptr_t)a, b0 = (uintptr_t)b;
+  return a0 < b0 + b_len && b0 < a0 + a_len;
+}
+
+static int get_u32_array(napi_env env, napi_value v, uint32_t** data, size_t* count) {
+  bool is_typed = false;
+  napi_typedarray_type type = napi_int8_array;
+  void* base = NULL;
+  napi_value ab;
+  size_t off = 0;
+  if (napi_is_typedarray(env, v, &is_typed) != napi_ok || (is_typed && napi_get_typedarray_info(env, v, &type, count, &base, &ab, &off) != napi_ok)) {
+    us_throw(env, "ERR_NATIVE_NAPI", "N-API call failed: reading a typed array");
+    return 0;
+  }
+  if (!is_typed || type != napi_uint32_array) {
+    napi_throw_type_error(env, "ERR_NATIVE_ARG", "expected a Uint32Array of page indices");
+    return 0;
+  }
+  // SAFETY: base points into the typed array's live backing store, already
+  // offset by byte_offset, valid for *count elements while no JS runs.
+  *data = (uint32_t*)base;
+  return 1;
+}
+
+// Reads an optional integer argument in [lo, hi]; `undefined` gives `fallback`.
+static int get_optional_u32(napi_env env, napi_value v, uint32_t lo, uint32_t hi, uint32_t fallback, uint32_t* out, const char* what) {
+  napi_valuetype t;
+  if (napi_typeof(env, v, &t) != napi_ok) {
+    us_throw(env, "ERR_NATIVE_NAPI", "N-API call failed: napi_typeof");
+    return 0;
+  }
+  if (t == napi_undefined) {
+    *out = fallback;
+    return 1;
+  }
+  double d = 0;
+  if (t != napi_number || napi_get_value_double(env, v, &d) != napi_ok || !(d >= lo && d <= hi) || d != (double)(uint32_t)d) {
+    char message[128];
+    snprintf(message, sizeof message, "%s must be an integer in [%u, %u]", what, lo, hi);
+    us_throw(env, "ERR_NATIVE_ARG", message);
+    return 0;
+  }
+  *out = (uint32_t)d;
+  return 1;
+}
+
+static int set_count(napi_env env, napi_value obj, const char* name, double value) {
+  napi_value v;
+  if (napi_create_double(env, value, &v) != napi_ok) return 0;
+  return napi_set_named_property(env, obj, name, v) == napi_ok;
+}
+
+static napi_value js_delta_encode(napi_env env, napi_callback_info info) {
+  size_t argc = 6;
+  napi_value argv[6];
+  US_NAPI_OK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 4) return us_throw(env, "ERR_NATIVE_ARG", "deltaEncode(staged, pages, shadow, out) needs four arguments");
+  uint8_t *staged, *shadow, *out;
+  size_t staged_len, shadow_len, out_len, count;
+  uint32_t* pages;
+  if (!us_get_bytes(env, argv[0], &staged, &staged_len)) return NULL;
+  if (!get_u32_array(env, argv[1], &pages, &count)) return NULL;
+  if (!us_get_bytes(env, argv[2], &shadow, &shadow_len)) return NULL;
+  if (!us_get_bytes(env, argv[3], &out, &out_len)) return NULL;
+  uint32_t gap_merge = US_DELTA_RUN_GAP_MERGE_BYTES, runs_max = US_DELTA_RUNS_BYTES_MAX;
+  napi_value undef;
+  US_NAPI_OK(env, napi_get_undefined(env, &undef));
+  if (!get_optional_u32(env, argc > 4 ? argv[4] : undef, 0, US_PAGE_BYTES, US_DELTA_RUN_GAP_MERGE_BYTES, &gap_merge, "runGapMergeBytes")) return NULL;
+  if (!get_optional_u32(env, argc > 5 ? argv[5] : undef, 1, US_PAGE_BYTES, US_DELTA_RUNS_BYTES_MAX, &runs_max, "runsBytesMax")) return NULL;
+
+  // Everything is checked before the first write: a refused call leaves the
+  // shadow and `out` untouched.
+  if (shadow_len % US_PAGE_BYTES) return us_throw(env, "ERR_NATIVE_RANGE", "shadow is not a whole number of pages");
+  size_t shadow_pages = shadow_len / US_PAGE_BYTES;
+  if (count > staged_len / US_PAGE_BYTES) return us_throw(env, "ERR_NATIVE_RANGE", "staged holds fewer pages than the page list");
+  if (count > shadow_pages) return us_throw(env, "ERR_NATIVE_RANGE", "more pages listed than the shadow holds");
+  // count <= shadow_pages <= SIZE_MAX / 4096, so this product cannot overflow on 64-bit.
+  if (count > (SIZE_MAX - US_DELTA_HEADER_BYTES) / US_DELTA_ENTRY_BYTES_MAX) return us_throw(env, "ERR_NATIVE_RANGE", "too many pages");
+  size_t bound = US_DELTA_HEADER_BYTES + count * US_DELTA_ENTRY_BYTES_MAX;
+  if (out_len < bound) return us_throw(env, "ERR_NATIVE_RANGE", "out is smaller than deltaBoundBytes(pages.length)");
+  for (size_t i = 0; i < count; i++) {
+    if (pages[i] >= shadow_pages) return us_throw(env, "ERR_NATIVE_RANGE", "page index at or past the end of the shadow (grow the shadow first)");
+    if (i > 0 && pages[i] <= pages[i - 1]) return us_throw(env, "ERR_NATIVE_ARG", "page indices are not strictly ascending");
+  }
+  if (ranges_overlap(staged, count * US_PAGE_BYTES, shadow, shadow_len) || ranges_overlap(out, out_len, shadow, shadow_len) ||
+      ranges_overlap(out, out_len, staged, count * US_PAGE_BYTES))
+    return us_throw(env, "ERR_NATIVE_ARG", "staged, shadow and out must not overlap");
+
+  us_run runs[US_DELTA_RUNS_PER_PAGE_MAX];
+  size_t pos = US_DELTA_HEADER_BYTES;
+  uint32_t entries = 0;
+  double n_unchanged = 0, n_zero = 0, n_full = 0, n_runs = 0, n_segments = 0, n_run_bytes = 0;
+  for (size_t i = 0; i < count; i++) {
+    // SAFETY: i < count <= staged_len / 4096 and pages[i] < shadow_pages were
+    // checked above, so both 4 KiB ranges lie inside their stores; the three
+    // buffers do not overlap, so memcpy below is defined; no JS runs here.
+    const uint8_t* next = staged + i * US_PAGE_BYTES;
+    uint8_t* prev = shadow + (size_t)pages[i] * US_PAGE_BYTES;
+    if (memcmp(prev, next, US_PAGE_BYTES) == 0) {
+      n_unchanged++;
+      continue;
+    }
+    // SAFETY: pos + US_DELTA_ENTRY_BYTES_MAX <= bound <= out_len: each of the
+    // at most `count` entries writes at most US_DELTA_ENTRY_BYTES_MAX bytes.
+    uint8_t* e = out + pos;
+    put_u32(e, pages[i]);
+    if (page_is_zero(next)) {
+      e[4] = US_DELTA_KIND_ZERO;
+      pos += US_DELTA_ENTRY_HEAD_BYTES;
+      n_zero++;
+    } else {
+      size_t n = page_runs(prev, next, gap_merge, runs);
+      size_t body = US_DELTA_RUNS_HEAD_BYTES, changed = 0;
+      for (size_t r = 0; r < n; r++) {
+        changed += runs[r].end - runs[r].start;
+        body += US_DELTA_RUN_HEAD_BYTES + (runs[r].end - runs[r].start);
+      }
+      if (body < runs_max) {
+        e[4] = US_DELTA_KIND_RUNS;
+        put_u16(e + 5, (uint32_t)n);
+        uint8_t* q = e + US_DELTA_ENTRY_HEAD_BYTES + US_DELTA_RUNS_HEAD_BYTES;
+        for (size_t r = 0; r < n; r++) {
+          uint32_t len = runs[r].end - runs[r].start;
+          put_u16(q, runs[r].start);
+          put_u16(q + 2, len);
+          // SAFETY: start < end <= 4096 inside `next`; the body fits in the
+          // entry's budget because body < runs_max <= 4096.
+          memcpy(q + US_DELTA_RUN_HEAD_BYTES, next + runs[r].start, len);
+          q += US_DELTA_RUN_HEAD_BYTES + len;
+        }
+        pos += US_DELTA_ENTRY_HEAD_BYTES + body;
+        n_runs++;
+        n_segments += (double)n;
+        n_run_bytes += (double)changed;
+      } else {
+        e[4] = US_DELTA_KIND_FULL;
+        memcpy(e + US_DELTA_ENTRY_HEAD_BYTES, next, US_PAGE_BYTES);
+        pos += US_DELTA_ENTRY_BYTES_MAX;
+        n_full++;
+      }
+    }
+    entries++;
+    memcpy(prev, next, US_PAGE_BYTES);
+  }
+  if (pos > bound) __builtin_trap();  // postcondition: the bound holds
+  put_u32(out + US_DELTA_OFF_MAGIC, US_DELTA_MAGIC);
+  put_u16(out + US_DELTA_OFF_VERSION, US_DELTA_VERSION);
+  put_u16(out + US_DELTA_OFF_FLAGS, 0);
+  put_u32(out + US_DELTA_OFF_ENTRIES, entries);
+  put_u32(out + US_DELTA_OFF_PAGE_BYTES, US_PAGE_BYTES);
+  put_u64(out + US_DELTA_OFF_TOTAL, (uint64_t)pos);
+
+  napi_value result;
+  US_NAPI_OK(env, napi_create_object(env, &result));
+  if (!set_count(env, result, "bytes", (double)pos) || !set_count(env, result, "unchanged", n_unchanged) ||
+      !set_count(env, result, "zero", n_zero) || !set_count(env, result, "full", n_full) || !set_count(env, result, "runs", n_runs) ||
+      !set_count(env, result, "runSegments", n_segments) || !set_count(env, result, "runBytes", n_run_bytes))
+    return us_throw(env, "ERR_NATIVE_NAPI", "N-API call failed: setting the encode counters");
+  return result;
+}
+
+// Throws ERR_CKPT_MALFORMED naming what failed and where.
+static napi_value malformed(napi_env env, const char* what, size_t at) {
+  char message[160];
+  snprintf(message, sizeof message, "malformed page delta: %s (at byte %zu)", what, at);
+  return us_throw(env, "ERR_CKPT_MALFORMED", message);
+}
+
+static napi_value js_delta_apply(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  US_NAPI_OK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 2) return us_throw(env, "ERR_NATIVE_ARG", "deltaApply(encoded, memory) needs two arguments");
+  uint8_t *enc, *mem;
+  size_t len, mem_len;
+  if (!us_get_bytes(env, argv[0], &enc, &len)) return NULL;
+  if (!us_get_bytes(env, argv[1], &mem, &mem_len)) return NULL;
+  if (mem_len % US_PAGE_BYTES) return us_throw(env, "ERR_NATIVE_RANGE", "memory is not a whole number of pages");
+  if (ranges_overlap(enc, len, mem, mem_len)) return us_throw(env, "ERR_NATIVE_ARG", "encoded and memory must not overlap");
+  size_t mem_pages = mem_len / US_PAGE_BYTES;
+
+  // Pass 1: validate everything; nothing is written. Every read below is
+  // preceded by a check that the bytes are there (`len - pos >= k`).
+  // SAFETY: all reads of `enc` are at offsets < len, checked before each read.
+  if (len < US_DELTA_HEADER_BYTES) return malformed(env, "shorter than the header", 0);
+  if (get_u32(enc + US_DELTA_OFF_MAGIC) != US_DELTA_MAGIC) return malformed(env, "bad magic", US_DELTA_OFF_MAGIC);
+  if (get_u16(enc + US_DELTA_OFF_VERSION) != US_DELTA_VERSION) return malformed(env, "unknown version", US_DELTA_OFF_VERSION);
+  if (get_u16(enc + US_DELTA_OFF_FLAGS) != 0) return malformed(env, "unknown flags", US_DELTA_OFF_FLAGS);
+  if (get_u32(enc + US_DELTA_OFF_PAGE_BYTES) != US_PAGE_BYTES) return malformed(env, "page size is not 4096", US_DELTA_OFF_PAGE_BYTES);
+  if (get_u64(enc + US_DELTA_OFF_TOTAL) != (uint64_t)len) return malformed(env, "total length disagrees with the input length", US_DELTA_OFF_TOTAL);
+  uint32_t entries = get_u32(enc + US_DELTA_OFF_ENTRIES);
+  if (entries > (len - US_DELTA_HEADER_BYTES) / US_DELTA_ENTRY_HEAD_BYTES) return malformed(env, "more entries than bytes for them", US_DELTA_OFF_ENTRIES);
+  if (entries > mem_pages) return malformed(env, "more entries than memory pages", US_DELTA_OFF_ENTRIES);
+  size_t pos = US_DELTA_HEADER_BYTES;
+  uint64_t prev_page = 0;
+  for (uint32_t i = 0; i < entries; i++) {
+    if (len - pos < US_DELTA_ENTRY_HEAD_BYTES) return malformed(env, "truncated entry", pos);
+    uint32_t page = get_u32(enc + pos);
+    uint32_t kind = enc[pos + 4];
+    if (page >= mem_pages) return malformed(env, "page index past the end of memory", pos);
+    if (i > 0 && page <= prev_page) return malformed(env, "page indices not strictly ascending", pos);
+    prev_page = page;
+    pos += US_DELTA_ENTRY_HEAD_BYTES;
+    if (kind == US_DELTA_KIND_ZERO) continue;
+    if (kind == US_DELTA_KIND_FULL) {
+      if (len - pos < US_PAGE_BYTES) return malformed(env, "truncated full page", pos);
+      pos += US_PAGE_BYTES;
+      continue;
+    }
+    if (kind != US_DELTA_KIND_RUNS) return malformed(env, "unknown entry kind", pos - 1);
+    if (len - pos < US_DELTA_RUNS_HEAD_BYTES) return malformed(env, "truncated run count", pos);
+    uint32_t n = get_u16(enc + pos);
+    if (n == 0) return malformed(env, "a runs entry with no runs", pos);
+    pos += US_DELTA_RUNS_HEAD_BYTES;
+    uint32_t run_end = 0;
+    for (uint32_t r = 0; r < n; r++) {
+      if (len - pos < US_DELTA_RUN_HEAD_BYTES) return malformed(env, "truncated run header", pos);
+      uint32_t off = get_u16(enc + pos), rl = get_u16(enc + pos + 2);
+      if (rl == 0) return malformed(env, "empty run", pos);
+      if (off < run_end) return malformed(env, "runs overlap or are not ascending", pos);
+      if (off + rl > US_PAGE_BYTES) return malformed(env, "run past the end of the page", pos);
+      run_end = off + rl;
+      pos += US_DELTA_RUN_HEAD_BYTES;
+      if (len - pos < rl) return malformed(env, "truncated run bytes", pos);
+      pos += rl;
+    }
+  }
+  if (pos != len) return malformed(env, "bytes after the last entry", pos);
+
+  // Pass 2: apply. The same walk, now known to stay inside `enc`, with every
+  // page index < mem_pages and every run inside its page.
+  pos = US_DELTA_HEADER_BYTES;
+  for (uint32_t i = 0; i < entries; i++) {
+    // SAFETY: pass 1 proved page < mem_pages, so the page lies inside memory;
+    // every source range lies inside `enc`; enc and mem do not overlap.
+    uint8_t* dst = mem + (size_t)get_u32(enc + pos) * US_PAGE_BYTES;
+    uint32_t kind = enc[pos + 4];
+    pos += US_DELTA_ENTRY_HEAD_BYTES;
+    if (kind == US_DELTA_KIND_ZERO) {
+      memset(dst, 0, US_PAGE_BYTES);
+    } else if (kind == US_DELTA_KIND_FULL) {
+      memcpy(dst, enc + pos, US_PAGE_BYTES);
+      pos += US_PAGE_BYTES;
+    } else {
+      uint32_t n = get_u16(enc + pos);
+      pos += US_DELTA_RUNS_HEAD_BYTES;
+      for (uint32_t r = 0; r < n; r++) {
+        uint32_t off = get_u16(enc + pos), rl = get_u16(enc + pos + 2);
+        pos += US_DELTA_RUN_HEAD_BYTES;
+        // SAFETY: off + rl <= 4096 (pass 1), so the run stays inside the page.
+        memcpy(dst + off, enc + pos, rl);
+        pos += rl;
+      }
+    }
+  }
+  if (pos != len) __builtin_trap();  // pass 2 walked what pass 1 validated
+
+  napi_value result;
+  US_NAPI_OK(env, napi_create_uint32(env, entries, &result));
+  return result;
+}
+
+static int set_u32(napi_env env, napi_value obj, const char* name, uint32_t value) {
+  napi_value v;
+  if (napi_create_uint32(env, value, &v) != napi_ok) return 0;
+  return napi_set_named_property(env, obj, name, v) == napi_ok;
+}
+
+napi_value us_init_delta(napi_env env, napi_value exports) {
+  if (!us_register(env, exports, "deltaEncode", js_delta_encode)) return NULL;
+  if (!us_register(env, exports, "deltaApply", js_delta_apply)) return NULL;
+  // The layout, so the TypeScript side can assert it agrees.
+  napi_value layout;
+  if (napi_create_object(env, &layout) != napi_ok) return NULL;
+  if (!set_u32(env, layout, "magic", US_DELTA_MAGIC) || !set_u32(env, layout, "version", US_DELTA_VERSION) ||
+      !set_u32(env, layout, "headerBytes", US_DELTA_HEADER_BYTES) || !set_u32(env, layout, "entryHeadBytes", US_DELTA_ENTRY_HEAD_BYTES) ||
+      !set_u32(env, layout, "entryBytesMax", US_DELTA_ENTRY_BYTES_MAX) || !set_u32(env, layout, "runsHeadBytes", US_DELTA_RUNS_HEAD_BYTES) ||
+      !set_u32(env, layout, "runHeadBytes", US_DELTA_RUN_HEAD_BYTES) || !set_u32(env, layout, "runGapMergeBytes", US_DELTA_RUN_GAP_MERGE_BYTES) ||
+      !set_u32(env, layout, "runsBytesMax", US_DELTA_RUNS_BYTES_MAX) || !set_u32(env, layout, "kindZero", US_DELTA_KIND_ZERO) ||
+      !set_u32(env, layout, "kindFull", US_DELTA_KIND_FULL) || !set_u32(env, layout, "kindRuns", US_DELTA_KIND_RUNS))
+    return NULL;
+  if (napi_set_named_property(env, exports, "deltaLayout", layout) != napi_ok) return NULL;
+  return exports;
+}
