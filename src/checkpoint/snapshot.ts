@@ -34,31 +34,61 @@ export interface CheckpointSource {
   /** Embed the original module so `restore` needs nothing but the file (default true). */
   embedModule?: boolean;
   onProgress?: Progress;
+  /** Creation time to record (default now; tests fix it to compare files byte for byte). */
+  createdAtMs?: number;
+}
+
+/** What a full checkpoint file is made of, already encoded (for writers that do not hold a live guest, such as compaction). */
+export interface CheckpointParts {
+  meta: CheckpointMeta;
+  /** The original module, embedded so `restore` needs nothing but the file; null to leave it out. */
+  module: Uint8Array | null;
+  memory: Uint8Array;
+  vcpu: Uint8Array;
+  devices: Uint8Array;
+}
+
+export function writeCheckpointParts(filePath: string, parts: CheckpointParts, onProgress?: Progress): number {
+  const sections: SectionData[] = [{ kind: SectionKind.Meta, data: encodePlain(parts.meta) }];
+  if (parts.module) sections.push({ kind: SectionKind.Module, data: parts.module });
+  sections.push({ kind: SectionKind.Memory, data: parts.memory });
+  sections.push({ kind: SectionKind.Vcpu, data: parts.vcpu });
+  sections.push({ kind: SectionKind.Devices, data: parts.devices });
+  return writeCheckpointFile(filePath, sections, onProgress).fileBytes;
+}
+
+/** The metadata of a checkpoint of `guest` taken now. */
+export function guestMeta(guest: Guest, output: OutputGate, sequence: number, createdAtMs = Date.now()): CheckpointMeta {
+  return {
+    sequence,
+    createdAtMs,
+    moduleSha256: guest.module.sha256,
+    guestKind: guest.kind,
+    rewriteVersion: REWRITE_VERSION,
+    memoryBytes: guest.memory.buffer.byteLength,
+    restoreGeneration: guest.wasi.restoreGeneration,
+    output: output.save(),
+    stdinBytesConsumed: guest.wasi.stdinBytesConsumed,
+  };
+}
+
+/** The encoded vCPU and device sections of a guest at rest. */
+export function encodeGuestState(guest: Guest, output: OutputGate): { vcpu: Uint8Array; devices: Uint8Array } {
+  return { vcpu: encodePlain(vcpuToPlain(guest.captureVcpu())), devices: encodePlain({ wasi: guest.wasi.save(), output: output.save() }) };
 }
 
 /** Writes a full checkpoint of a guest at rest. The guest must stay stopped until this returns. */
 export function writeFullCheckpoint(filePath: string, src: CheckpointSource): { meta: CheckpointMeta; fileBytes: number; writeMs: number } {
   const started = performance.now();
   const { guest } = src;
-  const vcpu = guest.captureVcpu();
-  const meta: CheckpointMeta = {
-    sequence: src.sequence,
-    createdAtMs: Date.now(),
-    moduleSha256: guest.module.sha256,
-    guestKind: guest.kind,
-    rewriteVersion: REWRITE_VERSION,
-    memoryBytes: guest.memory.buffer.byteLength,
-    restoreGeneration: guest.wasi.restoreGeneration,
-    output: src.output.save(),
-    stdinBytesConsumed: guest.wasi.stdinBytesConsumed,
-  };
-  const sections: SectionData[] = [{ kind: SectionKind.Meta, data: encodePlain(meta) }];
-  if (src.embedModule ?? true) sections.push({ kind: SectionKind.Module, data: guest.module.original });
+  const { vcpu, devices } = encodeGuestState(guest, src.output);
+  const meta = guestMeta(guest, src.output, src.sequence, src.createdAtMs);
   // The live memory, not a copy: the guest is stopped while the file is written.
-  sections.push({ kind: SectionKind.Memory, data: new Uint8Array(guest.memory.buffer) });
-  sections.push({ kind: SectionKind.Vcpu, data: encodePlain(vcpuToPlain(vcpu)) });
-  sections.push({ kind: SectionKind.Devices, data: encodePlain({ wasi: guest.wasi.save(), output: src.output.save() }) });
-  const { fileBytes } = writeCheckpointFile(filePath, sections, src.onProgress);
+  const fileBytes = writeCheckpointParts(
+    filePath,
+    { meta, module: src.embedModule ?? true ? guest.module.original : null, memory: new Uint8Array(guest.memory.buffer), vcpu, devices },
+    src.onProgress,
+  );
   return { meta, fileBytes, writeMs: performance.now() - started };
 }
 
@@ -66,7 +96,7 @@ function bad(what: string): UnderstudyError {
   return new UnderstudyError('ERR_CKPT_MALFORMED', what);
 }
 
-function isObject(p: Plain): p is PlainObject {
+export function isObject(p: Plain): p is PlainObject {
   return p !== null && typeof p === 'object' && !Array.isArray(p) && !(p instanceof Uint8Array);
 }
 
@@ -76,7 +106,7 @@ function nonNegInt(o: PlainObject, key: string): number {
   return v;
 }
 
-function outputState(p: Plain | undefined): OutputGateState {
+export function outputState(p: Plain | undefined): OutputGateState {
   if (p === undefined || !isObject(p)) throw bad('output counters missing');
   return { stdoutBytes: nonNegInt(p, 'stdoutBytes'), stderrBytes: nonNegInt(p, 'stderrBytes') };
 }
@@ -100,14 +130,21 @@ export function metaFromPlain(p: Plain): CheckpointMeta {
   };
 }
 
-/** A checkpoint whose structure and small sections are verified; memory is verified as it is loaded. */
-export interface OpenedCheckpoint {
-  file: CheckpointFile;
+/** A guest's saved state, verified except for memory, which is verified as it is loaded
+ * (a full checkpoint file, or a point of a chain: base plus deltas). */
+export interface GuestImage {
   meta: CheckpointMeta;
   module: Uint8Array | null;
   vcpu: VcpuState;
   wasi: Plain;
   output: OutputGateState;
+  /** Writes the memory image into `memory` (exactly meta.memoryBytes long), verifying as it goes. */
+  fillMemory(memory: Uint8Array, onProgress?: Progress): void;
+  close(): void;
+}
+
+export interface OpenedCheckpoint extends GuestImage {
+  file: CheckpointFile;
 }
 
 export function openCheckpoint(filePath: string): OpenedCheckpoint {
@@ -123,7 +160,16 @@ export function openCheckpoint(filePath: string): OpenedCheckpoint {
     if (meta.guestKind === 'reactor' && vcpu.stack !== null) throw bad('a reactor checkpoint carries a stack');
     const devices = decodePlain(file.read(SectionKind.Devices));
     if (!isObject(devices) || devices.wasi === undefined) throw bad('devices section has no WASI state');
-    return { file, meta, module, vcpu, wasi: devices.wasi, output: outputState(devices.output) };
+    return {
+      file,
+      meta,
+      module,
+      vcpu,
+      wasi: devices.wasi,
+      output: outputState(devices.output),
+      fillMemory: (memory, onProgress) => file.readInto(SectionKind.Memory, memory, onProgress),
+      close: () => file.close(),
+    };
   } catch (e) {
     file.close();
     throw e;
@@ -141,7 +187,7 @@ export interface RestoreOptions {
 }
 
 /** Rebuilds a guest from a checkpoint. Nothing runs and nothing is handed out unless every section verified. */
-export async function restoreFromCheckpoint(opened: OpenedCheckpoint, options: RestoreOptions): Promise<{ guest: Guest; output: OutputGate }> {
+export async function restoreFromCheckpoint(opened: GuestImage, options: RestoreOptions): Promise<{ guest: Guest; output: OutputGate }> {
   const { meta } = opened;
   let module = options.module;
   if (module) {
@@ -153,6 +199,9 @@ export async function restoreFromCheckpoint(opened: OpenedCheckpoint, options: R
   if (module.layout.kind !== meta.guestKind) throw new UnderstudyError('ERR_CKPT_MODULE_MISMATCH', `checkpoint is of a ${meta.guestKind}, module loads as a ${module.layout.kind}`);
   const output = new OutputGate(options.outputTarget, opened.output);
   const wasi = WasiDevice.restore(opened.wasi, { ...options.host, output });
-  const guest = await Guest.restore(module, { ...options.guestOptions, wasi }, opened.vcpu, (mem) => opened.file.readInto(SectionKind.Memory, mem, options.onProgress));
+  const guest = await Guest.restore(module, { ...options.guestOptions, wasi }, opened.vcpu, (mem) => {
+    if (mem.length !== meta.memoryBytes) throw new UnderstudyError('ERR_CKPT_MODULE_MISMATCH', 'memory image and instance differ in size');
+    opened.fillMemory(mem, options.onProgress);
+  });
   return { guest, output };
 }

@@ -7,7 +7,9 @@ import { loadGuestModule } from '../guest/module.js';
 import { StreamInput } from '../io/input.js';
 import { controlRequest } from '../control/control.js';
 import { restoreSession, startSession, type SessionOptions } from '../runtime/session.js';
-import { formatInspect, inspectCheckpoint } from './inspect.js';
+import { formatChain, formatInspect, inspectChain, inspectCheckpoint } from './inspect.js';
+import { compactChain, isChainDir } from '../checkpoint/chain.js';
+import type { TrackerKind } from '../track/tracker.js';
 import { runDemo } from './demo.js';
 import { registerDoctorCommand } from './doctor.js';
 import { registerModelCommands } from './model.js';
@@ -16,6 +18,8 @@ import { collect, formatBytes, parseEnv, parseExport, parseMs, parsePositiveInt,
 interface SessionFlags {
   checkpointDir?: string;
   checkpointEvery?: number;
+  epochMs?: number;
+  tracker?: TrackerKind | 'auto';
   keep?: number;
   control?: string;
   export?: [string, string][];
@@ -43,8 +47,10 @@ function sessionOptions(flags: SessionFlags): SessionOptions {
   const say = log(flags);
   return {
     onProgress: progressLine(flags),
-    checkpointDir: flags.checkpointDir ?? (flags.checkpointEvery || flags.control ? 'checkpoints' : undefined),
+    checkpointDir: flags.checkpointDir ?? (flags.checkpointEvery || flags.control || flags.epochMs !== undefined ? 'checkpoints' : undefined),
     checkpointEveryMs: flags.checkpointEvery,
+    epochMs: flags.epochMs,
+    tracker: flags.tracker,
     keep: flags.keep,
     controlSocket: flags.control,
     exportDirs: flags.export,
@@ -58,8 +64,10 @@ function sessionOptions(flags: SessionFlags): SessionOptions {
 function addSessionFlags(cmd: Command): Command {
   return cmd
     .option('--checkpoint-dir <dir>', 'where checkpoints go (default ./checkpoints when checkpointing)')
-    .option('--checkpoint-every <ms>', 'take a checkpoint every <ms> milliseconds, at the next safe point', (v) => parseMs(v, '--checkpoint-every'))
-    .option('--keep <n>', 'keep the newest <n> checkpoints', (v) => parsePositiveInt(v, '--keep'))
+    .option('--checkpoint-every <ms>', 'take a full checkpoint every <ms> milliseconds, at the next safe point', (v) => parseMs(v, '--checkpoint-every'))
+    .option('--epoch-ms <ms>', 'incremental checkpoints: a chain of deltas, one every <ms> milliseconds (log-dirty mode)', (v) => parseMs(v, '--epoch-ms'))
+    .addOption(new Option('--tracker <kind>', 'dirty-page tracker for --epoch-ms').choices(['auto', 'wp-async', 'wp-sync', 'hash']).default('auto'))
+    .option('--keep <n>', 'keep the newest <n> checkpoints (restore points of a chain)', (v) => parsePositiveInt(v, '--keep'))
     .option('--control <socket>', 'listen on a Unix socket for `understudy checkpoint --control`')
     .option('--export <guest:host>', 'copy a guest directory out to the host when the guest ends (repeatable)', collect(parseExport))
     .option('--handler <export>', 'reactor guests: the handler each input line is sent to', 'handle')
@@ -95,11 +103,12 @@ addSessionFlags(
   program
     .command('restore')
     .description('restore a checkpoint in this process and continue the guest')
-    .argument('<checkpoint>', 'a checkpoint file')
+    .argument('<checkpoint>', 'a checkpoint file, or a chain directory')
+    .option('--sequence <n>', 'for a chain: the epoch to restore (default the newest)', (v) => parsePositiveInt(v, '--sequence'))
     .option('--module <wasm>', 'the guest module (default: the one embedded in the checkpoint)')
     .option('--replay-stdin', 'stdin is the original input from its start: skip what the guest had already read'),
-).action(async (file: string, flags: SessionFlags & { module?: string; replayStdin?: boolean }) => {
-  const result = await restoreSession({ ...sessionOptions(flags), file, modulePath: flags.module, replayStdin: flags.replayStdin });
+).action(async (file: string, flags: SessionFlags & { module?: string; replayStdin?: boolean; sequence?: number }) => {
+  const result = await restoreSession({ ...sessionOptions(flags), file, modulePath: flags.module, replayStdin: flags.replayStdin, sequence: flags.sequence });
   process.exitCode = result.exitCode;
 });
 
@@ -121,12 +130,32 @@ program
   });
 
 program
+  .command('compact')
+  .description('merge the oldest part of a checkpoint chain into a new base, keeping the last <n> restore points')
+  .argument('<dir>', 'a chain directory')
+  .requiredOption('--keep <n>', 'restore points to keep', (v) => parsePositiveInt(v, '--keep'))
+  .action((dir: string, flags: { keep: number }) => {
+    const r = compactChain(dir, flags.keep);
+    process.stdout.write(
+      r.mergedRecords === 0
+        ? `nothing to merge: the chain holds ${r.baseSequence}..${r.lastSequence}\n`
+        : `merged ${r.mergedRecords} epochs into base ${r.baseSequence}; the chain holds ${r.baseSequence}..${r.lastSequence}\n`,
+    );
+  });
+
+program
   .command('inspect')
   .description('show what a checkpoint holds and verify it')
   .argument('<checkpoint>')
   .option('--json', 'machine-readable output')
   .option('--no-verify', 'skip checksum verification of large sections')
   .action((file: string, flags: { json?: boolean; verify: boolean }) => {
+    if (isChainDir(file)) {
+      const report = inspectChain(file, flags.verify);
+      process.stdout.write((flags.json ? JSON.stringify(report, null, 2) : formatChain(report)) + '\n');
+      if (!report.ok) process.exitCode = 1;
+      return;
+    }
     const report = inspectCheckpoint(file, flags.verify);
     process.stdout.write((flags.json ? JSON.stringify(report, null, 2) : formatInspect(report)) + '\n');
     if (!report.ok) process.exitCode = 1;
@@ -148,6 +177,11 @@ registerDoctorCommand(program);
 registerModelCommands(program);
 
 async function main(): Promise<void> {
+  // A reader that goes away (`understudy run ... | head`) ends the run quietly.
+  process.stdout.on('error', (e: NodeJS.ErrnoException) => {
+    if (e.code === 'EPIPE') process.exit(0);
+    throw e;
+  });
   try {
     await program.parseAsync(process.argv);
   } catch (e) {

@@ -7,7 +7,11 @@ import path from 'node:path';
 import readline from 'node:readline';
 import type { Readable } from 'node:stream';
 import { Checkpointer, type TakenCheckpoint } from '../checkpoint/checkpointer.js';
-import { openCheckpoint, restoreFromCheckpoint } from '../checkpoint/snapshot.js';
+import { openCheckpoint, restoreFromCheckpoint, type GuestImage } from '../checkpoint/snapshot.js';
+import { EpochCheckpointer, type EpochStats } from '../checkpoint/epochs.js';
+import { isChainDir, openChainPoint } from '../checkpoint/chain.js';
+import type { CodecName } from '../checkpoint/compress.js';
+import type { TrackerKind } from '../track/tracker.js';
 import type { Progress } from '../checkpoint/file.js';
 import { ControlServer } from '../control/control.js';
 import { UnderstudyError } from '../errors.js';
@@ -19,7 +23,12 @@ import { WasiDevice, type InputSource } from '../wasi/index.js';
 
 export interface SessionOptions {
   checkpointDir?: string;
+  /** Full checkpoints every this many ms. */
   checkpointEveryMs?: number;
+  /** Incremental checkpoints (a chain: base + deltas) every this many ms; takes precedence. */
+  epochMs?: number;
+  tracker?: TrackerKind | 'auto';
+  codec?: CodecName;
   keep?: number;
   controlSocket?: string;
   /** Guest directories copied out to the host when the guest ends: [guestPath, hostDir]. */
@@ -33,6 +42,7 @@ export interface SessionOptions {
   yieldEveryMs?: number;
   stackCaptureBytes?: number;
   onCheckpoint?: (taken: TakenCheckpoint) => void;
+  onEpoch?: (e: EpochStats) => void;
   /** Progress of long checkpoint writes and restores. */
   onProgress?: Progress;
   /** Log lines about the session (not guest output) go here. */
@@ -48,7 +58,10 @@ export interface StartOptions extends SessionOptions {
 
 export interface SessionResult {
   exitCode: number;
+  /** Full checkpoints taken (full mode). */
   checkpoints: TakenCheckpoint[];
+  /** Epochs made durable (incremental mode). */
+  epochs: EpochStats[];
   guest: Guest;
 }
 
@@ -65,10 +78,12 @@ export interface RestoreSessionOptions extends SessionOptions {
   modulePath?: string;
   /** The given stdin is the original input from its start: skip what the guest had consumed. */
   replayStdin?: boolean;
+  /** When `file` is a chain directory: the sequence to restore (default the newest). */
+  sequence?: number;
 }
 
 export async function restoreSession(opts: RestoreSessionOptions): Promise<SessionResult> {
-  const opened = openCheckpoint(opts.file);
+  const opened: GuestImage = isChainDir(opts.file) ? openChainPoint(opts.file, opts.sequence) : openCheckpoint(opts.file);
   try {
     const module = opts.modulePath ? await loadGuestModule(opts.modulePath) : undefined;
     const stdin = opts.stdin ?? new StreamInput(process.stdin, opts.replayStdin ? opened.meta.stdinBytesConsumed : 0);
@@ -82,39 +97,94 @@ export async function restoreSession(opts: RestoreSessionOptions): Promise<Sessi
     opts.log?.(`restored checkpoint ${opened.meta.sequence} (${guest.kind}, ${(opened.meta.memoryBytes / 2 ** 20).toFixed(1)} MiB memory, restore generation ${guest.wasi.restoreGeneration})`);
     return drive(guest, output, opts, opened.meta.sequence + 1);
   } finally {
-    opened.file.close();
+    opened.close();
   }
 }
 
+/** How a session protects its guest: full checkpoints now and then, or a chain of epochs. */
+interface Protection {
+  /** A checkpoint now (at the next safe point); what was written. */
+  takeNow(): Promise<Record<string, unknown>>;
+  /** Reactors, after each request. */
+  afterRequest(): Promise<void>;
+  close(): Promise<void>;
+  count(): number;
+  fullCheckpoints(): TakenCheckpoint[];
+  epochs(): EpochStats[];
+}
+
+async function protect(guest: Guest, output: OutputGate, opts: SessionOptions, firstSequence: number): Promise<Protection | null> {
+  if (!opts.checkpointDir) return null;
+  if (opts.epochMs !== undefined) {
+    if (isChainDir(opts.checkpointDir)) throw new UnderstudyError('ERR_USAGE', `${opts.checkpointDir} already holds a checkpoint chain; give a new --checkpoint-dir`);
+    const ep = await EpochCheckpointer.start(guest, output, {
+      dir: opts.checkpointDir,
+      epochMs: opts.epochMs,
+      tracker: opts.tracker,
+      codec: opts.codec,
+      keep: opts.keep,
+      firstSequence,
+      onEpoch: opts.onEpoch,
+    });
+    opts.log?.(`incremental checkpoints every ${opts.epochMs} ms into ${opts.checkpointDir} (tracker ${ep.trackerKind})`);
+    return {
+      async takeNow() {
+        const p = await guest.atSafePoint(() => ep.epoch());
+        await ep.flush();
+        return { sequence: p.sequence, chain: opts.checkpointDir, pauseMs: p.pauseMs };
+      },
+      async afterRequest() {
+        await ep.epochIfDue();
+      },
+      close: () => ep.close(),
+      count: () => ep.epochs.length,
+      fullCheckpoints: () => [],
+      epochs: () => ep.epochs,
+    };
+  }
+  const cp = new Checkpointer(guest, output, { dir: opts.checkpointDir, everyMs: opts.checkpointEveryMs, keep: opts.keep, firstSequence, onCheckpoint: opts.onCheckpoint, onProgress: opts.onProgress });
+  return {
+    async takeNow() {
+      const t = await cp.take();
+      return { path: t.path, sequence: t.meta.sequence, fileBytes: t.fileBytes, pauseMs: t.pauseMs };
+    },
+    async afterRequest() {
+      cp.takeIfDue();
+    },
+    close: async () => undefined,
+    count: () => cp.taken.length,
+    fullCheckpoints: () => cp.taken,
+    epochs: () => [],
+  };
+}
+
 async function drive(guest: Guest, output: OutputGate, opts: SessionOptions, firstSequence: number): Promise<SessionResult> {
-  const checkpointer = opts.checkpointDir
-    ? new Checkpointer(guest, output, { dir: opts.checkpointDir, everyMs: opts.checkpointEveryMs, keep: opts.keep, firstSequence, onCheckpoint: opts.onCheckpoint, onProgress: opts.onProgress })
-    : null;
+  const protection = await protect(guest, output, opts, firstSequence);
   const control = opts.controlSocket
     ? await ControlServer.listen(opts.controlSocket, async (req) => {
-        if (req.op === 'status') return { status: guest.status, kind: guest.kind, checkpoints: checkpointer?.taken.length ?? 0 };
-        if (!checkpointer) throw new UnderstudyError('ERR_USAGE', 'this session has no --checkpoint-dir');
-        const t = await checkpointer.take();
-        return { path: t.path, sequence: t.meta.sequence, fileBytes: t.fileBytes, pauseMs: t.pauseMs };
+        if (req.op === 'status') return { status: guest.status, kind: guest.kind, checkpoints: protection?.count() ?? 0 };
+        if (!protection) throw new UnderstudyError('ERR_USAGE', 'this session has no --checkpoint-dir');
+        return protection.takeNow();
       })
     : null;
   const onSignal = (): void => {
-    if (!checkpointer) return;
-    checkpointer.take().then(
-      (t) => opts.log?.(`checkpoint ${t.meta.sequence} written to ${t.path} on SIGUSR2`),
+    if (!protection) return;
+    protection.takeNow().then(
+      (t) => opts.log?.(`checkpoint ${String(t.sequence)} written on SIGUSR2`),
       (e: unknown) => opts.log?.(`checkpoint on SIGUSR2 failed: ${(e as Error).message}`),
     );
   };
   process.on('SIGUSR2', onSignal);
   try {
     let exitCode: number;
-    if (guest.kind === 'command') {
-      exitCode = await guest.run();
-    } else {
-      exitCode = await serveLines(guest, output, opts, checkpointer);
+    try {
+      if (guest.kind === 'command') exitCode = await guest.run();
+      else exitCode = await serveLines(guest, output, opts, protection);
+    } finally {
+      await protection?.close();
     }
     for (const [guestPath, hostDir] of opts.exportDirs ?? []) guest.wasi.exportTree(guestPath, path.resolve(hostDir));
-    return { exitCode, checkpoints: checkpointer?.taken ?? [], guest };
+    return { exitCode, checkpoints: protection?.fullCheckpoints() ?? [], epochs: protection?.epochs() ?? [], guest };
   } finally {
     process.off('SIGUSR2', onSignal);
     await control?.close();
@@ -122,18 +192,13 @@ async function drive(guest: Guest, output: OutputGate, opts: SessionOptions, fir
 }
 
 /** A reactor served from lines of input: each line is one request, each response one line of output. */
-async function serveLines(guest: Guest, output: OutputGate, opts: SessionOptions, checkpointer: Checkpointer | null): Promise<number> {
+async function serveLines(guest: Guest, output: OutputGate, opts: SessionOptions, protection: Protection | null): Promise<number> {
   const handler = opts.handler ?? 'handle';
   const rl = readline.createInterface({ input: opts.requests ?? process.stdin, crlfDelay: Infinity });
-  const timer = checkpointer && opts.checkpointEveryMs ? setInterval(() => checkpointer.takeIfDue(), opts.checkpointEveryMs) : null;
-  try {
-    for await (const line of rl) {
-      const resp = guest.request(handler, Buffer.from(line, 'utf8'));
-      output.write('stdout', Buffer.concat([resp, Buffer.from('\n')]));
-      checkpointer?.takeIfDue();
-    }
-  } finally {
-    if (timer) clearInterval(timer);
+  for await (const line of rl) {
+    const resp = guest.request(handler, Buffer.from(line, 'utf8'));
+    output.write('stdout', Buffer.concat([resp, Buffer.from('\n')]));
+    await protection?.afterRequest();
   }
   return 0;
 }

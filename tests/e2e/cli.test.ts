@@ -114,3 +114,39 @@ test('bad checkpoints are refused with one clear line, a stable code and a non-z
   const missing = cli(['restore', path.join(dir, 'nope.usck')]);
   assert.match(missing.stderr, /ERR_CKPT_IO/);
 });
+
+test('incremental checkpoints over the CLI: a chain restores at any epoch in a fresh process; compact keeps the last N', () => {
+  const dir = tempDir('e2e-chain');
+  const hw = guestPath('heapwalk');
+  const args = ['--', '4', '60'];
+  const plain = cli(['run', hw, ...args]);
+  assert.equal(plain.status, 0, plain.stderr);
+  const chain = path.join(dir, 'chain');
+  const run = cli(['run', hw, '--epoch-ms', '10', '--checkpoint-dir', chain, ...args]);
+  assert.equal(run.status, 0, run.stderr);
+  assert.ok(run.stdout.equals(plain.stdout), 'epochs do not change the output');
+  const info = JSON.parse(cli(['inspect', chain, '--json']).stdout.toString());
+  assert.equal(info.ok, true);
+  assert.ok(info.lastSequence - info.baseSequence >= 5, `several epochs (${info.baseSequence}..${info.lastSequence})`);
+  const outputAt = (seq: number): number => {
+    const r = cli(['restore', chain, '--sequence', String(seq), '--quiet']);
+    assert.equal(r.status, 0, r.stderr);
+    const before = plain.stdout.length - r.stdout.length;
+    assert.ok(before >= 0 && plain.stdout.subarray(before).equals(r.stdout), `restore at ${seq} continues exactly`);
+    return before;
+  };
+  const mid = Math.floor((info.baseSequence + info.lastSequence) / 2);
+  const a = outputAt(info.baseSequence + 1);
+  const b = outputAt(mid);
+  const c = outputAt(info.lastSequence);
+  assert.ok(a <= b && b <= c, 'later epochs have more output behind them');
+  const compacted = cli(['compact', chain, '--keep', '3']);
+  assert.equal(compacted.status, 0, compacted.stderr);
+  assert.match(compacted.stdout.toString(), /the chain holds (\d+)\.\.(\d+)/);
+  const after = JSON.parse(cli(['inspect', chain, '--json']).stdout.toString());
+  assert.equal(after.lastSequence - after.baseSequence, 2);
+  assert.equal(outputAt(info.lastSequence), c);
+  const gone = cli(['restore', chain, '--sequence', String(info.baseSequence + 1)]);
+  assert.equal(gone.status, 2);
+  assert.match(gone.stderr, /ERR_CKPT_MALFORMED: sequence \d+ is not in the chain/);
+});

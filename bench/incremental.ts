@@ -1,0 +1,127 @@
+// Incremental checkpoints, measured (docs/benchmarks.md, issue "kernel-assisted
+// dirty-page tracking"):
+//   1. tracking overhead: run time with no tracking, and with each tracker
+//      collecting every epoch (no copying), and the whole epoch pipeline;
+//   3. bytes per epoch: full pages vs byte-run diff vs diff + compression;
+//   4. epoch-length sensitivity: slowdown and delta size at 20..200 ms.
+//   node dist/bench/incremental.js [--runs 3] [--workloads heapwalk,kvstore] [--epochs 20,50,100,200]
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import { parseArgs } from 'node:util';
+import { EpochCheckpointer, type EpochStats } from '../src/checkpoint/epochs.js';
+import type { GuestModule } from '../src/guest/module.js';
+import { createTracker, probeTrackers, type TrackerKind } from '../src/track/tracker.js';
+import { machine, median, table } from './stats.js';
+import { WORKLOADS, type Workload } from './workloads.js';
+
+const { values } = parseArgs({
+  options: {
+    runs: { type: 'string', default: '3' },
+    workloads: { type: 'string', default: WORKLOADS.map((w) => w.name).join(',') },
+    epochs: { type: 'string', default: '20,50,100,200' },
+    'epoch-ms': { type: 'string', default: '20' },
+  },
+});
+const runs = Number(values.runs);
+const epochMs = Number(values['epoch-ms']);
+const sensitivity = values.epochs!.split(',').map(Number);
+const kinds = probeTrackers().filter((p) => p.supported).map((p) => p.kind);
+const workloads = WORKLOADS.filter((w) => values.workloads!.split(',').includes(w.name));
+
+type Mode = { kind: 'none' } | { kind: 'track'; tracker: TrackerKind } | { kind: 'epochs'; tracker: TrackerKind; epochMs: number };
+
+interface Result {
+  ms: number;
+  epochs: EpochStats[];
+  collects: number;
+}
+
+async function runOnce(w: Workload, module: GuestModule, mode: Mode): Promise<Result> {
+  const { guest, output } = await w.create(module);
+  let between = async () => {};
+  let collects = 0;
+  let ep: EpochCheckpointer | null = null;
+  let dispose = () => {};
+  let dir = '';
+  if (mode.kind === 'track') {
+    const tracker = createTracker(guest.memory, mode.tracker, { preimageBytesMax: 0 });
+    let last = performance.now();
+    const tick = () => {
+      if (performance.now() - last >= epochMs) {
+        tracker.collect();
+        collects++;
+        last = performance.now();
+      }
+    };
+    if (guest.kind === 'command') guest.onSafePoint(tick);
+    between = async () => tick();
+    dispose = () => tracker.dispose();
+  } else if (mode.kind === 'epochs') {
+    dir = fs.mkdtempSync(path.join(os.tmpdir(), 'us-bench-inc-'));
+    ep = await EpochCheckpointer.start(guest, output, { dir, epochMs: mode.epochMs, tracker: mode.tracker });
+    between = async () => {
+      await ep!.epochIfDue();
+    };
+  }
+  const t0 = performance.now();
+  await w.drive(guest, between);
+  const ms = performance.now() - t0;
+  await ep?.close();
+  dispose();
+  if (dir) fs.rmSync(dir, { recursive: true, force: true });
+  return { ms, epochs: ep?.epochs ?? [], collects };
+}
+
+function label(m: Mode): string {
+  return m.kind === 'none' ? 'none' : m.kind === 'track' ? `track ${m.tracker}` : `epochs ${m.tracker} @${m.epochMs}ms`;
+}
+
+const overheadRows: (string | number)[][] = [];
+const bytesRows: (string | number)[][] = [];
+const sensRows: (string | number)[][] = [];
+const mib = (n: number) => (n / 2 ** 20).toFixed(2);
+for (const w of workloads) {
+  const module = await w.module();
+  const modes: Mode[] = [{ kind: 'none' }, ...kinds.map((k) => ({ kind: 'track' as const, tracker: k })), ...kinds.map((k) => ({ kind: 'epochs' as const, tracker: k, epochMs }))];
+  for (const e of sensitivity) if (e !== epochMs) modes.push({ kind: 'epochs', tracker: kinds[0]!, epochMs: e });
+  const times = new Map<string, number[]>();
+  const last = new Map<string, Result>();
+  // Interleave modes within each run so drift on a shared machine hits all alike.
+  for (let r = 0; r < runs; r++) {
+    for (const m of modes) {
+      const res = await runOnce(w, module, m);
+      times.set(label(m), [...(times.get(label(m)) ?? []), res.ms]);
+      last.set(label(m), res);
+    }
+  }
+  const base = median(times.get('none')!);
+  for (const m of modes.filter((m) => m.kind !== 'epochs' || m.epochMs === epochMs)) {
+    const t = median(times.get(label(m))!);
+    const res = last.get(label(m))!;
+    const pauses = res.epochs.map((e) => e.pauseMs);
+    overheadRows.push([w.name, label(m), t.toFixed(0), `${(((t - base) / base) * 100).toFixed(1)} %`, m.kind === 'none' ? '' : String(m.kind === 'track' ? res.collects : res.epochs.length), pauses.length ? median(pauses).toFixed(2) : '']);
+  }
+  const ref = last.get(label({ kind: 'epochs', tracker: kinds[0]!, epochMs }))!;
+  const sum = (f: (e: EpochStats) => number) => ref.epochs.reduce((n, e) => n + f(e), 0) / Math.max(1, ref.epochs.length);
+  const full = sum((e) => e.listedPages * 4096);
+  const changed = sum((e) => (e.listedPages - e.counts.unchanged) * 4096);
+  const diff = sum((e) => e.counts.bytes);
+  const stored = sum((e) => e.storedBytes);
+  bytesRows.push([w.name, String(ref.epochs.length), mib(full), mib(changed), mib(diff), mib(stored), `${(full / Math.max(1, stored)).toFixed(1)}x`]);
+  for (const e of sensitivity) {
+    const m: Mode = { kind: 'epochs', tracker: kinds[0]!, epochMs: e };
+    const t = median(times.get(label(m))!);
+    const res = last.get(label(m))!;
+    const per = res.epochs.reduce((n, x) => n + x.storedBytes, 0) / Math.max(1, res.epochs.length);
+    const total = res.epochs.reduce((n, x) => n + x.storedBytes, 0);
+    sensRows.push([w.name, e, t.toFixed(0), `${(((t - base) / base) * 100).toFixed(1)} %`, res.epochs.length, mib(per), mib(total)]);
+  }
+}
+console.log(`machine: ${machine()}; medians of ${runs} interleaved runs; epoch ${epochMs} ms unless stated; trackers: ${kinds.join(', ')}\n`);
+console.log('### 1. Tracking overhead\n');
+console.log(table(['guest', 'mode', 'run ms', 'slowdown', 'epochs', 'median pause ms'], overheadRows));
+console.log('\n### 3. Bytes per epoch (mean)\n');
+console.log(table(['guest', 'epochs', 'dirty pages MiB', 'changed pages MiB', 'byte-run diff MiB', 'diff + compression MiB', 'full / stored'], bytesRows));
+console.log(`\n### 4. Epoch-length sensitivity (${kinds[0]})\n`);
+console.log(table(['guest', 'epoch ms', 'run ms', 'slowdown', 'epochs', 'stored MiB per epoch', 'stored MiB total'], sensRows));
