@@ -1,7 +1,8 @@
 // `understudy demo`: the embedded default job. An example guest (heapwalk, a
-// C program with a pointer-rich heap) runs under understudy while checkpoints
-// are taken; then one of them is restored in a fresh process, which carries
-// on, and its output is checked against the run that was never stopped.
+// C program with a pointer-rich heap) runs under understudy with incremental
+// checkpoints (an epoch every few ms, tracked by the kernel); then one epoch
+// of the chain is restored in a fresh process, which carries on, and its
+// output is checked against the run that was never stopped.
 import { spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import os from 'node:os';
@@ -12,6 +13,7 @@ import { BytesInput } from '../io/input.js';
 import type { OutputTarget } from '../output/gate.js';
 import { startSession } from '../runtime/session.js';
 import { UnderstudyError } from '../errors.js';
+import { openChainPoint } from '../checkpoint/chain.js';
 import { formatBytes } from './options.js';
 
 const PACKAGE_ROOT = fileURLToPath(new URL('../../../', import.meta.url));
@@ -21,16 +23,17 @@ const CLI = fileURLToPath(new URL('./main.js', import.meta.url));
 export interface DemoOptions {
   mib: number;
   rounds: number;
-  everyMs: number;
+  /** Epoch length of the incremental checkpoints. */
+  epochMs: number;
   dir?: string;
 }
 
 export async function runDemo(o: DemoOptions, say: (s: string) => void = (s) => process.stderr.write(s + '\n')): Promise<boolean> {
   if (!fs.existsSync(DEMO_GUEST)) throw new UnderstudyError('ERR_USAGE', `the demo guest is not built (${DEMO_GUEST}); run ./scripts/setup`);
   const dir = o.dir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'understudy-demo-'));
-  const ckptDir = path.join(dir, 'checkpoints');
+  const chain = path.join(dir, 'chain');
   const module = await loadGuestModule(DEMO_GUEST);
-  say(`understudy demo: heapwalk (${o.mib} MiB heap, ${o.rounds} rounds) runs under understudy, checkpointed every ${o.everyMs} ms into ${ckptDir}`);
+  say(`understudy demo: heapwalk (${o.mib} MiB heap, ${o.rounds} rounds) runs under understudy with incremental checkpoints every ${o.epochMs} ms into ${chain}`);
   say(`  module rewritten for safe points ${module.rewrite.cached ? '(from cache)' : `in ${module.rewrite.rewriteMs.toFixed(0)} ms`}: ${formatBytes(module.rewrite.originalBytes)} -> ${formatBytes(module.rewrite.rewrittenBytes)}`);
   const chunks: Buffer[] = [];
   const tee: OutputTarget = {
@@ -40,6 +43,7 @@ export async function runDemo(o: DemoOptions, say: (s: string) => void = (s) => 
     },
   };
   const started = performance.now();
+  let shown = 0;
   const result = await startSession({
     module,
     args: ['heapwalk', String(o.mib), String(o.rounds), '/out/heapwalk.txt'],
@@ -47,26 +51,38 @@ export async function runDemo(o: DemoOptions, say: (s: string) => void = (s) => 
     preopens: [{ guestPath: '/out' }],
     stdin: new BytesInput(new Uint8Array(0)),
     outputTarget: tee,
-    checkpointDir: ckptDir,
-    checkpointEveryMs: o.everyMs,
-    keep: 1000,
-    onCheckpoint: (t) => say(`  [checkpoint ${t.meta.sequence}] ${formatBytes(t.fileBytes)} written in ${t.pauseMs.toFixed(1)} ms (guest paused), after ${t.meta.output.stdoutBytes} bytes of output`),
+    checkpointDir: chain,
+    epochMs: o.epochMs,
+    keep: 100_000,
+    log: (line) => say(`  ${line}`),
+    onEpoch: (e) => {
+      // One line in five: enough to see the epochs go by.
+      if (shown++ % 5 === 0)
+        say(`  [epoch ${e.sequence}] guest paused ${e.pauseMs.toFixed(2)} ms for ${e.listedPages} dirty pages; ${formatBytes(e.listedPages * 4096)} -> ${formatBytes(e.counts.bytes)} as byte runs -> ${formatBytes(e.storedBytes)} stored`);
+    },
   });
   const full = Buffer.concat(chunks);
-  say(`  guest exited with code ${result.exitCode} after ${((performance.now() - started) / 1000).toFixed(2)} s, ${result.checkpoints.length} checkpoints`);
-  if (result.checkpoints.length === 0) {
-    say('  no checkpoint was taken (the run was shorter than the interval); try --every-ms smaller');
+  const epochs = result.epochs;
+  const pauses = epochs.map((e) => e.pauseMs).sort((a, b) => a - b);
+  const dirty = epochs.reduce((n, e) => n + e.listedPages * 4096, 0);
+  const stored = epochs.reduce((n, e) => n + e.storedBytes, 0);
+  say(`  guest exited with code ${result.exitCode} after ${((performance.now() - started) / 1000).toFixed(2)} s: ${epochs.length} epochs, median pause ${(pauses[pauses.length >> 1] ?? 0).toFixed(2)} ms, ${formatBytes(dirty)} of dirty pages stored as ${formatBytes(stored)}`);
+  if (epochs.length < 2) {
+    say('  too few epochs were taken (the run was shorter than the interval); try a smaller --epoch-ms');
     return false;
   }
-  const pick = result.checkpoints[Math.floor(result.checkpoints.length / 2)]!;
-  say(`\nrestoring checkpoint ${pick.meta.sequence} in a fresh process: understudy restore ${pick.path}`);
-  const child = spawnSync(process.execPath, [CLI, 'restore', pick.path, '--quiet'], { encoding: 'buffer', stdio: ['ignore', 'pipe', 'inherit'] });
+  const pick = epochs[Math.floor(epochs.length / 2)]!.sequence;
+  say(`\nrestoring epoch ${pick} of the chain in a fresh process: understudy restore ${chain} --sequence ${pick}`);
+  const child = spawnSync(process.execPath, [CLI, 'restore', chain, '--sequence', String(pick), '--quiet'], { encoding: 'buffer', stdio: ['ignore', 'pipe', 'inherit'] });
   process.stdout.write(child.stdout);
   if (child.status !== 0) {
     say(`  the restored process failed with status ${child.status}`);
     return false;
   }
-  const prefix = full.subarray(0, pick.meta.output.stdoutBytes);
+  const before = openChainPoint(chain, pick);
+  const beforeBytes = before.meta.output.stdoutBytes;
+  before.close();
+  const prefix = full.subarray(0, beforeBytes);
   const combined = Buffer.concat([prefix, child.stdout]);
   const same = combined.equals(full);
   say(

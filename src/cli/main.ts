@@ -166,10 +166,10 @@ program
   .description('the embedded default: run an example guest with checkpoints, restore one in a fresh process, compare')
   .option('--mib <n>', 'heap size of the example guest', (v) => parsePositiveInt(v, '--mib'), 32)
   .option('--rounds <n>', 'rounds the guest runs', (v) => parsePositiveInt(v, '--rounds'), 40)
-  .option('--every-ms <ms>', 'checkpoint interval', (v) => parseMs(v, '--every-ms'), 250)
-  .option('--dir <dir>', 'where to keep checkpoints (default: a temporary directory)')
-  .action(async (flags: { mib: number; rounds: number; everyMs: number; dir?: string }) => {
-    const ok = await runDemo({ mib: flags.mib, rounds: flags.rounds, everyMs: flags.everyMs, dir: flags.dir });
+  .option('--epoch-ms <ms>', 'epoch length of the incremental checkpoints', (v) => parseMs(v, '--epoch-ms'), 20)
+  .option('--dir <dir>', 'where to keep the checkpoint chain (default: a temporary directory)')
+  .action(async (flags: { mib: number; rounds: number; epochMs: number; dir?: string }) => {
+    const ok = await runDemo({ mib: flags.mib, rounds: flags.rounds, epochMs: flags.epochMs, dir: flags.dir });
     if (!ok) process.exitCode = 1;
   });
 

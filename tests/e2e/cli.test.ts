@@ -150,3 +150,11 @@ test('incremental checkpoints over the CLI: a chain restores at any epoch in a f
   assert.equal(gone.status, 2);
   assert.match(gone.stderr, /ERR_CKPT_MALFORMED: sequence \d+ is not in the chain/);
 });
+
+test('the demo (the main job) runs, restores an epoch in a fresh process, and finds the output identical', () => {
+  const r = cli(['demo', '--mib', '4', '--rounds', '40', '--epoch-ms', '5']);
+  assert.equal(r.status, 0, r.stderr);
+  assert.match(r.stderr, /incremental checkpoints every 5 ms/);
+  assert.match(r.stderr, /restoring epoch \d+ of the chain in a fresh process/);
+  assert.match(r.stderr, /OK: output before the checkpoint \(\d+ B\) \+ the restored process's output \(\d+ B\) is byte-identical/);
+});
