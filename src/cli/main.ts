@@ -130,6 +130,18 @@ program
   });
 
 program
+  .command('export')
+  .description("copy a running guest's directory out to the host now")
+  .argument('<guest:host>', 'the guest directory and the host directory to copy it to')
+  .requiredOption('--control <socket>', 'the control socket of the running understudy')
+  .action(async (spec: string, flags: { control: string }) => {
+    const [guestPath, hostDir] = parseExport(spec);
+    const reply = await controlRequest(flags.control, { op: 'export', guestPath, hostDir });
+    if (!reply.ok) throw new UnderstudyError('ERR_CONTROL', `${reply.code}: ${reply.message}`);
+    process.stdout.write(`exported ${guestPath} to ${String(reply.to)}\n`);
+  });
+
+program
   .command('compact')
   .description('merge the oldest part of a checkpoint chain into a new base, keeping the last <n> restore points')
   .argument('<dir>', 'a chain directory')

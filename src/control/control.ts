@@ -9,7 +9,7 @@ import { UnderstudyError } from '../errors.js';
 export const CONTROL_LINE_BYTES_MAX = 64 * 1024;
 export const CONTROL_TIMEOUT_MS_DEFAULT = 30_000;
 
-export type ControlRequest = { op: 'checkpoint' } | { op: 'status' };
+export type ControlRequest = { op: 'checkpoint' } | { op: 'status' } | { op: 'export'; guestPath: string; hostDir: string };
 export type ControlReply = { ok: true; [k: string]: unknown } | { ok: false; code: string; message: string };
 
 export type ControlHandler = (req: ControlRequest) => Promise<Record<string, unknown>>;
@@ -24,6 +24,11 @@ function parseRequest(line: string): ControlRequest {
   if (typeof v !== 'object' || v === null) throw new UnderstudyError('ERR_CONTROL', 'request is not an object');
   const op = (v as { op?: unknown }).op;
   if (op === 'checkpoint' || op === 'status') return { op };
+  if (op === 'export') {
+    const { guestPath, hostDir } = v as { guestPath?: unknown; hostDir?: unknown };
+    if (typeof guestPath !== 'string' || typeof hostDir !== 'string' || !guestPath || !hostDir) throw new UnderstudyError('ERR_CONTROL', 'export needs guestPath and hostDir strings');
+    return { op, guestPath, hostDir };
+  }
   throw new UnderstudyError('ERR_CONTROL', `unknown op ${JSON.stringify(op)}`);
 }
 

@@ -163,6 +163,11 @@ async function drive(guest: Guest, output: OutputGate, opts: SessionOptions, fir
   const control = opts.controlSocket
     ? await ControlServer.listen(opts.controlSocket, async (req) => {
         if (req.op === 'status') return { status: guest.status, kind: guest.kind, checkpoints: protection?.count() ?? 0 };
+        if (req.op === 'export') {
+          // At a safe point, so the files are as the guest last left them, not half written.
+          await guest.atSafePoint((g) => g.wasi.exportTree(req.guestPath, path.resolve(req.hostDir)));
+          return { exported: req.guestPath, to: path.resolve(req.hostDir) };
+        }
         if (!protection) throw new UnderstudyError('ERR_USAGE', 'this session has no --checkpoint-dir');
         return protection.takeNow();
       })

@@ -69,7 +69,7 @@ test('checkpoint of a running guest through the control socket and through SIGUS
   const dir = tempDir('e2e-ctl');
   const sock = path.join(dir, 'control.sock');
   const ck = path.join(dir, 'ck');
-  const child = spawn(process.execPath, [CLI_PATH, 'run', guestPath('heapwalk'), '--control', sock, '--checkpoint-dir', ck, '--keep', '10', '--', '8', '20000'], { stdio: ['ignore', 'pipe', 'pipe'] });
+  const child = spawn(process.execPath, [CLI_PATH, 'run', guestPath('heapwalk'), '--dir', ':/out', '--control', sock, '--checkpoint-dir', ck, '--keep', '10', '--', '8', '20000', '/out/r.txt'], { stdio: ['ignore', 'pipe', 'pipe'] });
   let stderr = '';
   child.stderr.on('data', (c) => (stderr += c));
   try {
@@ -83,6 +83,13 @@ test('checkpoint of a running guest through the control socket and through SIGUS
     assert.equal(sig.status, 0);
     for (let i = 0; i < 200 && !fs.existsSync(path.join(ck, 'ckpt-000002.usck')); i++) await new Promise((r) => setTimeout(r, 25));
     assert.ok(fs.existsSync(path.join(ck, 'ckpt-000002.usck')), 'SIGUSR2 produced a checkpoint');
+    // The guest writes its result file only at the end: exporting now gives the directory as it is.
+    const exported = cli(['export', `/out:${dir}/exported`, '--control', sock]);
+    assert.equal(exported.status, 0, exported.stderr);
+    assert.ok(fs.statSync(path.join(dir, 'exported')).isDirectory());
+    const status = cli(['export', '/nope:/tmp/x', '--control', sock]);
+    assert.equal(status.status, 2);
+    assert.match(status.stderr, /ERR_CONTROL: ERR_WASI_PATH/);
   } finally {
     child.kill('SIGKILL');
   }
