@@ -36,6 +36,7 @@
 #include <string.h>
 #include <sys/eventfd.h>
 #include <sys/ioctl.h>
+#include <sys/mman.h>
 #include <sys/syscall.h>
 #include <sys/utsname.h>
 #include <time.h>
@@ -43,10 +44,15 @@
 
 #include "uffd_uapi.h"
 
-// page_region entries per PAGEMAP_SCAN call. Dirty pages coalesce into
-// regions, so 1024 regions cover far more pages; a fuller epoch just takes
-// another call (the walk resumes at walk_end).
-#define US_SCAN_REGIONS_PER_CALL 1024u
+// page_region entries PAGEMAP_SCAN output starts with (24 KiB). It doubles
+// whenever a scan fills it (the walk then resumes at walk_end), up to one per
+// page, so a steady epoch size is answered by one ioctl.
+#define US_SCAN_REGIONS_INITIAL 1024u
+// Bytes of a grown range promoted to the fast scan per collect (see
+// promote_tail): MADV_POPULATE_READ costs ~0.1 us per empty page here, so
+// this bounds the extra pause of a collect to ~0.2 ms. A grow of up to this
+// size is promoted in the collect that finds it; a larger one over several.
+#define US_PROMOTE_BYTES_MAX ((uint64_t)4 << 20)
 // A wasm32 memory is at most 4 GiB, so every page index fits a uint32.
 #define US_MEMORY_BYTES_MAX ((uint64_t)1 << 32)
 // Hard cap of the sync pre-image store, whatever JS asks for: every page of a
@@ -69,13 +75,20 @@ typedef struct {
   int disposed;
   uint8_t* base;            // start of the backing store, page aligned
   uint64_t registered_bytes; // bytes registered (and protected) from base; under mu in sync mode
+  // Async mode: [base, base + fast_bytes) holds no entry that is neither
+  // write-protected nor written (no empty entry, no unprotected zero page), so
+  // the fast scan reads it exactly. fast_bytes <= registered_bytes.
+  uint64_t fast_bytes;
   uint64_t capacity_pages;  // size of the page buffers below
-  uint32_t* out;            // collect output scratch, capacity_pages entries
-  struct us_page_region* vec;  // PAGEMAP_SCAN output, US_SCAN_REGIONS_PER_CALL entries
+  uint32_t* out;            // sync collect output scratch, capacity_pages entries
+  struct us_page_region* vec;  // PAGEMAP_SCAN output, vec_capacity entries
+  uint64_t vec_capacity;
 
   // Stats kept on the JS thread.
   uint64_t collects, scan_calls, scan_ns_total, scan_ns_last, collect_ns_last;
   uint64_t pages_reported_total, grows, grown_pages_reported_total;
+  uint64_t promoted_bytes_total;
+  int promote_errno;  // last failure of a tail promotion (0: none); the collect itself succeeded
 
   // Sync mode only: the handler thread and the state it shares, under mu.
   pthread_t thread;
@@ -210,61 +223,202 @@ static int uffd_protect(int uffd, uint64_t start, uint64_t len, int wp) {
   return EAGAIN;
 }
 
-// Appends to t->out the page indices (relative to t->base) of the pages in
-// [start, end) that are written (present, not write-protected) and not the
-// shared zero page. With wp_matching they are write-protected in the same
-// walk, atomically per page table entry. Returns 0 or an errno.
-static int scan_written(us_uffd_tracker* t, uint64_t start, uint64_t end, int wp_matching, uint64_t* n) {
-  const uint64_t base = (uint64_t)(uintptr_t)t->base;
+// One PAGEMAP_SCAN question: which entries match, what to do with them.
+typedef struct {
+  uint64_t flags;
+  uint64_t category_mask;
+  uint64_t category_inverted;
+  uint64_t category_anyof_mask;
+  uint64_t return_mask;
+} us_scan_query;
+
+// Written pages of a range whose every entry was write-protected when its
+// epoch began (t->fast_bytes): "written" is "not write-protected". Exactly
+// these masks (and nothing else) select the kernel's fast path in
+// pagemap_scan_pmd_entry, which tests one bit per entry; any other mask takes
+// the general path, which classifies every entry (zero pfn, file, ...) and
+// costs about twice as much. The fast path also counts an empty entry
+// (pte_none) as written, which is why it is used only where there is none:
+// UFFDIO_WRITEPROTECT with WP_UNPOPULATED leaves a marker in every empty
+// entry at attach, and tail promotion (promote_tail) does the same for a
+// grown range.
+static const us_scan_query US_SCAN_WRITTEN_FAST = {
+    .flags = US_PM_SCAN_WP_MATCHING | US_PM_SCAN_CHECK_WPASYNC,
+    .category_mask = US_PAGE_IS_WRITTEN,
+    .category_inverted = 0,
+    .category_anyof_mask = 0,
+    .return_mask = US_PAGE_IS_WRITTEN,
+};
+
+// Written pages of a range that may hold entries never protected (a grown
+// range registered during this epoch, or not yet promoted). "Not
+// write-protected" is then also true of empty entries and of the shared zero
+// page (a page only read before its registration), so: written, backed by a
+// page (present or swapped out), and not the zero page. WP markers are
+// swap-type entries but never written, so they do not match.
+static const us_scan_query US_SCAN_WRITTEN_FILTERED = {
+    .flags = US_PM_SCAN_WP_MATCHING | US_PM_SCAN_CHECK_WPASYNC,
+    .category_mask = US_PAGE_IS_WRITTEN | US_PAGE_IS_PFNZERO,
+    .category_inverted = US_PAGE_IS_PFNZERO,
+    .category_anyof_mask = US_PAGE_IS_PRESENT | US_PAGE_IS_SWAPPED,
+    .return_mask = US_PAGE_IS_WRITTEN,
+};
+
+// Unprotected mappings of the shared zero page: protects them (tail promotion;
+// the output is discarded). A page written since is a private copy, no longer
+// the zero pfn, so it does not match and stays "written".
+static const us_scan_query US_SCAN_ZERO_UNPROTECTED = {
+    .flags = US_PM_SCAN_WP_MATCHING | US_PM_SCAN_CHECK_WPASYNC,
+    .category_mask = US_PAGE_IS_WRITTEN | US_PAGE_IS_PFNZERO,
+    .category_inverted = 0,
+    .category_anyof_mask = 0,
+    .return_mask = US_PAGE_IS_PFNZERO,
+};
+
+// Without write-protecting: written pages, for the sync tracker's grown tail.
+static const us_scan_query US_SCAN_WRITTEN_PEEK = {
+    .flags = 0,
+    .category_mask = US_PAGE_IS_WRITTEN | US_PAGE_IS_PFNZERO,
+    .category_inverted = US_PAGE_IS_PFNZERO,
+    .category_anyof_mask = US_PAGE_IS_PRESENT | US_PAGE_IS_SWAPPED,
+    .return_mask = US_PAGE_IS_WRITTEN,
+};
+
+// Makes t->vec hold at least `regions` entries (doubling; bounded by the
+// caller). Returns 0 or ENOMEM.
+static int vec_reserve(us_uffd_tracker* t, uint64_t regions) {
+  if (regions <= t->vec_capacity) return 0;
+  uint64_t want = t->vec_capacity ? t->vec_capacity * 2 : US_SCAN_REGIONS_INITIAL;
+  if (want < regions) want = regions;
+  struct us_page_region* vec = (struct us_page_region*)realloc(t->vec, (size_t)want * sizeof *vec);
+  if (!vec) return ENOMEM;
+  t->vec = vec;
+  t->vec_capacity = want;
+  return 0;
+}
+
+// Appends to t->vec[*count..] the regions of [start, end) that match `query`,
+// ascending and disjoint, applying its write protection in the same walk
+// (atomically per page table entry). t->vec grows so that one ioctl normally
+// covers the whole range. Returns 0 or an errno.
+//
+// How a call ends (do_pagemap_scan, 6.7 to 6.18): the kernel walks to `end`
+// unless the output array fills up (or max_pages is reached; it is 0 here,
+// meaning no limit). So a call that returns fewer regions than it was given
+// room for has walked the whole range. When it did fill up, walk_end says
+// where to resume. walk_end is not a reliable "walked to" otherwise: the
+// kernel copies out through a 512-entry bounce buffer and leaves walk_end at
+// the last point that buffer filled, so trusting it would re-walk the rest.
+static int scan_regions(us_uffd_tracker* t, uint64_t start, uint64_t end, const us_scan_query* query, uint64_t* count) {
   const uint64_t pages_max = (end - start) / US_PAGE_BYTES;
+  // Distinct regions hold distinct pages, so there are at most as many as
+  // there are pages in the memory; the cap only guards against a kernel
+  // answer that makes no sense.
+  const uint64_t regions_limit = t->registered_bytes / US_PAGE_BYTES + 2;
   uint64_t cursor = start;
-  // Every call either finishes or advances walk_end by at least one page.
-  for (uint64_t calls = 0; cursor < end; calls++) {
-    if (calls > pages_max) return EIO;
+  // Every call either finishes or advances the cursor by at least one page.
+  for (uint64_t calls = 0;; calls++) {
+    if (calls > pages_max + 1) return EIO;
+    if (*count >= t->vec_capacity) {
+      if (*count >= regions_limit) return EIO;
+      int err = vec_reserve(t, *count + 1);
+      if (err) return err;
+    }
+    const uint64_t room = t->vec_capacity - *count;
     struct us_pm_scan_arg arg;
     memset(&arg, 0, sizeof arg);
     arg.size = sizeof arg;
-    arg.flags = wp_matching ? (US_PM_SCAN_WP_MATCHING | US_PM_SCAN_CHECK_WPASYNC) : 0;
+    arg.flags = query->flags;
     arg.start = cursor;
     arg.end = end;
-    arg.vec = (uint64_t)(uintptr_t)t->vec;
-    arg.vec_len = US_SCAN_REGIONS_PER_CALL;
-    // "Written" is "has no WP bit", which is also true of entries that hold
-    // no page at all (pte_none, e.g. in a just-grown region whose holes have
-    // no markers) and of the shared zero page (a page only read before its
-    // registration). So: written, backed by a page (present or swapped out),
-    // and not the zero page. WP markers are swap-type entries but never
-    // written, so they do not match.
-    arg.category_mask = US_PAGE_IS_WRITTEN | US_PAGE_IS_PFNZERO;
-    arg.category_inverted = US_PAGE_IS_PFNZERO;
-    arg.category_anyof_mask = US_PAGE_IS_PRESENT | US_PAGE_IS_SWAPPED;
-    arg.return_mask = US_PAGE_IS_WRITTEN;
-    uint64_t t0 = now_ns();
+    arg.vec = (uint64_t)(uintptr_t)(t->vec + *count);
+    arg.vec_len = room;
+    arg.max_pages = 0;
+    arg.category_mask = query->category_mask;
+    arg.category_inverted = query->category_inverted;
+    arg.category_anyof_mask = query->category_anyof_mask;
+    arg.return_mask = query->return_mask;
+    const uint64_t t0 = now_ns();
     // SAFETY: arg is a live pm_scan_arg of the asserted size; vec points to
-    // US_SCAN_REGIONS_PER_CALL page_region entries owned by the tracker.
+    // `room` page_region entries of t->vec past the *count already used
+    // (*count < vec_capacity, checked above), owned by the tracker.
     long r = ioctl(t->pagemap_fd, US_PAGEMAP_SCAN, &arg);
-    uint64_t dt = now_ns() - t0;
+    const uint64_t dt = now_ns() - t0;
     t->scan_calls++;
     t->scan_ns_total += dt;
     t->scan_ns_last += dt;
-    if (r < 0) {
-      if (errno == EINTR) continue;
-      return errno;
-    }
-    if ((uint64_t)r > US_SCAN_REGIONS_PER_CALL) return EIO;
+    // Not retried on EINTR: the kernel answers it only to a fatal signal (the
+    // process is being killed), possibly after protecting part of the range.
+    if (r < 0) return errno;
+    if ((uint64_t)r > room) return EIO;
+    // Validate the new regions and keep them disjoint from the ones before
+    // them: a region re-walked after a full output array can repeat a page
+    // only if that page was written again meanwhile; it is listed once.
+    uint64_t kept = *count;
+    uint64_t prev_end = kept > 0 ? t->vec[kept - 1].end : 0;
     for (long i = 0; i < r; i++) {
-      const struct us_page_region* region = &t->vec[i];
-      if (region->start < cursor || region->end > end || region->start > region->end) return EIO;
-      for (uint64_t p = region->start; p < region->end; p += US_PAGE_BYTES) {
-        if (*n >= t->capacity_pages) return EIO;
-        // SAFETY: *n < capacity_pages, the size of t->out; the index is
-        // below 2^20 because the range is inside a <= 4 GiB memory.
-        t->out[(*n)++] = (uint32_t)((p - base) / US_PAGE_BYTES);
-      }
+      // SAFETY: i < r <= room, so *count + i < vec_capacity.
+      struct us_page_region region = t->vec[*count + (uint64_t)i];
+      if (region.start < cursor || region.end > end || region.start >= region.end ||
+          (region.start | region.end) % US_PAGE_BYTES)
+        return EIO;
+      if (region.end <= prev_end) continue;
+      if (region.start < prev_end) region.start = prev_end;
+      // SAFETY: kept <= *count + i, inside t->vec.
+      t->vec[kept++] = region;
+      prev_end = region.end;
     }
+    *count = kept;
+    if ((uint64_t)r < room) return 0;  // the walk reached `end` (see above)
     if (arg.walk_end <= cursor || arg.walk_end > end) return EIO;
     cursor = arg.walk_end;
+    if (cursor == end) return 0;
+    // The array filled up: grow it so the next collect needs one call.
+    if (t->vec_capacity < regions_limit) {
+      uint64_t want = t->vec_capacity * 2;
+      if (want > regions_limit) want = regions_limit;
+      int err = vec_reserve(t, want);
+      if (err) return err;
+    }
   }
+}
+
+// Pages in regions t->vec[from..to).
+static uint64_t region_pages(const us_uffd_tracker* t, uint64_t from, uint64_t to) {
+  uint64_t pages = 0;
+  // SAFETY: callers pass to <= the regions scan_regions filled, < vec_capacity.
+  for (uint64_t i = from; i < to; i++) pages += (t->vec[i].end - t->vec[i].start) / US_PAGE_BYTES;
+  return pages;
+}
+
+// Writes the page indices (relative to t->base) of regions t->vec[from..to)
+// to out, ascending. out must hold region_pages(t, from, to) entries.
+static void regions_to_indices(const us_uffd_tracker* t, uint64_t from, uint64_t to, uint32_t* out) {
+  const uint64_t base = (uint64_t)(uintptr_t)t->base;
+  uint64_t n = 0;
+  for (uint64_t i = from; i < to; i++) {
+    // SAFETY: i < to <= the regions scan_regions filled. They were validated
+    // there: page aligned, inside the registered range, so every index is
+    // below 2^20 (a memory is at most 4 GiB).
+    uint32_t first = (uint32_t)((t->vec[i].start - base) / US_PAGE_BYTES);
+    const uint32_t last = (uint32_t)((t->vec[i].end - base) / US_PAGE_BYTES);
+    // SAFETY: the caller sized out for every page of these regions.
+    while (first < last) out[n++] = first++;
+  }
+}
+
+// Appends to t->out the page indices of the pages in [start, end) written
+// (present or swapped out, not write-protected, not the zero page), without
+// protecting them (sync mode's grown tail; sync mode protects separately).
+// Returns 0 or an errno.
+static int scan_written_peek(us_uffd_tracker* t, uint64_t start, uint64_t end, uint64_t* n) {
+  uint64_t regions = 0;
+  int err = scan_regions(t, start, end, &US_SCAN_WRITTEN_PEEK, &regions);
+  if (err) return err;
+  const uint64_t pages = region_pages(t, 0, regions);
+  if (pages > t->capacity_pages - *n) return EIO;
+  regions_to_indices(t, 0, regions, t->out + *n);
+  *n += pages;
   return 0;
 }
 
@@ -489,7 +643,7 @@ static void tracker_release(us_uffd_tracker* t) {
   t->seen = NULL;
   t->written = NULL;
   t->preimages = NULL;
-  t->capacity_pages = t->preimage_capacity = t->preimage_count = t->written_count = 0;
+  t->capacity_pages = t->vec_capacity = t->preimage_capacity = t->preimage_count = t->written_count = 0;
   if (t->mu_ready) {
     pthread_mutex_destroy(&t->mu);
     t->mu_ready = 0;
@@ -565,8 +719,7 @@ static napi_value js_uffd_create(napi_env env, napi_callback_info info) {
   if (t->pagemap_fd < 0 && mode == US_MODE_ASYNC)
     return create_failed(env, t, "ERR_TRACKER_UNSUPPORTED", "open /proc/self/pagemap", errno, NULL, -1);
 
-  t->vec = (struct us_page_region*)calloc(US_SCAN_REGIONS_PER_CALL, sizeof(struct us_page_region));
-  if (!t->vec) return create_failed(env, t, "ERR_NATIVE_NOMEM", "calloc", ENOMEM, NULL, -1);
+  if (vec_reserve(t, US_SCAN_REGIONS_INITIAL)) return create_failed(env, t, "ERR_NATIVE_NOMEM", "malloc", ENOMEM, NULL, -1);
   if (mode == US_MODE_SYNC) {
     if (pthread_mutex_init(&t->mu, NULL) != 0) return create_failed(env, t, "ERR_TRACKER", "pthread_mutex_init", EAGAIN, NULL, -1);
     t->mu_ready = 1;
@@ -577,7 +730,7 @@ static napi_value js_uffd_create(napi_env env, napi_callback_info info) {
     // PAGEMAP_SCAN is optional for sync mode (it finds writes made to a grown
     // region before its registration). Without it every grown page is reported.
     uint64_t n = 0;
-    int err = scan_written(t, (uint64_t)(uintptr_t)base, (uint64_t)(uintptr_t)base + US_PAGE_BYTES, 0, &n);
+    int err = scan_written_peek(t, (uint64_t)(uintptr_t)base, (uint64_t)(uintptr_t)base + US_PAGE_BYTES, &n);
     if (err) {
       close(t->pagemap_fd);
       t->pagemap_fd = -1;
@@ -594,11 +747,16 @@ static napi_value js_uffd_create(napi_env env, napi_callback_info info) {
   if (err) return create_failed(env, t, "ERR_TRACKER", "UFFDIO_WRITEPROTECT", err, NULL, -1);
 
   if (mode == US_MODE_ASYNC) {
-    // One scan proves PAGEMAP_SCAN and async WP work on this range before
-    // anyone relies on them; nothing is written yet, so it reports nothing.
-    uint64_t n = 0;
-    err = scan_written(t, (uint64_t)(uintptr_t)base, (uint64_t)(uintptr_t)base + bytes, 1, &n);
+    // One fast scan proves PAGEMAP_SCAN and async WP work on this range
+    // before anyone relies on them. Nothing is written yet, so it must report
+    // nothing: every entry now holds a WP bit or a WP marker. If it reports
+    // anything (a kernel that left empty entries unmarked), those entries are
+    // protected now but the fast scan cannot be trusted on this kernel, so
+    // the whole memory takes the filtered scan.
+    uint64_t regions = 0;
+    err = scan_regions(t, (uint64_t)(uintptr_t)base, (uint64_t)(uintptr_t)base + bytes, &US_SCAN_WRITTEN_FAST, &regions);
     if (err) return create_failed(env, t, "ERR_TRACKER_UNSUPPORTED", "PAGEMAP_SCAN", err, NULL, -1);
+    t->fast_bytes = regions == 0 ? bytes : 0;
     t->scan_calls = t->scan_ns_total = t->scan_ns_last = 0;
   } else {
     // SAFETY: eventfd takes (initval, flags) and returns a new fd or -1.
@@ -665,27 +823,90 @@ static void collect_stats_end(us_uffd_tracker* t, uint64_t t0, uint64_t reported
   t->collect_ns_last = now_ns() - t0;
 }
 
-// Async collect. One PAGEMAP_SCAN walk over the whole registered range lists
-// the written pages and re-protects them atomically per entry. A grown tail is
-// registered first and walked in the same call: a page written before its
-// registration is present without a WP bit, so it matches "written" and is
-// reported and protected like any other; a page only read maps the zero page
-// and is excluded; a never-touched page has no entry and is reported when it
-// is first written. No write can fall between "reported" and "protected".
+// Moves the start of the grown, not yet promoted range [fast_bytes,
+// registered_bytes) into the fast-scan prefix, at most US_PROMOTE_BYTES_MAX
+// per call. Runs after this collect's filtered scan has reported and
+// protected every page written there. What remains unprotected then is
+// entries that were never written: empty ones (pte_none, which the fast scan
+// would count as written) and zero-page mappings of reads. Made exact, with no
+// window for a racing write to be lost:
+//   1. MADV_POPULATE_READ maps the zero page at every empty entry (present
+//      pages are left alone);
+//   2. a scan protects every unprotected zero-page mapping, atomically per
+//      entry. A page written since the filtered scan is a private copy, not
+//      the zero page: it stays unprotected and the next (fast) scan reports it.
+// (UFFDIO_WRITEPROTECT over the range would be simpler but would also
+// protect, unreported, a page written after the filtered scan.)
+// A failure leaves the range on the filtered scan, which stays exact; it is
+// recorded in the stats and does not fail the collect, whose pages are
+// already protected.
+static void promote_tail(us_uffd_tracker* t, uint64_t scratch_region) {
+  const uint64_t base = (uint64_t)(uintptr_t)t->base;
+  uint64_t bytes = t->registered_bytes - t->fast_bytes;
+  if (bytes > US_PROMOTE_BYTES_MAX) bytes = US_PROMOTE_BYTES_MAX;
+  const uint64_t start = base + t->fast_bytes;
+  // SAFETY: [start, start+bytes) is inside the registered range, mapped
+  // read-write by V8; populating for reading changes no contents.
+  if (madvise((void*)(uintptr_t)start, (size_t)bytes, US_MADV_POPULATE_READ) != 0) {
+    t->promote_errno = errno;
+    return;
+  }
+  uint64_t regions = scratch_region;
+  int err = scan_regions(t, start, start + bytes, &US_SCAN_ZERO_UNPROTECTED, &regions);
+  if (err) {
+    t->promote_errno = err;
+    return;
+  }
+  t->fast_bytes += bytes;
+  t->promoted_bytes_total += bytes;
+}
+
+// Async collect. PAGEMAP_SCAN lists the written pages and re-protects them in
+// the same walk, atomically per entry, so no write can fall between
+// "reported" and "protected":
+//   * [0, fast_bytes), every entry protected when the epoch began: the
+//     kernel's fast scan (US_SCAN_WRITTEN_FAST), one ioctl for the epoch.
+//   * the rest, a tail grown by memory.grow (registered by follow_growth just
+//     now or in an earlier collect, and not yet promoted): the filtered scan
+//     (US_SCAN_WRITTEN_FILTERED). A page written before the registration is
+//     present without a WP bit, so it is reported and protected like any
+//     other; a page only read maps the zero page and is excluded; an empty
+//     entry is excluded and reported once it is written. Then promote_tail
+//     moves (part of) the tail to the fast scan for the next collects.
+// The page indices are written straight into the returned array.
 static napi_value collect_async(napi_env env, us_uffd_tracker* t, napi_value buffer) {
   const uint64_t t0 = now_ns();
   collect_stats_begin(t);
   uint64_t old_bytes;
   if (!follow_growth(env, t, buffer, &old_bytes)) return NULL;
   const uint64_t base = (uint64_t)(uintptr_t)t->base;
-  uint64_t n = 0;
-  int err = scan_written(t, base, base + t->registered_bytes, 1, &n);
+  uint64_t regions = 0;
+  int err = 0;
+  if (t->fast_bytes > 0) err = scan_regions(t, base, base + t->fast_bytes, &US_SCAN_WRITTEN_FAST, &regions);
+  if (!err && t->registered_bytes > t->fast_bytes)
+    err = scan_regions(t, base + t->fast_bytes, base + t->registered_bytes, &US_SCAN_WRITTEN_FILTERED, &regions);
   if (err) return throw_step(env, "ERR_TRACKER", "PAGEMAP_SCAN", err, NULL, -1);
+  if (t->registered_bytes > t->fast_bytes) promote_tail(t, regions);
+
+  const uint64_t n = region_pages(t, 0, regions);
+  if (n > t->registered_bytes / US_PAGE_BYTES) return throw_step(env, "ERR_TRACKER", "PAGEMAP_SCAN", EIO, NULL, -1);
+  napi_value ab, arr;
+  void* data = NULL;
+  US_NAPI_OK(env, napi_create_arraybuffer(env, (size_t)n * 4, &data, &ab));
+  // SAFETY: data holds n uint32 entries, freshly allocated above; no JS runs
+  // between the scan and this fill, so t->vec is unchanged.
+  if (n) regions_to_indices(t, 0, regions, (uint32_t*)data);
+  US_NAPI_OK(env, napi_create_typedarray(env, napi_uint32_array, (size_t)n, ab, 0, &arr));
+
   uint64_t grown = 0;
-  const uint64_t old_pages = old_bytes / US_PAGE_BYTES;
-  for (uint64_t i = n; i > 0 && t->out[i - 1] >= old_pages; i--) grown++;
+  const uint64_t old_end = base + old_bytes;
+  // SAFETY: i - 1 < regions, the entries filled by this collect's scans.
+  for (uint64_t i = regions; i > 0 && t->vec[i - 1].end > old_end; i--) {
+    const uint64_t from = t->vec[i - 1].start > old_end ? t->vec[i - 1].start : old_end;
+    grown += (t->vec[i - 1].end - from) / US_PAGE_BYTES;
+  }
   collect_stats_end(t, t0, n, grown);
-  return make_u32_array(env, t->out, n);
+  return arr;
 }
 
 static int cmp_u32(const void* a, const void* b) {
@@ -737,7 +958,7 @@ static napi_value collect_sync(napi_env env, us_uffd_tracker* t, napi_value buff
     // thread, would be missed; guests are paused at a safe point here.)
     const uint64_t start = base + old_bytes, end = base + t->registered_bytes;
     if (t->pagemap_fd >= 0) {
-      err = scan_written(t, start, end, 0, &n);
+      err = scan_written_peek(t, start, end, &n);
     } else {
       for (uint64_t p = old_bytes / US_PAGE_BYTES; p < t->registered_bytes / US_PAGE_BYTES; p++) t->out[n++] = (uint32_t)p;
     }
@@ -872,6 +1093,9 @@ static napi_value js_uffd_stats(napi_env env, napi_callback_info info) {
       {"grownPagesReportedTotal", (double)t->grown_pages_reported_total},
       {"registeredBytes", (double)t->registered_bytes},
       {"userModeOnly", (double)t->user_mode_only},
+      {"fastScanBytes", (double)t->fast_bytes},
+      {"promotedBytesTotal", (double)t->promoted_bytes_total},
+      {"promoteErrno", (double)t->promote_errno},
       {"faults", (double)t->faults},
       {"faultNsTotal", (double)t->fault_ns_total},
       {"faultNsMax", (double)t->fault_ns_max},
@@ -882,8 +1106,9 @@ static napi_value js_uffd_stats(napi_env env, napi_callback_info info) {
       {"preimageOverflow", (double)t->preimage_overflow},
       {"handlerErrno", (double)t->handler_errno},
   };
-  // The first 10 fields apply to both modes; the rest are the sync handler's.
-  size_t field_count = t->mode == US_MODE_SYNC ? sizeof fields / sizeof fields[0] : 10;
+  // The first 13 fields apply to both modes (the fast-scan ones are 0 in sync
+  // mode); the rest are the sync handler's.
+  size_t field_count = t->mode == US_MODE_SYNC ? sizeof fields / sizeof fields[0] : 13;
   if (t->mode == US_MODE_SYNC) pthread_mutex_unlock(&t->mu);
   for (size_t i = 0; i < field_count; i++) {
     if (!set_number(env, out, fields[i].name, fields[i].value)) return us_throw(env, "ERR_NATIVE_NAPI", "stats");

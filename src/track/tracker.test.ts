@@ -139,6 +139,76 @@ export function testTrackerImplementation(kind: TrackerKind): void {
     });
   });
 
+  // wp-async scans a grown range with a slower, filtered query until it has
+  // promoted it (at most 4 MiB per collect) to the fast one, which would
+  // count never-touched and read-only pages as written: epochs of writes and
+  // reads on both sides of several grows, some larger than one promotion step,
+  // must stay exact the whole time.
+  it('stays exact across epochs with grows, and writes and reads in the old and the grown ranges (property)', () => {
+    const maxWasmPages = 320; // 20 MiB
+    fc.assert(
+      fc.property(
+        fc.array(
+          fc.record({
+            grow: fc.oneof(fc.constant(0), fc.integer({ min: 1, max: 4 }), fc.integer({ min: 60, max: 100 })),
+            viaWasm: fc.boolean(),
+            // Fractions of the memory's size at the time of the write, before and after the grow.
+            before: fc.array(fc.double({ min: 0, max: 1, maxExcluded: true, noNaN: true }), { maxLength: 6 }),
+            after: fc.array(fc.double({ min: 0, max: 1, maxExcluded: true, noNaN: true }), { maxLength: 6 }),
+            reads: fc.array(fc.double({ min: 0, max: 1, maxExcluded: true, noNaN: true }), { maxLength: 6 }),
+          }),
+          { minLength: 1, maxLength: 6 },
+        ),
+        (epochs) => {
+          const memory = new WebAssembly.Memory({ initial: 4, maximum: maxWasmPages });
+          const guest = instantiateStoreGuest(memory);
+          withTracker(memory, kind, (tracker) => {
+            let value = 1;
+            for (const epoch of epochs) {
+              const written: number[] = [];
+              const write = (fraction: number, viaWasm: boolean) => {
+                const u8 = new Uint8Array(memory.buffer);
+                const addr = Math.floor(fraction * u8.length);
+                if (viaWasm) guest.poke(addr, (u8[addr]! + 1) & 0xff);
+                else bump(u8, addr);
+                written.push(addr);
+              };
+              const oldBytes = memory.buffer.byteLength;
+              for (const f of epoch.before) write(f, epoch.viaWasm);
+              const grow = Math.min(epoch.grow, maxWasmPages - oldBytes / WASM_PAGE);
+              if (grow > 0) {
+                if (epoch.viaWasm) guest.grow(grow);
+                else memory.grow(grow);
+              }
+              for (const f of epoch.after) write(f, !epoch.viaWasm);
+              const u8 = new Uint8Array(memory.buffer);
+              let sink = 0;
+              for (const f of epoch.reads) sink += u8[Math.floor(f * u8.length)]!; // reads are not writes
+              // Always at least one write in the newest part, so grown pages are exercised.
+              if (grow > 0) write((oldBytes + (value % (grow * WASM_PAGE))) / u8.length, false);
+              value++;
+              assert.ok(sink >= 0);
+              assert.deepEqual(Array.from(tracker.collect()), pagesOf(written), `epoch ${value - 1}`);
+              assert.equal(tracker.collect().length, 0, 'a second collect with no writes is empty');
+            }
+            if (kind === 'wp-async') {
+              // Run collects until the grown ranges are promoted; each stays empty.
+              for (let i = 0; i < 8 && tracker.stats().fastScanBytes! < memory.buffer.byteLength; i++) {
+                assert.equal(tracker.collect().length, 0);
+              }
+              const stats = tracker.stats();
+              assert.equal(stats.promoteErrno, 0);
+              assert.equal(stats.fastScanBytes, memory.buffer.byteLength, 'every grown range was promoted');
+              bump(new Uint8Array(memory.buffer), memory.buffer.byteLength - 1);
+              assert.deepEqual(Array.from(tracker.collect()), [memory.buffer.byteLength / PAGE - 1]);
+            }
+          });
+        },
+      ),
+      { numRuns: 25 },
+    );
+  });
+
   it('keeps several guests apart', () => {
     const memories = [0, 1, 2].map(() => new WebAssembly.Memory({ initial: 4, maximum: 8 }));
     const guests = memories.map((m) => instantiateStoreGuest(m));
