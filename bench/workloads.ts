@@ -13,8 +13,10 @@ export interface Workload {
   module(): Promise<GuestModule>;
   /** Builds a fresh guest. */
   create(module: GuestModule): Promise<{ guest: Guest; output: OutputGate }>;
-  /** Runs it to the end; `between` is called between reactor requests (a safe point). */
-  drive(guest: Guest, between: () => Promise<void>): Promise<void>;
+  /** Runs it to the end; `between` is called between reactor requests (a safe point). Returns the
+   * milliseconds the guest's thread was busy (running the guest or paused for an epoch): the run
+   * time, except for paced workloads, which idle between requests. */
+  drive(guest: Guest, between: () => Promise<void>): Promise<number>;
 }
 
 function command(name: string, args: string[], what: string): Workload {
@@ -28,17 +30,20 @@ function command(name: string, args: string[], what: string): Workload {
       return { guest, output };
     },
     async drive(guest) {
+      const t0 = performance.now();
       await guest.run();
+      return performance.now() - t0;
     },
   };
 }
 
-/** A reactor fed a deterministic request stream; `between` runs after every request. */
-function reactor(name: string, setup: string[], request: (i: number) => string, count: number, what: string): Workload {
+/** A reactor fed a deterministic request stream; `between` runs after every request. With
+ * `perSecond`, requests arrive at that rate (in batches every millisecond) like a service's. */
+function reactor(name: string, setup: string[], request: (i: number) => string, count: number, what: string, perSecond?: number): Workload {
   return {
     name,
     what,
-    module: () => loadGuestModule(guestPath(name)),
+    module: () => loadGuestModule(guestPath(name.split('-')[0]!)),
     async create(module) {
       const output = new OutputGate(new CollectedOutput());
       const guest = await Guest.create(module, { wasi: WasiDevice.create({ args: [name], env: [], preopens: [], output }) });
@@ -46,10 +51,20 @@ function reactor(name: string, setup: string[], request: (i: number) => string, 
       return { guest, output };
     },
     async drive(guest, between) {
+      let busy = 0;
+      const start = performance.now();
       for (let i = 0; i < count; i++) {
+        if (perSecond) {
+          const due = start + (i * 1000) / perSecond;
+          const wait = due - performance.now();
+          if (wait > 1) await new Promise((r) => setTimeout(r, wait));
+        }
+        const t0 = performance.now();
         guest.request('handle', Buffer.from(request(i)));
         await between();
+        busy += performance.now() - t0;
       }
+      return busy;
     },
   };
 }
@@ -62,5 +77,6 @@ export const WORKLOADS: Workload[] = [
   command('heapwalk', ['32', '30'], 'C command, 32 MiB pointer-rich heap rewritten every round'),
   command('primes', ['30000000'], 'AssemblyScript command, sieve + growing array'),
   reactor('kvstore', ['FILL 200000 100'], (i) => (i % 4 === 0 ? `GET fill:${lcg(i)}` : `SET fill:${lcg(i)} value-${i}-${'x'.repeat(i % 50)}`), 60000, 'C reactor, 200k keys, random SET/GET'),
+  reactor('kvstore-20k', ['FILL 200000 100'], (i) => (i % 4 === 0 ? `GET fill:${lcg(i)}` : `SET fill:${lcg(i)} value-${i}-${'x'.repeat(i % 50)}`), 40000, 'C reactor, 200k keys, 20,000 random SET/GET per second for 2 s', 20000),
   reactor('ledger', ['FILL 50000 0'], (i) => `XFER acct:${lcg(i) % 50000} acct:${lcg(i + 7) % 50000} 1`, 60000, 'AssemblyScript reactor, 50k accounts, random transfers'),
 ];
