@@ -24,6 +24,12 @@ export interface NativeAddon {
   deltaEncode(staged: Uint8Array, pageIndices: Uint32Array, shadow: Uint8Array, out: Uint8Array, runGapMergeBytes?: number, runsBytesMax?: number): import('./checkpoint/delta-codec.js').DeltaEncodeCounts;
   deltaApply(encoded: Uint8Array, memory: Uint8Array): number;
   readonly deltaLayout: Readonly<Record<string, number>>;
+  // Memory exclusion (native/src/exclude.c): pages backed by a page in the page tables (present
+  // or swapped, not the shared zero page), asked of the kernel without reading guest memory.
+  // Off Linux, or for a range that is not page-aligned, every page counts as present.
+  presentPages(memory: Uint8Array): Uint32Array;
+  /** The present pages holding a non-zero byte (what a checkpoint stores), ascending; reads only present pages. */
+  storedPages(memory: Uint8Array): { pages: Uint32Array; present: number; zeroPresent: number; method: 'pagemap-scan' | 'pagemap' | 'all' };
 }
 
 /** An opaque native tracker (a napi external); freed by GC after dispose. */

@@ -8,6 +8,7 @@ import path from 'node:path';
 import { UnderstudyError } from '../errors.js';
 import { vcpuFromPlain } from '../guest/persist.js';
 import { assert } from '../util/assert.js';
+import { native, PAGE_BYTES } from '../native.js';
 import { decompress } from './compress.js';
 import { applyDelta } from './delta-codec.js';
 import { encodeLogHeader, readRecordPayload, scanLog, RECORD_HEADER_BYTES, type LogEntry, type LogScan } from './delta-log.js';
@@ -154,7 +155,9 @@ export function openChainPoint(dir: string, target?: number): ChainPoint {
         assert(memory.length === last.memoryBytes);
         base.fillMemory(memory.subarray(0, base.meta.memoryBytes), onProgress);
         // Pages past the base's size arrived by memory.grow: zero until a delta says otherwise.
-        memory.fill(0, base.meta.memoryBytes);
+        // Only the present ones can hold anything; the rest (a fresh grow) are left untouched.
+        const tail = memory.subarray(base.meta.memoryBytes);
+        for (const p of native.storedPages(tail).pages) tail.fill(0, p * PAGE_BYTES, (p + 1) * PAGE_BYTES);
         for (const r of records) applyDelta(r.pages, memory.subarray(0, r.memoryBytes));
       },
       encodedState: () => ({ vcpu: last.vcpu, devices: last.devices }),

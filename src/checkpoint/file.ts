@@ -9,6 +9,12 @@ import { native } from '../native.js';
 import { assert } from '../util/assert.js';
 import {
   HEADER_BYTES,
+  MEMORY_PAGE_BYTES,
+  MEMORY_PAGES_HEADER_BYTES,
+  memoryPagesHeadBytes,
+  parseMemoryPagesCount,
+  parseMemoryPagesHead,
+  type MemoryPagesHead,
   SECTION_ENTRY_BYTES,
   SectionKind,
   buildLayout,
@@ -28,8 +34,23 @@ export type Progress = (doneBytes: number, totalBytes: number) => void;
 export interface SectionData {
   kind: SectionKind;
   flags?: number;
-  /** The bytes; may be a view of live guest memory while the guest is paused. */
-  data: Uint8Array;
+  /** The bytes, whole or as pieces written back to back; may be views of live guest memory while the guest is paused. */
+  data: Uint8Array | readonly Uint8Array[];
+}
+
+/** iovecs per writev call (Linux's IOV_MAX is 1024). */
+const IOVECS_PER_WRITE_MAX = 1024;
+
+function piecesOf(data: SectionData['data']): readonly Uint8Array[] {
+  return data instanceof Uint8Array ? [data] : data;
+}
+
+function sectionLength(data: SectionData['data']): number {
+  return piecesOf(data).reduce((n, p) => n + p.length, 0);
+}
+
+function sectionCrc(data: SectionData['data']): number {
+  return piecesOf(data).reduce((crc, p) => native.crc32c(p, crc), 0);
 }
 
 function ioError(what: string, e: unknown): UnderstudyError {
@@ -59,6 +80,49 @@ function readAll(fd: number, into: Uint8Array, position: number, progress?: (byt
   }
 }
 
+/** Writes pieces back to back from `position`: large pieces alone, runs of small ones (such as page extents) with one writev. */
+function writePieces(fd: number, pieces: readonly Uint8Array[], position: number, progress?: (bytes: number) => void): void {
+  let at = position;
+  for (let i = 0; i < pieces.length; ) {
+    const piece = pieces[i]!;
+    if (piece.length >= IO_CHUNK_BYTES) {
+      writeAll(fd, piece, at, progress);
+      at += piece.length;
+      i++;
+      continue;
+    }
+    const batch: Uint8Array[] = [];
+    let bytes = 0;
+    while (i < pieces.length && batch.length < IOVECS_PER_WRITE_MAX && pieces[i]!.length < IO_CHUNK_BYTES && bytes + pieces[i]!.length <= IO_CHUNK_BYTES) {
+      batch.push(pieces[i]!);
+      bytes += pieces[i]!.length;
+      i++;
+    }
+    if (batch.length === 0) {
+      // The next piece alone would overflow the batch budget: write it by itself.
+      writeAll(fd, pieces[i]!, at, progress);
+      at += pieces[i]!.length;
+      i++;
+      continue;
+    }
+    const wrote = fs.writevSync(fd, batch, at);
+    if (wrote === bytes) {
+      progress?.(bytes);
+    } else {
+      // A short writev (a signal, a full disk that then recovers): finish piece by piece.
+      progress?.(wrote);
+      let skip = wrote;
+      let pieceAt = at;
+      for (const p of batch) {
+        if (skip < p.length) writeAll(fd, p.subarray(skip), pieceAt + skip, progress);
+        skip = Math.max(0, skip - p.length);
+        pieceAt += p.length;
+      }
+    }
+    at += bytes;
+  }
+}
+
 export interface WriteResult {
   path: string;
   fileBytes: number;
@@ -66,7 +130,7 @@ export interface WriteResult {
 
 /** Writes a checkpoint atomically: after a crash there is either the old file or the whole new one. */
 export function writeCheckpointFile(filePath: string, sections: SectionData[], onProgress?: Progress): WriteResult {
-  const entries = sections.map((s) => ({ kind: s.kind, flags: s.flags ?? 0, length: s.data.length, crc: native.crc32c(s.data) }));
+  const entries = sections.map((s) => ({ kind: s.kind, flags: s.flags ?? 0, length: sectionLength(s.data), crc: sectionCrc(s.data) }));
   const { head, offsets, fileBytes } = buildLayout(entries);
   const dir = path.dirname(path.resolve(filePath));
   const tmp = path.join(dir, `.${path.basename(filePath)}.tmp-${process.pid}-${randomBytes(4).toString('hex')}`);
@@ -76,7 +140,7 @@ export function writeCheckpointFile(filePath: string, sections: SectionData[], o
     writeAll(fd, head, 0);
     let written = 0;
     const advance = onProgress && ((n: number) => onProgress((written += n), fileBytes));
-    sections.forEach((s, i) => writeAll(fd, s.data, offsets[i]!, advance));
+    sections.forEach((s, i) => writePieces(fd, piecesOf(s.data), offsets[i]!, advance));
     // Padding after the last section is not written; make the size exact.
     fs.ftruncateSync(fd, fileBytes);
     fs.fsyncSync(fd);
@@ -177,6 +241,50 @@ export class CheckpointFile {
     let done = 0;
     readAll(this.fd, into, e.offset, onProgress && ((n) => onProgress((done += n), e.length)));
     verifySection(e, into);
+  }
+
+  /** Reads and validates the head (header and extent table) of a MemoryPages section. */
+  readMemoryPagesHead(entry: SectionEntry): MemoryPagesHead & { headCrc: number } {
+    assert(entry.kind === SectionKind.MemoryPages);
+    const fixed = new Uint8Array(MEMORY_PAGES_HEADER_BYTES);
+    if (entry.length >= fixed.length) readAll(this.fd, fixed, entry.offset);
+    const { count } = parseMemoryPagesCount(fixed, entry.length);
+    // parseMemoryPagesCount bounded the head by the section's length, so this allocation is bounded too.
+    const head = new Uint8Array(memoryPagesHeadBytes(count));
+    readAll(this.fd, head, entry.offset);
+    return { ...parseMemoryPagesHead(head, entry.length), headCrc: native.crc32c(head) };
+  }
+
+  /**
+   * Loads a MemoryPages section into `into` (the memory image's full size): each extent is read
+   * straight to its place; pages no extent covers are made zero without being touched when they
+   * are not present (a fresh grow), and cleared when they are (a fresh instance's data segments).
+   * The section's CRC is chained over what was read and checked at the end: on a mismatch the
+   * destination holds garbage and must be discarded (restore discards the whole instance).
+   */
+  readMemoryPagesInto(entry: SectionEntry, head: MemoryPagesHead & { headCrc: number }, into: Uint8Array, onProgress?: Progress): void {
+    assert(into.length === head.memoryBytes, 'destination size differs from the memory image');
+    const { extents } = head;
+    // Clear what the destination holds outside the extents (reads only its present pages).
+    const held = native.storedPages(into).pages;
+    let e = 0;
+    for (const page of held) {
+      while (e < extents.length && extents[e]! + extents[e + 1]! <= page) e += 2;
+      const covered = e < extents.length && extents[e]! <= page;
+      if (!covered) into.fill(0, page * MEMORY_PAGE_BYTES, (page + 1) * MEMORY_PAGE_BYTES);
+    }
+    let crc = head.headCrc;
+    let at = entry.offset + head.dataOffset;
+    const total = head.storedPages * MEMORY_PAGE_BYTES;
+    let done = 0;
+    for (let i = 0; i < extents.length; i += 2) {
+      const view = into.subarray(extents[i]! * MEMORY_PAGE_BYTES, (extents[i]! + extents[i + 1]!) * MEMORY_PAGE_BYTES);
+      readAll(this.fd, view, at, onProgress && ((n) => onProgress((done += n), total)));
+      crc = native.crc32c(view, crc);
+      at += view.length;
+    }
+    assert(at === entry.offset + entry.length);
+    if (crc !== entry.crc) throw new UnderstudyError('ERR_CKPT_CHECKSUM', 'MemoryPages section checksum mismatch');
   }
 
   /** Verifies a section in bounded pieces without holding it whole (for inspect). */

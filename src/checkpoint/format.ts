@@ -15,13 +15,24 @@
 //   section table at 64: count x 32 bytes
 //     0  u32 kind   4 u32 flags (bit 0: optional)   8 u64 offset   16 u64 length   24 u32 CRC-32C   28 u32 reserved
 //   sections: 8-byte aligned; the memory image is 4 KiB aligned so it can be mapped.
+//
+//   MemoryPages (kind 6, since 1.1; replaces the dense Memory section in new files):
+//     0  u64 memory bytes   (the configured size; a multiple of 64 KiB)
+//     8  u32 extent count
+//    12  u32 reserved, 0
+//    16  count x { u32 first page, u32 page count }   (4 KiB pages; ascending, disjoint,
+//        not adjacent — runs are maximal — and inside memory)
+//     .. zero padding to the next 4 KiB boundary of the section
+//     .. the stored pages' bytes, extent after extent (4 KiB aligned in the file, so it could be mapped)
+//   Pages no extent covers read as zero: never touched, or all zero.
 import { UnderstudyError } from '../errors.js';
 import { native } from '../native.js';
 import { assert } from '../util/assert.js';
 
 export const MAGIC = Uint8Array.of(0x89, 0x55, 0x53, 0x43, 0x4b, 0x0d, 0x0a, 0x1a);
 export const FORMAT_MAJOR = 1;
-export const FORMAT_MINOR = 0;
+/** 1.1 added the sparse MemoryPages section (required where present: a 1.0 reader refuses such a file as ERR_CKPT_VERSION). */
+export const FORMAT_MINOR = 1;
 export const HEADER_BYTES = 64;
 export const SECTION_ENTRY_BYTES = 32;
 /** No checkpoint of ours has more than a handful; a larger count is a corrupt header. */
@@ -34,7 +45,18 @@ export enum SectionKind {
   Memory = 3,
   Vcpu = 4,
   Devices = 5,
+  /** The sparse memory image (1.1); a file holds either this or Memory, never both. */
+  MemoryPages = 6,
 }
+
+/** Bytes per stored page of a MemoryPages section (the kernel's page, not the 64 KiB wasm page). */
+export const MEMORY_PAGE_BYTES = 4096;
+/** The wasm32 maximum memory: 65536 wasm pages of 64 KiB. */
+export const MEMORY_BYTES_MAX = 65536 * 65536;
+export const MEMORY_PAGES_HEADER_BYTES = 16;
+export const MEMORY_EXTENT_BYTES = 8;
+/** Extents are maximal runs with a gap between them, so a memory of P pages has at most ceil(P/2). */
+export const MEMORY_EXTENTS_MAX = MEMORY_BYTES_MAX / MEMORY_PAGE_BYTES / 2;
 
 /** Per-kind size limits, checked before any section is read. */
 export const SECTION_BYTES_MAX: Readonly<Record<SectionKind, number>> = {
@@ -43,11 +65,13 @@ export const SECTION_BYTES_MAX: Readonly<Record<SectionKind, number>> = {
   [SectionKind.Memory]: 65536 * 65536, // 4 GiB: the wasm32 maximum
   [SectionKind.Vcpu]: 64 << 20, // globals, tables, captured stack
   [SectionKind.Devices]: 4 * 1024 ** 3, // the in-memory file system can be large
+  [SectionKind.MemoryPages]: MEMORY_BYTES_MAX + alignUp(MEMORY_PAGES_HEADER_BYTES + MEMORY_EXTENTS_MAX * MEMORY_EXTENT_BYTES, MEMORY_PAGE_BYTES), // every page, plus the largest extent table
 };
+assert(MEMORY_PAGES_HEADER_BYTES + MEMORY_EXTENTS_MAX * MEMORY_EXTENT_BYTES < 8 << 20, 'the extent table of a 4 GiB memory is under 8 MiB');
 
 /** A section's alignment in the file. */
 export function sectionAlignment(kind: number): number {
-  return kind === SectionKind.Memory ? 4096 : 8;
+  return kind === SectionKind.Memory || kind === SectionKind.MemoryPages ? 4096 : 8;
 }
 
 /** The compatibility rule, in code: same major, any minor. */
@@ -173,4 +197,103 @@ export function verifySection(entry: SectionEntry, bytes: Uint8Array): void {
     const name = SectionKind[entry.kind] ?? `kind ${entry.kind}`;
     fail('ERR_CKPT_CHECKSUM', `${name} section checksum mismatch`);
   }
+}
+
+/**
+ * The head of a MemoryPages section: `extents` holds [first page, page count] pairs. Returns the
+ * head (header, extent table, zero padding to 4 KiB); the stored pages follow it.
+ */
+export function encodeMemoryPagesHead(memoryBytes: number, extents: Uint32Array): Uint8Array {
+  const count = extents.length / 2;
+  assert(Number.isInteger(count) && count <= MEMORY_EXTENTS_MAX, 'extent list has an odd length or too many extents');
+  assert(memoryBytes % 65536 === 0 && memoryBytes <= MEMORY_BYTES_MAX, 'memory size is not whole wasm pages');
+  const head = new Uint8Array(memoryPagesHeadBytes(count));
+  const view = new DataView(head.buffer);
+  view.setBigUint64(0, BigInt(memoryBytes), true);
+  view.setUint32(8, count, true);
+  let prevEnd = -1;
+  for (let i = 0; i < count; i++) {
+    const first = extents[2 * i]!;
+    const pages = extents[2 * i + 1]!;
+    assert(pages > 0 && first > prevEnd && (first + pages) * MEMORY_PAGE_BYTES <= memoryBytes, 'extents are not maximal ascending runs inside memory');
+    prevEnd = first + pages;
+    view.setUint32(MEMORY_PAGES_HEADER_BYTES + i * MEMORY_EXTENT_BYTES, first, true);
+    view.setUint32(MEMORY_PAGES_HEADER_BYTES + i * MEMORY_EXTENT_BYTES + 4, pages, true);
+  }
+  return head;
+}
+
+/** Bytes of a MemoryPages head with `count` extents: where the page data begins. */
+export function memoryPagesHeadBytes(count: number): number {
+  return alignUp(MEMORY_PAGES_HEADER_BYTES + count * MEMORY_EXTENT_BYTES, MEMORY_PAGE_BYTES);
+}
+
+/** Maximal runs of an ascending page list, as [first, count] pairs. */
+export function extentsOf(pages: Uint32Array): Uint32Array {
+  const out: number[] = [];
+  for (let i = 0; i < pages.length; ) {
+    const first = pages[i]!;
+    let j = i + 1;
+    while (j < pages.length && pages[j] === first + (j - i)) j++;
+    assert(j === pages.length || pages[j]! > first + (j - i), 'page list is not ascending');
+    out.push(first, j - i);
+    i = j;
+  }
+  return Uint32Array.from(out);
+}
+
+export interface MemoryPagesHead {
+  memoryBytes: number;
+  /** [first page, page count] pairs, validated: maximal ascending runs inside memory. */
+  extents: Uint32Array;
+  storedPages: number;
+  /** Offset of the first stored page from the start of the section. */
+  dataOffset: number;
+}
+
+/**
+ * Validates a MemoryPages head against the section's length (untrusted input: answered, never
+ * asserted). `fixed` is the first 16 bytes; `table` is read by the caller once the count is known
+ * to fit (see memoryPagesTableBytes).
+ */
+export function parseMemoryPagesCount(fixed: Uint8Array, sectionBytes: number): { memoryBytes: number; count: number } {
+  assert(fixed.length === MEMORY_PAGES_HEADER_BYTES);
+  if (sectionBytes < MEMORY_PAGES_HEADER_BYTES) fail('ERR_CKPT_MALFORMED', `MemoryPages section of ${sectionBytes} bytes is shorter than its header`);
+  const view = new DataView(fixed.buffer, fixed.byteOffset, fixed.byteLength);
+  const memoryBytes64 = view.getBigUint64(0, true);
+  if (memoryBytes64 > BigInt(MEMORY_BYTES_MAX) || memoryBytes64 % 65536n !== 0n) fail('ERR_CKPT_MALFORMED', `memory size ${memoryBytes64} is not whole wasm pages within 4 GiB`);
+  const count = view.getUint32(8, true);
+  if (view.getUint32(12, true) !== 0) fail('ERR_CKPT_MALFORMED', 'MemoryPages reserved field is not zero');
+  const memoryBytes = Number(memoryBytes64);
+  if (count > Math.ceil(memoryBytes / MEMORY_PAGE_BYTES / 2)) fail('ERR_CKPT_MALFORMED', `${count} extents cannot fit a memory of ${memoryBytes} bytes`);
+  if (memoryPagesHeadBytes(count) > sectionBytes) fail('ERR_CKPT_MALFORMED', `the extent table of ${count} extents runs past the section`);
+  return { memoryBytes, count };
+}
+
+/** Validates the extent table and padding (the whole head, `memoryPagesHeadBytes(count)` bytes). */
+export function parseMemoryPagesHead(head: Uint8Array, sectionBytes: number): MemoryPagesHead {
+  const { memoryBytes, count } = parseMemoryPagesCount(head.subarray(0, MEMORY_PAGES_HEADER_BYTES), sectionBytes);
+  assert(head.length === memoryPagesHeadBytes(count));
+  const view = new DataView(head.buffer, head.byteOffset, head.byteLength);
+  const memoryPages = memoryBytes / MEMORY_PAGE_BYTES;
+  const extents = new Uint32Array(count * 2);
+  let prevEnd = -1;
+  let stored = 0;
+  for (let i = 0; i < count; i++) {
+    const first = view.getUint32(MEMORY_PAGES_HEADER_BYTES + i * MEMORY_EXTENT_BYTES, true);
+    const pages = view.getUint32(MEMORY_PAGES_HEADER_BYTES + i * MEMORY_EXTENT_BYTES + 4, true);
+    if (pages === 0) fail('ERR_CKPT_MALFORMED', `extent ${i} is empty`);
+    if (first <= prevEnd) fail('ERR_CKPT_MALFORMED', `extent ${i} is out of order, overlaps or touches the one before it`);
+    if (first + pages > memoryPages) fail('ERR_CKPT_MALFORMED', `extent ${i} runs past the end of memory`);
+    prevEnd = first + pages;
+    stored += pages;
+    extents[2 * i] = first;
+    extents[2 * i + 1] = pages;
+  }
+  for (let at = MEMORY_PAGES_HEADER_BYTES + count * MEMORY_EXTENT_BYTES; at < head.length; at++) {
+    if (head[at] !== 0) fail('ERR_CKPT_MALFORMED', 'non-zero padding after the extent table');
+  }
+  const dataOffset = head.length;
+  if (dataOffset + stored * MEMORY_PAGE_BYTES !== sectionBytes) fail('ERR_CKPT_MALFORMED', `MemoryPages section is ${sectionBytes} bytes; its extents need ${dataOffset + stored * MEMORY_PAGE_BYTES}`);
+  return { memoryBytes, extents, storedPages: stored, dataOffset };
 }

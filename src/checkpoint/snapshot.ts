@@ -9,7 +9,8 @@ import { vcpuFromPlain, vcpuToPlain, type VcpuState } from '../guest/persist.js'
 import { OutputGate, type OutputGateState, type OutputTarget } from '../output/gate.js';
 import type { Plain, PlainObject } from '../util/plain.js';
 import { WasiDevice, type WasiHostEnv } from '../wasi/index.js';
-import { SectionKind } from './format.js';
+import { native } from '../native.js';
+import { MEMORY_PAGE_BYTES, SectionKind, encodeMemoryPagesHead, extentsOf, type MemoryPagesHead } from './format.js';
 import { CheckpointFile, writeCheckpointFile, type Progress, type SectionData } from './file.js';
 import { decodePlain, encodePlain } from './plain-codec.js';
 
@@ -36,6 +37,8 @@ export interface CheckpointSource {
   onProgress?: Progress;
   /** Creation time to record (default now; tests fix it to compare files byte for byte). */
   createdAtMs?: number;
+  /** Store every byte of memory in the dense 1.0 form (for the exclusion benchmark); default: only present, non-zero pages. */
+  denseMemory?: boolean;
 }
 
 /** What a full checkpoint file is made of, already encoded (for writers that do not hold a live guest, such as compaction). */
@@ -44,14 +47,33 @@ export interface CheckpointParts {
   /** The original module, embedded so `restore` needs nothing but the file; null to leave it out. */
   module: Uint8Array | null;
   memory: Uint8Array;
+  /** The pages worth storing (ascending; pages left out read back as zero), when the writer knows them. Default: asked of the kernel (`native.storedPages`: present, non-zero). */
+  storedPages?: Uint32Array;
+  /** Write the dense 1.0 Memory section (every byte) instead of MemoryPages. */
+  denseMemory?: boolean;
   vcpu: Uint8Array;
   devices: Uint8Array;
+}
+
+/**
+ * The sparse memory section of `memory`: the head, then views of the stored page runs (no copy).
+ * Memory exclusion without the guest's help: a page the guest never touched is not present in the
+ * page tables and is neither read nor stored; a present page of zeros is dropped by the zero check.
+ */
+export function memoryPagesSection(memory: Uint8Array, storedPages?: Uint32Array): SectionData {
+  const pages = storedPages ?? native.storedPages(memory).pages;
+  const extents = extentsOf(pages);
+  const pieces: Uint8Array[] = [encodeMemoryPagesHead(memory.length, extents)];
+  for (let i = 0; i < extents.length; i += 2) {
+    pieces.push(memory.subarray(extents[i]! * MEMORY_PAGE_BYTES, (extents[i]! + extents[i + 1]!) * MEMORY_PAGE_BYTES));
+  }
+  return { kind: SectionKind.MemoryPages, data: pieces };
 }
 
 export function writeCheckpointParts(filePath: string, parts: CheckpointParts, onProgress?: Progress): number {
   const sections: SectionData[] = [{ kind: SectionKind.Meta, data: encodePlain(parts.meta) }];
   if (parts.module) sections.push({ kind: SectionKind.Module, data: parts.module });
-  sections.push({ kind: SectionKind.Memory, data: parts.memory });
+  sections.push(parts.denseMemory ? { kind: SectionKind.Memory, data: parts.memory } : memoryPagesSection(parts.memory, parts.storedPages));
   sections.push({ kind: SectionKind.Vcpu, data: parts.vcpu });
   sections.push({ kind: SectionKind.Devices, data: parts.devices });
   return writeCheckpointFile(filePath, sections, onProgress).fileBytes;
@@ -86,7 +108,7 @@ export function writeFullCheckpoint(filePath: string, src: CheckpointSource): { 
   // The live memory, not a copy: the guest is stopped while the file is written.
   const fileBytes = writeCheckpointParts(
     filePath,
-    { meta, module: src.embedModule ?? true ? guest.module.original : null, memory: new Uint8Array(guest.memory.buffer), vcpu, devices },
+    { meta, module: src.embedModule ?? true ? guest.module.original : null, memory: new Uint8Array(guest.memory.buffer), denseMemory: src.denseMemory, vcpu, devices },
     src.onProgress,
   );
   return { meta, fileBytes, writeMs: performance.now() - started };
@@ -145,6 +167,8 @@ export interface GuestImage {
 
 export interface OpenedCheckpoint extends GuestImage {
   file: CheckpointFile;
+  /** How the memory image is stored: every byte (1.0 files), or only the stored pages. */
+  memoryForm: { kind: 'dense' | 'sparse'; storedBytes: number; extents: number };
 }
 
 export function openCheckpoint(filePath: string): OpenedCheckpoint {
@@ -153,8 +177,16 @@ export function openCheckpoint(filePath: string): OpenedCheckpoint {
     const meta = metaFromPlain(decodePlain(file.read(SectionKind.Meta)));
     const module = file.entry(SectionKind.Module) ? file.read(SectionKind.Module) : null;
     if (module && sha256Hex(module) !== meta.moduleSha256) throw new UnderstudyError('ERR_CKPT_MODULE_MISMATCH', 'embedded module does not match the hash in the metadata');
-    const memory = file.require(SectionKind.Memory);
-    if (memory.length !== meta.memoryBytes) throw bad(`memory section is ${memory.length} bytes, metadata says ${meta.memoryBytes}`);
+    const dense = file.entry(SectionKind.Memory);
+    const sparse = file.entry(SectionKind.MemoryPages);
+    if (dense && sparse) throw bad('checkpoint holds both a Memory and a MemoryPages section');
+    if (!dense && !sparse) throw bad('checkpoint has no memory section');
+    let pagesHead: (MemoryPagesHead & { headCrc: number }) | null = null;
+    if (dense && dense.length !== meta.memoryBytes) throw bad(`memory section is ${dense.length} bytes, metadata says ${meta.memoryBytes}`);
+    if (sparse) {
+      pagesHead = file.readMemoryPagesHead(sparse);
+      if (pagesHead.memoryBytes !== meta.memoryBytes) throw bad(`memory image is ${pagesHead.memoryBytes} bytes, metadata says ${meta.memoryBytes}`);
+    }
     const vcpu = vcpuFromPlain(decodePlain(file.read(SectionKind.Vcpu)));
     if (vcpu.memoryPages * 65536 !== meta.memoryBytes) throw bad('vCPU memory size disagrees with the metadata');
     if (meta.guestKind === 'reactor' && vcpu.stack !== null) throw bad('a reactor checkpoint carries a stack');
@@ -167,7 +199,13 @@ export function openCheckpoint(filePath: string): OpenedCheckpoint {
       vcpu,
       wasi: devices.wasi,
       output: outputState(devices.output),
-      fillMemory: (memory, onProgress) => file.readInto(SectionKind.Memory, memory, onProgress),
+      memoryForm: pagesHead
+        ? { kind: 'sparse', storedBytes: pagesHead.storedPages * MEMORY_PAGE_BYTES, extents: pagesHead.extents.length / 2 }
+        : { kind: 'dense', storedBytes: meta.memoryBytes, extents: 1 },
+      fillMemory: (memory, onProgress) => {
+        if (pagesHead && sparse) file.readMemoryPagesInto(sparse, pagesHead, memory, onProgress);
+        else file.readInto(SectionKind.Memory, memory, onProgress);
+      },
       close: () => file.close(),
     };
   } catch (e) {

@@ -1,6 +1,6 @@
 // `understudy inspect <file>`: what a checkpoint holds, its sizes, and whether
 // every section verifies.
-import { SectionKind } from '../checkpoint/format.js';
+import { MEMORY_PAGE_BYTES, SectionKind } from '../checkpoint/format.js';
 import { CheckpointFile } from '../checkpoint/file.js';
 import { metaFromPlain } from '../checkpoint/snapshot.js';
 import { decodePlain } from '../checkpoint/plain-codec.js';
@@ -19,6 +19,8 @@ export interface InspectReport {
   meta: Record<string, unknown> | null;
   vcpu: { memoryPages: number; globals: number; tables: number[]; stackBytes: number | null; started: boolean } | null;
   devices: { fds: number | null; files: number | null } | null;
+  /** Configured memory against what the file stores (sparse: only present, non-zero pages). */
+  memory: { form: 'dense' | 'sparse'; configuredBytes: number; storedBytes: number; extents: number } | null;
   ok: boolean;
   problems: string[];
 }
@@ -52,6 +54,14 @@ export function inspectCheckpoint(filePath: string, verify = true): InspectRepor
     const meta = tryRead('metadata', () => metaFromPlain(decodePlain(file.read(SectionKind.Meta))));
     const vcpu = tryRead('vCPU', () => vcpuFromPlain(decodePlain(file.read(SectionKind.Vcpu))));
     const devices = tryRead('devices', () => decodePlain(file.read(SectionKind.Devices)));
+    const memory = tryRead('memory', (): InspectReport['memory'] => {
+      const dense = file.entry(SectionKind.Memory);
+      if (dense) return { form: 'dense', configuredBytes: dense.length, storedBytes: dense.length, extents: 1 };
+      const sparse = file.entry(SectionKind.MemoryPages);
+      if (!sparse) return null;
+      const head = file.readMemoryPagesHead(sparse);
+      return { form: 'sparse', configuredBytes: head.memoryBytes, storedBytes: head.storedPages * MEMORY_PAGE_BYTES, extents: head.extents.length / 2 };
+    });
     const wasi = devices && typeof devices === 'object' && !Array.isArray(devices) && !(devices instanceof Uint8Array) ? (devices as Record<string, Plain>).wasi : undefined;
     const fs = wasi && typeof wasi === 'object' && !Array.isArray(wasi) && !(wasi instanceof Uint8Array) ? (wasi as Record<string, Plain>).fs : undefined;
     return {
@@ -68,6 +78,7 @@ export function inspectCheckpoint(filePath: string, verify = true): InspectRepor
         started: vcpu.started,
       },
       devices: devices === null ? null : { fds: count(wasi, 'fds'), files: count(fs, 'inodes') },
+      memory,
       ok: problems.length === 0,
       problems,
     };
@@ -88,11 +99,20 @@ export function formatInspect(r: InspectReport): string {
   if (r.vcpu) {
     lines.push(`  vCPU: ${r.vcpu.globals} mutable globals, tables [${r.vcpu.tables.join(', ')}], ${r.vcpu.stackBytes === null ? 'no captured stack' : `captured stack ${r.vcpu.stackBytes} B`}`);
   }
+  if (r.memory) {
+    const m = r.memory;
+    const share = m.configuredBytes ? ` (${((100 * m.storedBytes) / m.configuredBytes).toFixed(1)} %)` : '';
+    lines.push(
+      m.form === 'sparse'
+        ? `  memory image: ${formatBytes(m.configuredBytes)} configured, ${formatBytes(m.storedBytes)} stored${share} in ${m.extents} extents; the rest reads as zero`
+        : `  memory image: ${formatBytes(m.configuredBytes)} configured, stored dense (every byte)`,
+    );
+  }
   if (r.devices) lines.push(`  devices: ${r.devices.fds ?? '?'} open fds, ${r.devices.files ?? '?'} inodes`);
   lines.push('  sections:');
   for (const s of r.sections) {
     const v = s.checksumOk === null ? 'not verified' : s.checksumOk ? 'ok' : 'CHECKSUM MISMATCH';
-    lines.push(`    ${s.kind.padEnd(8)} ${formatBytes(s.length).padStart(10)} at ${String(s.offset).padStart(10)}  ${v}`);
+    lines.push(`    ${s.kind.padEnd(11)} ${formatBytes(s.length).padStart(10)} at ${String(s.offset).padStart(10)}  ${v}`);
   }
   lines.push(r.ok ? '  verified: ok' : `  PROBLEMS: ${r.problems.join('; ')}`);
   return lines.join('\n');

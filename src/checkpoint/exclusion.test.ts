@@ -1,0 +1,249 @@
+// Memory exclusion without the guest's help: the sparse MemoryPages section stores exactly the
+// present, non-zero pages; untouched pages are neither read nor stored and come back as zero;
+// every malformed or mutated sparse file is refused; 1.0 dense files still read.
+import { test } from 'node:test';
+import assert from 'node:assert/strict';
+import fs from 'node:fs';
+import path from 'node:path';
+import fc from 'fast-check';
+import { CheckpointFile, writeCheckpointFile } from './file.js';
+import {
+  MEMORY_EXTENT_BYTES,
+  MEMORY_PAGES_HEADER_BYTES,
+  SectionKind,
+  encodeMemoryPagesHead,
+  extentsOf,
+  memoryPagesHeadBytes,
+  parseMemoryPagesHead,
+} from './format.js';
+import { memoryPagesSection, openCheckpoint, restoreFromCheckpoint, writeCheckpointParts, writeFullCheckpoint, type CheckpointMeta } from './snapshot.js';
+import { encodePlain } from './plain-codec.js';
+import { vcpuToPlain, type VcpuState } from '../guest/persist.js';
+import { Guest } from '../guest/guest.js';
+import { loadGuestModule, sha256Hex } from '../guest/module.js';
+import { CollectedOutput, OutputGate } from '../output/gate.js';
+import { WasiDevice } from '../wasi/index.js';
+import { guestPath, tempDir } from '../testing/fixtures.js';
+import { isUnderstudyError, type ErrorCode } from '../errors.js';
+import { native } from '../native.js';
+import { inspectCheckpoint } from '../cli/inspect.js';
+
+const P = 4096;
+const dir = tempDir('exclusion');
+let n = 0;
+const fresh = (): string => path.join(dir, `x${n++}.usck`);
+const CODES: ErrorCode[] = ['ERR_CKPT_TRUNCATED', 'ERR_CKPT_MAGIC', 'ERR_CKPT_VERSION', 'ERR_CKPT_CHECKSUM', 'ERR_CKPT_MALFORMED', 'ERR_CKPT_TOO_LARGE', 'ERR_CKPT_MODULE_MISMATCH'];
+const isCkptError = (e: unknown): boolean => CODES.some((c) => isUnderstudyError(e, c));
+
+/** A page of a random image: never touched, written with zeros, or holding bytes. */
+type PageKind = 'untouched' | 'zero' | 'data';
+const imageArb = fc
+  .integer({ min: 1, max: 24 })
+  .chain((wasmPages) => fc.tuple(fc.constant(wasmPages), fc.array(fc.constantFrom<PageKind>('untouched', 'untouched', 'zero', 'data'), { minLength: wasmPages * 16, maxLength: wasmPages * 16 }), fc.integer()));
+
+/** A page-aligned memory (a real WebAssembly.Memory, so the page tables say what was touched). */
+function buildImage(wasmPages: number, kinds: PageKind[], seed: number): Uint8Array {
+  const memory = new Uint8Array(new WebAssembly.Memory({ initial: wasmPages }).buffer);
+  kinds.forEach((k, p) => {
+    if (k === 'zero') memory.fill(0, p * P, (p + 1) * P);
+    if (k === 'data') memory[p * P + ((seed >>> 0) + p * 131) % P] = 1 + ((seed + p) & 0x7f);
+  });
+  return memory;
+}
+
+function readImage(file: string, into: Uint8Array): void {
+  const f = CheckpointFile.open(file);
+  try {
+    const entry = f.require(SectionKind.MemoryPages);
+    f.readMemoryPagesInto(entry, f.readMemoryPagesHead(entry), into);
+  } finally {
+    f.close();
+  }
+}
+
+test('random sparse images round-trip exactly; exactly the non-zero pages are stored, untouched ones are not even present', () => {
+  fc.assert(
+    fc.property(imageArb, ([wasmPages, kinds, seed]) => {
+      const memory = buildImage(wasmPages, kinds, seed);
+      const stored = native.storedPages(memory);
+      const dataPages = kinds.flatMap((k, p) => (k === 'data' ? [p] : []));
+      assert.deepEqual([...stored.pages], dataPages, 'stored = present and non-zero');
+      if (stored.method === 'pagemap-scan') {
+        assert.deepEqual([...native.presentPages(memory)], kinds.flatMap((k, p) => (k === 'untouched' ? [] : [p])), 'present = touched');
+        assert.equal(stored.zeroPresent, kinds.filter((k) => k === 'zero').length);
+      }
+      const file = fresh();
+      writeCheckpointFile(file, [{ kind: SectionKind.Meta, data: Uint8Array.of(1) }, memoryPagesSection(memory)]);
+      const f = CheckpointFile.open(file);
+      const entry = f.require(SectionKind.MemoryPages);
+      f.close();
+      assert.equal(entry.offset % P, 0);
+      assert.equal(entry.length, memoryPagesHeadBytes(extentsOf(stored.pages).length / 2) + dataPages.length * P, 'section = head + stored pages');
+      // Into a destination that already holds bytes everywhere (like a fresh instance's data segments).
+      const back = new Uint8Array(new WebAssembly.Memory({ initial: wasmPages }).buffer);
+      for (let p = 0; p < back.length / P; p += 3) back[p * P + 5] = 0xee;
+      readImage(file, back);
+      assert.ok(Buffer.from(back).equals(Buffer.from(memory)));
+      fs.rmSync(file);
+    }),
+    { numRuns: 60 },
+  );
+});
+
+test('restoring a sparse image into a fresh memory touches no excluded page', () => {
+  const memory = buildImage(64, Array.from({ length: 1024 }, (_, p) => (p % 97 === 0 ? 'data' : p % 13 === 0 ? 'zero' : 'untouched')), 7);
+  const file = fresh();
+  writeCheckpointFile(file, [memoryPagesSection(memory)]);
+  const back = new Uint8Array(new WebAssembly.Memory({ initial: 64 }).buffer);
+  readImage(file, back);
+  if (native.storedPages(back).method === 'pagemap-scan') assert.deepEqual([...native.presentPages(back)], [...native.storedPages(memory).pages]);
+  assert.ok(Buffer.from(back).equals(Buffer.from(memory)));
+});
+
+test('malformed extent tables are refused as ERR_CKPT_MALFORMED before any page is read', () => {
+  const mem = 4 * 65536; // 64 pages
+  const head = (extents: number[], count = extents.length / 2): Uint8Array => {
+    const h = new Uint8Array(memoryPagesHeadBytes(count));
+    const v = new DataView(h.buffer);
+    v.setBigUint64(0, BigInt(mem), true);
+    v.setUint32(8, count, true);
+    extents.forEach((x, i) => v.setUint32(MEMORY_PAGES_HEADER_BYTES + i * 4, x, true));
+    return h;
+  };
+  const sectionFor = (h: Uint8Array, pages: number): number => h.length + pages * P;
+  const good = head([0, 2, 5, 3]);
+  assert.equal(parseMemoryPagesHead(good, sectionFor(good, 5)).storedPages, 5);
+  const cases: [string, Uint8Array, number][] = [
+    ['past the end of memory', head([60, 5]), sectionFor(head([60, 5]), 5)],
+    ['overlapping', head([0, 4, 3, 2]), sectionFor(head([0, 4, 3, 2]), 6)],
+    ['adjacent (not maximal)', head([0, 2, 2, 2]), sectionFor(head([0, 2, 2, 2]), 4)],
+    ['unsorted', head([10, 1, 2, 1]), sectionFor(head([10, 1, 2, 1]), 2)],
+    ['empty extent', head([3, 0]), sectionFor(head([3, 0]), 0)],
+    ['length shorter than the extents need', good, sectionFor(good, 4)],
+    ['length longer than the extents need', good, sectionFor(good, 6)],
+    ['extent count past the section', head([0, 2, 5, 3], 5000), good.length],
+    ['wrapping page count', head([1, 0xffffffff]), sectionFor(head([1, 0xffffffff]), 1)],
+  ];
+  for (const [what, h, len] of cases) {
+    assert.throws(
+      () => parseMemoryPagesHead(h.subarray(0, Math.min(h.length, memoryPagesHeadBytes(new DataView(h.buffer).getUint32(8, true)))), len),
+      (e) => isUnderstudyError(e, 'ERR_CKPT_MALFORMED'),
+      what,
+    );
+  }
+  const badSize = head([0, 1]);
+  new DataView(badSize.buffer).setBigUint64(0, BigInt(mem + 4096), true);
+  assert.throws(() => parseMemoryPagesHead(badSize, sectionFor(badSize, 1)), (e) => isUnderstudyError(e, 'ERR_CKPT_MALFORMED'), 'memory size not whole wasm pages');
+  const badPad = head([0, 1]);
+  badPad[MEMORY_PAGES_HEADER_BYTES + MEMORY_EXTENT_BYTES] = 1;
+  assert.throws(() => parseMemoryPagesHead(badPad, sectionFor(badPad, 1)), (e) => isUnderstudyError(e, 'ERR_CKPT_MALFORMED'), 'non-zero padding');
+  assert.throws(() => encodeMemoryPagesHead(mem, Uint32Array.of(0, 2, 1, 2)), 'the writer asserts its own extents');
+});
+
+function metaFor(vcpu: VcpuState, module: Uint8Array): CheckpointMeta {
+  return {
+    sequence: 1,
+    createdAtMs: 1_700_000_000_000,
+    moduleSha256: sha256Hex(module),
+    guestKind: 'reactor',
+    rewriteVersion: 1,
+    memoryBytes: vcpu.memoryPages * 65536,
+    restoreGeneration: 0,
+    output: { stdoutBytes: 0, stderrBytes: 0 },
+    stdinBytesConsumed: 0,
+  };
+}
+
+test('every single-byte mutation and truncation of a sparse checkpoint is refused', () => {
+  const MODULE = Uint8Array.of(0, 97, 115, 109, 1, 0, 0, 0);
+  const vcpu: VcpuState = { memoryPages: 2, globals: [1], tables: [], stack: null, started: true };
+  const memory = buildImage(2, Array.from({ length: 32 }, (_, p) => (p % 5 === 0 ? 'data' : p % 7 === 0 ? 'zero' : 'untouched')), 3);
+  const file = fresh();
+  writeCheckpointParts(file, { meta: metaFor(vcpu, MODULE), module: MODULE, memory, vcpu: encodePlain(vcpuToPlain(vcpu)), devices: encodePlain({ wasi: { a: 1 }, output: { stdoutBytes: 0, stderrBytes: 0 } }) });
+  const good = fs.readFileSync(file);
+  const load = (f: string): void => {
+    const opened = openCheckpoint(f);
+    try {
+      opened.fillMemory(new Uint8Array(new WebAssembly.Memory({ initial: 2 }).buffer));
+    } finally {
+      opened.close();
+    }
+  };
+  load(file);
+  const bad = fresh();
+  // Every byte of the memory section's head and a sample of the rest.
+  const opened = openCheckpoint(file);
+  const entry = opened.file.require(SectionKind.MemoryPages);
+  assert.equal(opened.memoryForm.kind, 'sparse');
+  opened.close();
+  const headAt = Array.from({ length: MEMORY_PAGES_HEADER_BYTES + 4 * MEMORY_EXTENT_BYTES }, (_, i) => entry.offset + i);
+  fc.assert(
+    fc.property(fc.oneof(fc.constantFrom(...headAt), fc.nat(good.length - 1)), fc.integer({ min: 1, max: 255 }), (at, xor) => {
+      const copy = Buffer.from(good);
+      copy[at]! ^= xor;
+      fs.writeFileSync(bad, copy);
+      assert.throws(() => load(bad), (e) => isCkptError(e), `mutation at ${at} was accepted`);
+    }),
+    { numRuns: 300 },
+  );
+  for (const len of [entry.offset + 8, entry.offset + entry.length - 1, good.length - 1]) {
+    fs.writeFileSync(bad, good.subarray(0, len));
+    assert.throws(() => load(bad), (e) => isCkptError(e), `truncated to ${len}`);
+  }
+});
+
+test('a 1.0 file with a dense Memory section still reads, and inspect tells the two forms apart', () => {
+  const MODULE = Uint8Array.of(0, 97, 115, 109, 1, 0, 0, 0);
+  const vcpu: VcpuState = { memoryPages: 3, globals: [], tables: [], stack: null, started: true };
+  const memory = new Uint8Array(3 * 65536);
+  for (let i = 0; i < memory.length; i += 4099) memory[i] = (i & 0xff) | 1;
+  const parts = { meta: metaFor(vcpu, MODULE), module: MODULE, memory, vcpu: encodePlain(vcpuToPlain(vcpu)), devices: encodePlain({ wasi: {}, output: { stdoutBytes: 0, stderrBytes: 0 } }) };
+  const dense = fresh();
+  writeCheckpointParts(dense, { ...parts, denseMemory: true });
+  // Make it exactly what a 1.0 writer wrote: minor 0 (header CRC recomputed).
+  const bytes = fs.readFileSync(dense);
+  bytes.writeUInt16LE(0, 10);
+  bytes.writeUInt32LE(native.crc32c(bytes.subarray(0, 60)), 60);
+  fs.writeFileSync(dense, bytes);
+  const opened = openCheckpoint(dense);
+  assert.equal(opened.memoryForm.kind, 'dense');
+  const back = new Uint8Array(3 * 65536);
+  opened.fillMemory(back);
+  opened.close();
+  assert.ok(Buffer.from(back).equals(Buffer.from(memory)));
+  const sparse = fresh();
+  writeCheckpointParts(sparse, parts);
+  const r = inspectCheckpoint(sparse);
+  assert.ok(r.ok, r.problems.join('; '));
+  assert.deepEqual(r.memory, { form: 'sparse', configuredBytes: memory.length, storedBytes: native.nonZeroPages(memory).length * P, extents: extentsOf(native.nonZeroPages(memory)).length / 2 });
+  assert.equal(inspectCheckpoint(dense).memory?.form, 'dense');
+});
+
+test('a guest with 256 MiB configured and a few MiB used checkpoints to about what it uses and restores byte-identical', async () => {
+  const module = await loadGuestModule(guestPath('kvstore'));
+  const gate = new OutputGate(new CollectedOutput());
+  const guest = await Guest.create(module, { wasi: WasiDevice.create({ args: [], env: [], preopens: [], output: gate }) });
+  guest.request('handle', Buffer.from('FILL 12000 100'));
+  guest.memory.grow((256 * 2 ** 20 - guest.memory.buffer.byteLength) / 65536);
+  const live = new Uint8Array(guest.memory.buffer);
+  const used = native.storedPages(live).pages.length * P;
+  assert.ok(used > 2 * 2 ** 20 && used < 16 * 2 ** 20, `guest uses ${used} bytes`);
+  const file = fresh();
+  const { fileBytes } = writeFullCheckpoint(file, { guest, output: gate, sequence: 1 });
+  const opened = openCheckpoint(file);
+  const section = opened.file.require(SectionKind.MemoryPages).length;
+  assert.ok(section <= used * 1.03 && section >= used, `memory section ${section} vs used ${used}`);
+  assert.ok(fileBytes < used * 1.05 + module.original.length + 65536);
+  const { guest: back } = await restoreFromCheckpoint(opened, { module, host: {}, outputTarget: new CollectedOutput() });
+  opened.close();
+  const restored = new Uint8Array(back.memory.buffer);
+  assert.equal(restored.length, live.length);
+  const presentAfter = native.presentPages(restored).length * P;
+  if (native.storedPages(restored).method === 'pagemap-scan') assert.ok(presentAfter <= used + 256 * 1024, `restore touched ${presentAfter} bytes for ${used} used`);
+  // Byte-identical: compare the pages either side holds, then the rest is zero on both.
+  assert.deepEqual([...native.diffPages(live, restored)], []);
+  // And it carries on the same.
+  const a = guest.request('handle', Buffer.from('GET fill:77'));
+  const b = back.request('handle', Buffer.from('GET fill:77'));
+  assert.deepEqual(b, a);
+});
