@@ -4,6 +4,7 @@
 import type { WasiErrorCode } from './wasi/codes.js';
 import type { TrackErrorCode } from './track/codes.js';
 import type { ModelErrorCode } from './model/codes.js';
+import type { ReplicateErrorCode } from './replicate/codes.js';
 
 export type CoreErrorCode =
   // checkpoint files
@@ -29,7 +30,7 @@ export type CoreErrorCode =
   // native addon
   | 'ERR_NATIVE';
 
-export type ErrorCode = CoreErrorCode | WasiErrorCode | TrackErrorCode | ModelErrorCode;
+export type ErrorCode = CoreErrorCode | WasiErrorCode | TrackErrorCode | ModelErrorCode | ReplicateErrorCode;
 
 export class UnderstudyError extends Error {
   readonly code: ErrorCode;

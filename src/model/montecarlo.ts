@@ -7,44 +7,16 @@
 //
 // Randomness is a seeded xoshiro128** generator, so every run replays from its seed.
 import { assert } from '../util/assert.js';
+import { Prng } from '../util/prng.js';
 import { CHECKPOINTS_KEPT_MAX } from './corruption.js';
 import { requireIntegerInRange, requirePositive } from './validate.js';
 
-export interface Prng {
-  /** Uniform 32-bit unsigned integer. */
-  nextU32(): number;
-  /** Uniform double in [0, 1) with 53 random bits. */
-  nextFloat(): number;
-}
+export type { Prng } from '../util/prng.js';
 
-/** xoshiro128** (Blackman & Vigna), state seeded by splitmix32 from a 32-bit seed. */
+/** A seeded generator (src/util/prng.ts): runs replay from their seed. */
 export function createPrng(seed: number): Prng {
   assert(Number.isInteger(seed), 'createPrng: integer seed');
-  let z = seed >>> 0;
-  const splitmix32 = (): number => {
-    z = (z + 0x9e3779b9) >>> 0;
-    let t = z;
-    t = Math.imul(t ^ (t >>> 16), 0x21f0aaad) >>> 0;
-    t = Math.imul(t ^ (t >>> 15), 0x735a2d97) >>> 0;
-    return (t ^ (t >>> 15)) >>> 0;
-  };
-  const s = new Uint32Array([splitmix32(), splitmix32(), splitmix32(), splitmix32()]);
-  const rotl = (x: number, k: number): number => ((x << k) | (x >>> (32 - k))) >>> 0;
-  const nextU32 = (): number => {
-    const result = Math.imul(rotl(Math.imul(s[1]!, 5) >>> 0, 7), 9) >>> 0;
-    const t = (s[1]! << 9) >>> 0;
-    s[2]! ^= s[0]!;
-    s[3]! ^= s[1]!;
-    s[1]! ^= s[2]!;
-    s[0]! ^= s[3]!;
-    s[2]! ^= t;
-    s[3] = rotl(s[3]!, 11);
-    return result;
-  };
-  return {
-    nextU32,
-    nextFloat: () => ((nextU32() >>> 5) * 67108864 + (nextU32() >>> 6)) / 9007199254740992,
-  };
+  return new Prng(seed);
 }
 
 /** Exponential(λ) sample by inversion. */
