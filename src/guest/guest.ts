@@ -16,10 +16,16 @@ export const YIELD_EVERY_MS_DEFAULT = 10;
 
 export type GuestStatus = 'ready' | 'running' | 'paused' | 'exited' | 'crashed';
 
+/** Hypercalls a subsystem offers guests under the `understudy` import module, by name. Each is
+ * called with the guest and the wasm arguments; a command guest may be stopped at any of them. */
+export type Hypercalls = Record<string, (guest: Guest, ...args: any[]) => unknown>;
+
 export interface GuestOptions {
   wasi: WasiDevice;
   yieldEveryMs?: number;
   stackCaptureBytes?: number;
+  /** Extra hypercalls (rollback, balloon, critical data areas register theirs here). */
+  hypercalls?: Hypercalls;
 }
 
 type SafePointTask = (guest: Guest) => unknown;
@@ -113,11 +119,12 @@ export class Guest {
         const safe = layout.asyncify && isSafePointImport(imp.module, imp.name);
         ns[imp.name] = safe ? (...args: unknown[]) => lateGuest().safePointCall(fn, args) : fn;
       } else if (imp.module === 'understudy') {
-        const hyper = hypercall(imp.name);
-        if (!hyper) {
+        const impl = options.hypercalls?.[imp.name] ?? BUILTIN_HYPERCALLS[imp.name];
+        if (!impl) {
           missing.push(`${imp.module}.${imp.name}`);
           continue;
         }
+        const hyper = (...args: unknown[]) => impl(lateGuest(), ...args);
         ns[imp.name] = layout.asyncify ? (...args: unknown[]) => lateGuest().safePointCall(hyper, args) : hyper;
       } else if (imp.module === 'env' && imp.name === 'abort') {
         ns[imp.name] = (msg: number, file: number, line: number, col: number) => {
@@ -329,17 +336,12 @@ function isSafePointImport(module: string, name: string): boolean {
   return SAFE_POINT_IMPORTS.some((s) => s === `${module}.${name}` || s === `${module}.*`);
 }
 
-/** Hypercalls a guest may import from the `understudy` module. */
-function hypercall(name: string): ((...a: any[]) => unknown) | null {
-  switch (name) {
-    // A pure safe point: lets a long computation that makes no other host
-    // call be checkpointed. Costs one call when nothing is pending.
-    case 'safepoint':
-      return () => undefined;
-    default:
-      return null;
-  }
-}
+/** Hypercalls every guest may import from the `understudy` module. */
+const BUILTIN_HYPERCALLS: Hypercalls = {
+  // A pure safe point: lets a long computation that makes no other host
+  // call be checkpointed. Costs one call when nothing is pending.
+  safepoint: () => undefined,
+};
 
 /** Reads an AssemblyScript string (UTF-16, length in the header 4 bytes before). */
 function readAsString(memory: WebAssembly.Memory, ptr: number): string {
