@@ -38,4 +38,10 @@ napi_value us_init_exclude(napi_env env, napi_value exports);
 
 uint32_t us_crc32c(uint32_t crc, const uint8_t* data, size_t length);
 
+// Shared page helpers (pages.c).
+// A new Uint32Array holding a copy of values[0..count); NULL with an exception pending on failure.
+napi_value us_u32_array(napi_env env, const uint32_t* values, size_t count);
+// Whether the 4 KiB page at p is all zero bytes.
+int us_page_is_zero(const uint8_t* p);
+
 #endif

@@ -238,26 +238,6 @@ static int check_memory(napi_env env, napi_callback_info info, uint8_t** memory,
   return 1;
 }
 
-static napi_value u32_array(napi_env env, const uint32_t* values, size_t count) {
-  napi_value ab, arr;
-  void* data = NULL;
-  US_NAPI_OK(env, napi_create_arraybuffer(env, count * 4, &data, &ab));
-  // SAFETY: data is a fresh store of count*4 bytes; values holds count entries.
-  if (count) memcpy(data, values, count * 4);
-  US_NAPI_OK(env, napi_create_typedarray(env, napi_uint32_array, count, ab, 0, &arr));
-  return arr;
-}
-
-static int page_is_zero(const uint8_t* p) {
-  uint64_t acc = 0;
-  for (size_t i = 0; i < US_PAGE_BYTES; i += 8) {
-    uint64_t w;
-    memcpy(&w, p + i, 8);
-    acc |= w;
-  }
-  return acc == 0;
-}
-
 // presentPages(memory) -> Uint32Array, ascending. Reads no byte of memory.
 static napi_value js_present_pages(napi_env env, napi_callback_info info) {
   uint8_t* memory;
@@ -269,7 +249,7 @@ static napi_value js_present_pages(napi_env env, napi_callback_info info) {
     free(list.data);
     return us_throw(env, "ERR_NATIVE_NOMEM", "out of memory for the page list");
   }
-  napi_value arr = u32_array(env, list.data, list.count);
+  napi_value arr = us_u32_array(env, list.data, list.count);
   free(list.data);
   return arr;
 }
@@ -294,10 +274,10 @@ static napi_value js_stored_pages(napi_env env, napi_callback_info info) {
     // of [memory, memory + length)); the store stays attached because no JS
     // runs inside this loop.
     uint32_t page = list.data[i];
-    if (!page_is_zero(memory + (size_t)page * US_PAGE_BYTES)) list.data[kept++] = page;
+    if (!us_page_is_zero(memory + (size_t)page * US_PAGE_BYTES)) list.data[kept++] = page;
   }
   napi_value out, pages, present_v, zero_v, method_v;
-  pages = u32_array(env, list.data, kept);
+  pages = us_u32_array(env, list.data, kept);
   free(list.data);
   if (!pages) return NULL;
   US_NAPI_OK(env, napi_create_object(env, &out));

@@ -85,7 +85,7 @@ static napi_value move_pages(napi_env env, napi_callback_info info, int gather) 
 static napi_value js_gather_pages(napi_env env, napi_callback_info info) { return move_pages(env, info, 1); }
 static napi_value js_scatter_pages(napi_env env, napi_callback_info info) { return move_pages(env, info, 0); }
 
-static int page_is_zero(const uint8_t* p) {
+int us_page_is_zero(const uint8_t* p) {
   // 8-byte words OR-ed together; the compiler vectorises this loop.
   uint64_t acc = 0;
   for (size_t i = 0; i < US_PAGE_BYTES; i += 8) {
@@ -96,7 +96,7 @@ static int page_is_zero(const uint8_t* p) {
   return acc == 0;
 }
 
-static napi_value make_u32_array(napi_env env, const uint32_t* values, size_t count) {
+napi_value us_u32_array(napi_env env, const uint32_t* values, size_t count) {
   napi_value ab, arr;
   void* data = NULL;
   US_NAPI_OK(env, napi_create_arraybuffer(env, count * 4, &data, &ab));
@@ -128,10 +128,10 @@ static napi_value scan_pages(napi_env env, napi_callback_info info, int compare)
   for (size_t i = 0; i < pages; i++) {
     // SAFETY: i < pages = len / 4096, so both page ranges are inside their stores.
     const uint8_t* pa = a + i * US_PAGE_BYTES;
-    int hit = compare ? memcmp(pa, b + i * US_PAGE_BYTES, US_PAGE_BYTES) != 0 : !page_is_zero(pa);
+    int hit = compare ? memcmp(pa, b + i * US_PAGE_BYTES, US_PAGE_BYTES) != 0 : !us_page_is_zero(pa);
     if (hit) out[n++] = (uint32_t)i;
   }
-  napi_value arr = make_u32_array(env, out, n);
+  napi_value arr = us_u32_array(env, out, n);
   free(out);
   return arr;
 }
