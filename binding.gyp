@@ -8,7 +8,8 @@
         "native/src/crc32c.c",
         "native/src/uffd.c",
         "native/src/delta.c",
-        "native/src/exclude.c"
+        "native/src/exclude.c",
+        "native/src/balloon.c"
       ],
       "cflags_c": ["-std=c11", "-O2", "-Wall", "-Wextra", "-Werror=implicit-function-declaration", "-D_GNU_SOURCE"],
       "conditions": [

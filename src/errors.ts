@@ -24,6 +24,7 @@ export type CoreErrorCode =
   | 'ERR_GUEST_EXPORT'
   | 'ERR_GUEST_NOT_AT_SAFE_POINT'
   | 'ERR_STACK_OVERFLOW'
+  | 'ERR_BALLOON_STATS'
   // command line and control
   | 'ERR_USAGE'
   | 'ERR_CONTROL'

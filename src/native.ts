@@ -30,6 +30,12 @@ export interface NativeAddon {
   presentPages(memory: Uint8Array): Uint32Array;
   /** The present pages holding a non-zero byte (what a checkpoint stores), ascending; reads only present pages. */
   storedPages(memory: Uint8Array): { pages: Uint32Array; present: number; zeroPresent: number; method: 'pagemap-scan' | 'pagemap' | 'all' };
+  // Ballooning (native/src/balloon.c). Page ranges are in 4 KiB pages and must lie inside memory
+  // (ERR_NATIVE_RANGE otherwise).
+  /** Gives the pages back to the kernel (Linux: MADV_DONTNEED); they read back as zero and are not present. Elsewhere: zero-filled. */
+  discardPages(memory: Uint8Array, firstPage: number, pageCount: number): 'madvise' | 'zero-fill';
+  /** Pre-faults the pages writable in one call (MADV_POPULATE_WRITE); returns 0 or the errno (a hint; callers ignore failure). */
+  populatePages(memory: Uint8Array, firstPage: number, pageCount: number): number;
 }
 
 /** An opaque native tracker (a napi external); freed by GC after dispose. */

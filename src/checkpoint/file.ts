@@ -185,6 +185,10 @@ function checkPadding(fd: number, layout: Layout): void {
 }
 
 /** An open, structurally validated checkpoint file. Sections are verified as they are read. */
+/** Restore tuning (the benchmark compares both). populate: pre-fault each stored extent with
+ * MADV_POPULATE_WRITE before reading it (docs/benchmarks.md, ballooning: fast restore). */
+export const restoreTuning = { populate: true };
+
 export class CheckpointFile {
   private constructor(
     readonly path: string,
@@ -279,6 +283,9 @@ export class CheckpointFile {
     let done = 0;
     for (let i = 0; i < extents.length; i += 2) {
       const view = into.subarray(extents[i]! * MEMORY_PAGE_BYTES, (extents[i]! + extents[i + 1]!) * MEMORY_PAGE_BYTES);
+      // One kernel entry faults the whole extent in, instead of one fault per page during the read
+      // (a hint: EINVAL for an unaligned destination, or an old kernel, is ignored).
+      if (restoreTuning.populate) native.populatePages(into, extents[i]!, extents[i + 1]!);
       readAll(this.fd, view, at, onProgress && ((n) => onProgress((done += n), total)));
       crc = native.crc32c(view, crc);
       at += view.length;

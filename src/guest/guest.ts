@@ -10,6 +10,7 @@ import type { GuestModule } from './module.js';
 import { AsyncifyState, SafePoints, STACK_CAPTURE_BYTES_DEFAULT } from './safepoint.js';
 import { SAFE_POINT_IMPORTS } from './rewrite.js';
 import { applyVcpuState, captureVcpuState, type VcpuState } from './persist.js';
+import { BALLOON_HYPERCALLS } from '../balloon/hypercalls.js';
 
 /** How often a running command guest yields to the event loop (signals, sockets, timers). */
 export const YIELD_EVERY_MS_DEFAULT = 10;
@@ -341,6 +342,8 @@ const BUILTIN_HYPERCALLS: Hypercalls = {
   // A pure safe point: lets a long computation that makes no other host
   // call be checkpointed. Costs one call when nothing is pending.
   safepoint: () => undefined,
+  // Ballooning (src/balloon/): the guest hands free pages over, takes them back, reports freed ones.
+  ...BALLOON_HYPERCALLS,
 };
 
 /** Reads an AssemblyScript string (UTF-16, length in the header 4 bytes before). */

@@ -8,6 +8,7 @@ import readline from 'node:readline';
 import type { Readable } from 'node:stream';
 import { Checkpointer, type TakenCheckpoint } from '../checkpoint/checkpointer.js';
 import { openCheckpoint, restoreFromCheckpoint, type GuestImage } from '../checkpoint/snapshot.js';
+import { deflateAfterRestore } from '../balloon/manager.js';
 import { EpochCheckpointer, type EpochStats } from '../checkpoint/epochs.js';
 import { isChainDir, openChainPoint } from '../checkpoint/chain.js';
 import type { CodecName } from '../checkpoint/compress.js';
@@ -94,6 +95,8 @@ export async function restoreSession(opts: RestoreSessionOptions): Promise<Sessi
       guestOptions: { yieldEveryMs: opts.yieldEveryMs, stackCaptureBytes: opts.stackCaptureBytes },
       onProgress: opts.onProgress,
     });
+    // A snapshot taken with the balloon inflated: give the guest its whole memory back.
+    deflateAfterRestore(guest);
     opts.log?.(`restored checkpoint ${opened.meta.sequence} (${guest.kind}, ${(opened.meta.memoryBytes / 2 ** 20).toFixed(1)} MiB memory, restore generation ${guest.wasi.restoreGeneration})`);
     return drive(guest, output, opts, opened.meta.sequence + 1);
   } finally {
