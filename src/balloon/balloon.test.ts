@@ -15,6 +15,7 @@ import { native, PAGE_BYTES } from '../native.js';
 import { openCheckpoint, restoreFromCheckpoint, writeFullCheckpoint } from '../checkpoint/snapshot.js';
 import { isUnderstudyError } from '../errors.js';
 import { BalloonAnswer, BalloonState, balloonState } from './hypercalls.js';
+import { Checkpointer } from '../checkpoint/checkpointer.js';
 import { balloonTarget, checkpointWithBalloon, deflate, deflateAfterRestore, hasBalloon, inflate, readStats } from './manager.js';
 
 const dir = tempDir('balloon');
@@ -154,3 +155,13 @@ test('bad hypercall arguments are refused and change nothing', () => {
 });
 
 test.after(() => fs.rmSync(dir, { recursive: true, force: true }));
+
+test('periodic and on-demand checkpoints (the Checkpointer) balloon a guest with the SDK', async () => {
+  const { guest, output } = await start('docstore', ['FILL 60000', 'DELRANGE 0 45000'], 64);
+  const plainBytes = writeFullCheckpoint(path.join(dir, 'cp-plain.usck'), { guest, output, sequence: 1 }).fileBytes;
+  const cp = new Checkpointer(guest, output, { dir: path.join(dir, 'cp'), keep: 5 });
+  const taken = await cp.take();
+  assert.ok(taken.fileBytes < plainBytes * 0.6, `${plainBytes} -> ${taken.fileBytes}`);
+  assert.equal(balloonState(guest).balloonPages, 0, 'deflated after the snapshot');
+  assert.equal(text(guest.request('handle', Buffer.from('COUNT'))), '15000', 'the guest goes on');
+});

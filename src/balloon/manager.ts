@@ -12,6 +12,7 @@ import type { Guest } from '../guest/guest.js';
 import { UnderstudyError } from '../errors.js';
 import { PAGE_BYTES } from '../native.js';
 import { writeFullCheckpoint, type CheckpointSource } from '../checkpoint/snapshot.js';
+import type { CheckpointMeta } from '../checkpoint/snapshot.js';
 import { balloonState } from './hypercalls.js';
 
 /** The guest's performance monitor (guests/sdk/understudy_balloon.h, us_balloon_stats), in 4 KiB pages. */
@@ -118,27 +119,34 @@ export interface BalloonCheckpoint {
   balloonMs: number;
 }
 
-/** Seed 004's flow for one disk snapshot: usage → target → inflate (bounded) → snapshot → deflate. */
-export async function checkpointWithBalloon(filePath: string, src: CheckpointSource, policy: BalloonPolicy = {}): Promise<BalloonCheckpoint> {
+/**
+ * Seed 004's flow for one disk snapshot, for a guest already stopped at a safe point:
+ * usage → target → inflate (bounded) → snapshot → deflate. A guest without the SDK is
+ * snapshotted as it is (exclusion alone).
+ */
+export function writeBalloonedCheckpoint(filePath: string, src: CheckpointSource, policy: BalloonPolicy = {}): BalloonCheckpoint & { meta: CheckpointMeta } {
   const { guest } = src;
-  return guest.atSafePoint(() => {
-    if (!hasBalloon(guest)) {
-      const w = writeFullCheckpoint(filePath, src);
-      return { fileBytes: w.fileBytes, stats: null, inflate: null, deflateMs: 0, snapshotMs: w.writeMs, balloonMs: 0 };
-    }
-    const t0 = performance.now();
-    const stats = readStats(guest)!;
-    const inflated = inflate(guest, balloonTarget(stats, policy), policy);
-    const askMs = performance.now() - t0;
-    let w: ReturnType<typeof writeFullCheckpoint>;
-    let deflateMs = 0;
-    try {
-      w = writeFullCheckpoint(filePath, src);
-    } finally {
-      deflateMs = deflate(guest).ms;
-    }
-    return { fileBytes: w.fileBytes, stats, inflate: inflated, deflateMs, snapshotMs: w.writeMs, balloonMs: askMs + deflateMs };
-  });
+  if (!hasBalloon(guest)) {
+    const w = writeFullCheckpoint(filePath, src);
+    return { meta: w.meta, fileBytes: w.fileBytes, stats: null, inflate: null, deflateMs: 0, snapshotMs: w.writeMs, balloonMs: 0 };
+  }
+  const t0 = performance.now();
+  const stats = readStats(guest)!;
+  const inflated = inflate(guest, balloonTarget(stats, policy), policy);
+  const askMs = performance.now() - t0;
+  let w: ReturnType<typeof writeFullCheckpoint>;
+  let deflateMs = 0;
+  try {
+    w = writeFullCheckpoint(filePath, src);
+  } finally {
+    deflateMs = deflate(guest).ms;
+  }
+  return { meta: w.meta, fileBytes: w.fileBytes, stats, inflate: inflated, deflateMs, snapshotMs: w.writeMs, balloonMs: askMs + deflateMs };
+}
+
+/** The same flow at the guest's next safe point. */
+export async function checkpointWithBalloon(filePath: string, src: CheckpointSource, policy: BalloonPolicy = {}): Promise<BalloonCheckpoint> {
+  return src.guest.atSafePoint(() => writeBalloonedCheckpoint(filePath, src, policy));
 }
 
 /** After a restore: the snapshot was taken with the balloon inflated, so the guest's list still holds

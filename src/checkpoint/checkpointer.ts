@@ -7,7 +7,8 @@ import { UnderstudyError } from '../errors.js';
 import type { Guest } from '../guest/guest.js';
 import type { OutputGate } from '../output/gate.js';
 import { assert } from '../util/assert.js';
-import { writeFullCheckpoint, type CheckpointMeta } from './snapshot.js';
+import { type CheckpointMeta } from './snapshot.js';
+import { writeBalloonedCheckpoint } from '../balloon/manager.js';
 import type { Progress } from './file.js';
 
 export const CHECKPOINT_SUFFIX = '.usck';
@@ -92,7 +93,8 @@ export class Checkpointer {
     assert(this.guest.atRest, 'checkpoint while the guest runs');
     const started = performance.now();
     const file = path.join(this.options.dir, checkpointFileName(this.sequence));
-    const { meta, fileBytes } = writeFullCheckpoint(file, { guest: this.guest, output: this.output, sequence: this.sequence, onProgress: this.options.onProgress });
+    // A guest with the balloon SDK is asked to give back its free pages first (seed 004); others are written as they are.
+    const { meta, fileBytes } = writeBalloonedCheckpoint(file, { guest: this.guest, output: this.output, sequence: this.sequence, onProgress: this.options.onProgress });
     this.sequence++;
     const taken: TakenCheckpoint = { path: file, meta, fileBytes, pauseMs: performance.now() - started };
     this.lastAtMs = performance.now();
