@@ -13,6 +13,7 @@ import type { TrackerKind } from '../track/tracker.js';
 import { runDemo } from './demo.js';
 import { registerDoctorCommand } from './doctor.js';
 import { registerModelCommands } from './model.js';
+import { registerReplicateCommands, runReplicated } from './replicate.js';
 import { collect, formatBytes, parseEnv, parseExport, parseMs, parsePositiveInt, parsePreopen } from './options.js';
 
 interface SessionFlags {
@@ -75,6 +76,7 @@ function addSessionFlags(cmd: Command): Command {
     .option('-q, --quiet', 'no session messages on stderr');
 }
 
+const CLI_SELF = new URL(import.meta.url).pathname;
 const program = new Command();
 program.name('understudy').description('Run WebAssembly guests that survive failures: checkpoint, restore, replicate, roll back.').version('0.1.0');
 
@@ -85,8 +87,20 @@ addSessionFlags(
     .argument('<guest>', 'the guest module (.wasm)')
     .argument('[args...]', 'arguments for the guest (after --)')
     .option('--dir <host:guest>', 'preopen a host directory (copied into the in-memory file system); ":/guest" for an empty one', collect(parsePreopen))
-    .option('--env <NAME=value>', 'an environment variable for the guest (repeatable)', collect(parseEnv)),
-).action(async (guestPath: string, args: string[], flags: SessionFlags & { dir?: ReturnType<typeof parsePreopen>[]; env?: [string, string][] }) => {
+    .option('--env <NAME=value>', 'an environment variable for the guest (repeatable)', collect(parseEnv))
+    .option('--replicas <n>', 'reactor guests: 2 runs a hot backup in a second local process (output commit, failover)', (v) => parsePositiveInt(v, '--replicas'), 1)
+    .option('--serve <url>', 'with --replicas 2: serve HTTP clients at http://host:port (the backup serves on port + 1)')
+    .option('--heartbeat-ms <ms>', 'with --replicas 2: heartbeat period', (v) => parseMs(v, '--heartbeat-ms'))
+    .option('--primary-timeout-ms <ms>', 'with --replicas 2: the backup takes over after this long without the primary', (v) => parseMs(v, '--primary-timeout-ms'))
+    .option('--backup-timeout-ms <ms>', 'with --replicas 2: the primary stops releasing after this long without the backup', (v) => parseMs(v, '--backup-timeout-ms'))
+    .option('--state-dir <dir>', 'with --replicas 2: where both nodes keep their durable numbers and the generated key')
+    .option('--events <file>', 'with --replicas 2: protocol events as JSON lines, to <file>.node-1 and <file>.node-2'),
+).action(async (guestPath: string, args: string[], flags: SessionFlags & { dir?: ReturnType<typeof parsePreopen>[]; env?: [string, string][]; replicas: number; serve?: string; heartbeatMs?: number; primaryTimeoutMs?: number; backupTimeoutMs?: number; stateDir?: string; events?: string }) => {
+  if (flags.replicas > 2) throw new UnderstudyError('ERR_USAGE', '--replicas is 1 or 2 (a primary and one backup)');
+  if (flags.replicas === 2) {
+    await runReplicated(guestPath, { ...flags, handler: flags.handler ?? 'handle', tracker: flags.tracker ?? 'auto', digest: true }, CLI_SELF);
+    return;
+  }
   const module = await loadGuestModule(guestPath);
   const result = await startSession({
     ...sessionOptions(flags),
@@ -186,6 +200,7 @@ program
   });
 
 registerDoctorCommand(program);
+registerReplicateCommands(program);
 registerModelCommands(program);
 
 async function main(): Promise<void> {

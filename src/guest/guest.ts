@@ -91,7 +91,27 @@ export class Guest {
     return guest;
   }
 
+  /**
+   * restore() without waiting: instantiates synchronously (the module is
+   * already compiled). A promoted replication backup turns its memory image
+   * into a live guest inside one protocol step, with no await in between.
+   */
+  static restoreSync(module: GuestModule, options: GuestOptions, vcpu: VcpuState, fillMemory: (memory: Uint8Array) => void): Guest {
+    const linking = Guest.link(module, options);
+    const guest = linking.finish(new WebAssembly.Instance(module.compiled, linking.imports));
+    applyVcpuState(guest, vcpu, fillMemory);
+    guest.stack = vcpu.stack;
+    guest.started = vcpu.started;
+    return guest;
+  }
+
   private static async instantiate(module: GuestModule, options: GuestOptions): Promise<Guest> {
+    const linking = Guest.link(module, options);
+    return linking.finish(await WebAssembly.instantiate(module.compiled, linking.imports));
+  }
+
+  /** The imports of one instance, and how to finish a Guest once the instance exists. */
+  private static link(module: GuestModule, options: GuestOptions): { imports: WebAssembly.Imports; finish: (instance: WebAssembly.Instance) => Guest } {
     const { layout } = module;
     let memory: WebAssembly.Memory | null = null;
     let guest: Guest | null = null;
@@ -136,15 +156,17 @@ export class Guest {
       }
     }
     if (missing.length) throw new UnderstudyError('ERR_MODULE_UNSUPPORTED', `the guest imports what understudy does not provide: ${missing.join(', ')}`);
-    const instance = await WebAssembly.instantiate(module.compiled, imports);
-    if (!memory) {
-      const exported = instance.exports[layout.memory.exportName ?? ''];
-      if (!(exported instanceof WebAssembly.Memory)) throw new UnderstudyError('ERR_MODULE_INVALID', 'the guest exports no memory');
-      memory = exported;
-    }
-    options.wasi.bindMemory(memory);
-    guest = new Guest(module, instance, memory, options.wasi, options);
-    return guest;
+    const finish = (instance: WebAssembly.Instance): Guest => {
+      if (!memory) {
+        const exported = instance.exports[layout.memory.exportName ?? ''];
+        if (!(exported instanceof WebAssembly.Memory)) throw new UnderstudyError('ERR_MODULE_INVALID', 'the guest exports no memory');
+        memory = exported;
+      }
+      options.wasi.bindMemory(memory);
+      guest = new Guest(module, instance, memory, options.wasi, options);
+      return guest;
+    };
+    return { imports, finish };
   }
 
   private callEntry(name: string | null): void {

@@ -1,0 +1,199 @@
+// `understudy primary`, `understudy backup`, and `run --replicas 2`: a reactor
+// guest protected by a hot backup in a second process (docs/replication.md).
+import { spawn } from 'node:child_process';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import os from 'node:os';
+import path from 'node:path';
+import type { Command } from 'commander';
+import { Option } from 'commander';
+import { UnderstudyError } from '../errors.js';
+import { loadGuestModule } from '../guest/module.js';
+import type { ReplicaConfig } from '../replicate/env.js';
+import { parseAddress, type Address } from '../replicate/process/link.js';
+import { ReplicaProcess } from '../replicate/process/replica.js';
+import { KEY_ENV, loadKey } from '../replicate/process/storage.js';
+import type { TrackerKind } from '../track/tracker.js';
+import { parseMs, parsePositiveInt } from './options.js';
+
+/** `run --replicas 2` waits this long for its backup to say it listens. */
+const BACKUP_READY_MS_MAX = 30_000;
+const BACKUP_READY_POLL_MS = 20;
+
+interface ReplicaFlags {
+  handler: string;
+  keyFile?: string;
+  stateDir?: string;
+  serve?: string;
+  events?: string;
+  nodeId?: number;
+  epochMs?: number;
+  heartbeatMs?: number;
+  primaryTimeoutMs?: number;
+  backupTimeoutMs?: number;
+  retransmitMs?: number;
+  tracker: TrackerKind | 'auto';
+  digest: boolean;
+  readyFile?: string;
+  quiet?: boolean;
+}
+
+export function parseServe(url: string): Address {
+  let u: URL;
+  try {
+    u = new URL(url);
+  } catch {
+    throw new UnderstudyError('ERR_USAGE', `--serve: ${JSON.stringify(url)} is not a URL`);
+  }
+  if (u.protocol !== 'http:' || u.port === '' || (u.pathname !== '/' && u.pathname !== '')) throw new UnderstudyError('ERR_USAGE', '--serve takes http://host:port');
+  return { host: u.hostname.replace(/^\[(.*)\]$/, '$1'), port: Number(u.port) };
+}
+
+function address(s: string, what: string): Address {
+  try {
+    return parseAddress(s, what);
+  } catch (e) {
+    throw new UnderstudyError('ERR_USAGE', (e as Error).message);
+  }
+}
+
+function configOf(f: ReplicaFlags): Partial<ReplicaConfig> {
+  const c: Partial<ReplicaConfig> = {};
+  if (f.epochMs !== undefined) c.epochMs = f.epochMs;
+  if (f.heartbeatMs !== undefined) c.heartbeatMs = f.heartbeatMs;
+  if (f.primaryTimeoutMs !== undefined) c.primaryTimeoutMs = f.primaryTimeoutMs;
+  if (f.backupTimeoutMs !== undefined) c.backupTimeoutMs = f.backupTimeoutMs;
+  if (f.retransmitMs !== undefined) c.retransmitMs = f.retransmitMs;
+  return c;
+}
+
+function addReplicaFlags(cmd: Command): Command {
+  return cmd
+    .option('--handler <export>', 'the reactor export each request is sent to', 'handle')
+    .option('--key-file <file>', `the pre-shared key: 32 bytes or 64 hex digits (default: $${KEY_ENV})`)
+    .option('--state-dir <dir>', "this node's durable numbers (term, nonce counters); default ./understudy-state/node-<id>")
+    .option('--serve <url>', 'serve the guest to HTTP clients: http://host:port')
+    .option('--events <file>', 'append every protocol event and release as JSON lines')
+    .option('--node-id <n>', 'this node (the pair is 1 and 2)', (v) => parsePositiveInt(v, '--node-id'))
+    .option('--epoch-ms <ms>', 'epoch length', (v) => parseMs(v, '--epoch-ms'))
+    .option('--heartbeat-ms <ms>', 'heartbeat period, both ways', (v) => parseMs(v, '--heartbeat-ms'))
+    .option('--primary-timeout-ms <ms>', 'a backup promotes after this long without its primary', (v) => parseMs(v, '--primary-timeout-ms'))
+    .option('--backup-timeout-ms <ms>', 'a primary stops releasing after this long without its backup', (v) => parseMs(v, '--backup-timeout-ms'))
+    .option('--retransmit-ms <ms>', 'unacknowledged epochs are resent after this long', (v) => parseMs(v, '--retransmit-ms'))
+    .addOption(new Option('--tracker <kind>', 'dirty-page tracker').choices(['auto', 'wp-async', 'wp-sync', 'hash']).default('auto'))
+    .option('--no-digest', 'skip the whole-state checksum after each epoch')
+    .addOption(new Option('--ready-file <file>', 'write the bound ports here as JSON once listening').hideHelp())
+    .option('-q, --quiet', 'no messages on stderr');
+}
+
+async function startReplica(guest: string, f: ReplicaFlags, role: { nodeId: number; bootstrap: boolean; listen?: Address; dial?: Address }): Promise<void> {
+  if (role.nodeId !== 1 && role.nodeId !== 2) throw new UnderstudyError('ERR_USAGE', '--node-id is 1 or 2');
+  const say = f.quiet ? undefined : (line: string) => process.stderr.write(`understudy: ${line}\n`);
+  const module = await loadGuestModule(guest);
+  const p = await ReplicaProcess.start({
+    nodeId: role.nodeId,
+    peerId: 3 - role.nodeId,
+    module,
+    handler: f.handler,
+    key: loadKey(f.keyFile),
+    stateDir: f.stateDir ?? path.join('understudy-state', `node-${role.nodeId}`),
+    listen: role.listen,
+    dial: role.dial,
+    serve: f.serve !== undefined ? parseServe(f.serve) : undefined,
+    bootstrap: role.bootstrap,
+    config: configOf(f),
+    tracker: f.tracker,
+    digest: f.digest,
+    eventsFile: f.events,
+    say,
+  });
+  const ready = { ready: true, node: role.nodeId, pid: process.pid, link: p.linkPort, serve: p.servePort };
+  if (f.readyFile !== undefined) {
+    fs.writeFileSync(`${f.readyFile}.tmp`, JSON.stringify(ready));
+    fs.renameSync(`${f.readyFile}.tmp`, f.readyFile);
+  } else {
+    process.stdout.write(JSON.stringify(ready) + '\n');
+  }
+  say?.(`node ${role.nodeId} ${role.bootstrap ? 'primary' : 'backup'}${p.linkPort !== null ? `, link on port ${p.linkPort}` : ''}${p.servePort !== null ? `, serving http://${parseServe(f.serve!).host}:${p.servePort}` : ''}`);
+  await new Promise<void>((resolve) => {
+    const stop = () => {
+      p.close();
+      resolve();
+    };
+    process.once('SIGTERM', stop);
+    process.once('SIGINT', stop);
+  });
+}
+
+export function registerReplicateCommands(program: Command): void {
+  addReplicaFlags(
+    program
+      .command('primary')
+      .description('run a reactor guest as the primary of a replicated pair: output leaves only after the backup acknowledged it')
+      .argument('<guest>', 'the guest module (.wasm, a reactor)')
+      .requiredOption('--backup <host:port>', 'where the backup listens')
+      .option('--listen <host:port>', 'also accept the link here (a replacement backup may dial in)'),
+  ).action(async (guest: string, f: ReplicaFlags & { backup: string; listen?: string }) => {
+    await startReplica(guest, f, { nodeId: f.nodeId ?? 1, bootstrap: true, dial: address(f.backup, '--backup'), listen: f.listen !== undefined ? address(f.listen, '--listen') : undefined });
+  });
+
+  addReplicaFlags(
+    program
+      .command('backup')
+      .description('hold a hot replica of a primary; take over (and serve) when it falls silent')
+      .requiredOption('--guest <wasm>', 'the same guest module as the primary (deltas name its sha256)')
+      .option('--listen <host:port>', 'accept the link from the primary here')
+      .option('--join <host:port>', 'dial a survivor instead: become its new backup (give the dead node id and its --state-dir)'),
+  ).action(async (f: ReplicaFlags & { guest: string; listen?: string; join?: string }) => {
+    if (f.listen === undefined && f.join === undefined) throw new UnderstudyError('ERR_USAGE', 'backup needs --listen or --join');
+    await startReplica(f.guest, f, {
+      nodeId: f.nodeId ?? 2,
+      bootstrap: false,
+      listen: f.listen !== undefined ? address(f.listen, '--listen') : undefined,
+      dial: f.join !== undefined ? address(f.join, '--join') : undefined,
+    });
+  });
+}
+
+/** `run --replicas 2 <guest>`: a backup child on loopback, then this process as the primary. */
+export async function runReplicated(guest: string, f: ReplicaFlags & { serve?: string }, cliPath: string): Promise<void> {
+  const dir = f.stateDir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'understudy-pair-'));
+  fs.mkdirSync(dir, { recursive: true });
+  const keyFile = f.keyFile ?? path.join(dir, 'key');
+  if (f.keyFile === undefined) fs.writeFileSync(keyFile, crypto.randomBytes(32).toString('hex'), { mode: 0o600 });
+  const readyFile = path.join(dir, 'backup.ready');
+  fs.rmSync(readyFile, { force: true });
+  const pass: string[] = ['--handler', f.handler, '--tracker', f.tracker];
+  for (const [flag, v] of [['--epoch-ms', f.epochMs], ['--heartbeat-ms', f.heartbeatMs], ['--primary-timeout-ms', f.primaryTimeoutMs], ['--backup-timeout-ms', f.backupTimeoutMs], ['--retransmit-ms', f.retransmitMs]] as const) {
+    if (v !== undefined) pass.push(flag, String(v));
+  }
+  if (!f.digest) pass.push('--no-digest');
+  if (f.quiet) pass.push('--quiet');
+  const serve = f.serve !== undefined ? parseServe(f.serve) : undefined;
+  const childArgs = [cliPath, 'backup', '--guest', guest, '--listen', '127.0.0.1:0', '--key-file', keyFile, '--state-dir', path.join(dir, 'node-2'), '--ready-file', readyFile, ...pass];
+  // The backup serves on the next port, so clients can fail over to it.
+  if (serve !== undefined) childArgs.push('--serve', `http://${serve.host}:${serve.port === 0 ? 0 : serve.port + 1}`);
+  if (f.events !== undefined) childArgs.push('--events', `${f.events}.node-2`);
+  const child = spawn(process.execPath, childArgs, { stdio: ['ignore', 'inherit', 'inherit'] });
+  let ready: { link: number; serve: number | null } | null = null;
+  for (let waited = 0; ready === null; waited += BACKUP_READY_POLL_MS) {
+    if (child.exitCode !== null) throw new UnderstudyError('ERR_USAGE', `the backup exited with code ${child.exitCode} before listening`);
+    if (waited > BACKUP_READY_MS_MAX) {
+      child.kill('SIGTERM');
+      throw new UnderstudyError('ERR_USAGE', 'the backup did not start listening in time');
+    }
+    if (fs.existsSync(readyFile)) ready = JSON.parse(fs.readFileSync(readyFile, 'utf8'));
+    else await new Promise((r) => setTimeout(r, BACKUP_READY_POLL_MS));
+  }
+  // The backup outlives us if we are killed (that is the point); a clean stop stops both.
+  const stopChild = () => child.kill('SIGTERM');
+  process.once('SIGTERM', stopChild);
+  process.once('SIGINT', stopChild);
+  await startReplica(guest, { ...f, keyFile, stateDir: path.join(dir, 'node-1'), events: f.events !== undefined ? `${f.events}.node-1` : undefined }, {
+    nodeId: 1,
+    bootstrap: true,
+    dial: { host: '127.0.0.1', port: ready.link },
+  });
+}
+
+export { addReplicaFlags, type ReplicaFlags };

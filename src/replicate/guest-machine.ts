@@ -1,0 +1,342 @@
+// A reactor guest as the replication protocol sees it (ReplicatedMachine).
+//
+// It is in one of two forms:
+//  * live  — a running Guest plus a dirty-page tracker (the primary). A delta
+//            is the pages written since the previous capture plus the whole
+//            non-page state: vCPU (globals, tables), WASI devices, and the
+//            request-id table.
+//  * image — a memory image plus the last applied non-page state (a backup).
+//            The backup never runs the guest: it writes pages and keeps the
+//            state. Anything a primary does (a request, a capture, a sync
+//            read) first turns the image into a live guest, synchronously
+//            (Guest.restoreSync), so a promotion needs no await.
+//
+// Delta layout (all little-endian; checked in code by DELTA_HEAD_BYTES):
+//   offset size  field
+//        0    4  magic "USGM"
+//        4    2  version = 1
+//        6    2  flags = 0
+//        8    4  page count n
+//       12    4  meta bytes m
+//       16   4n  page indices (4 KiB pages), strictly ascending
+//   16+4n     m  meta: plain data { module, memoryPages, vcpu, devices, table }
+//   16+4n+m 4096n page contents, in index order
+import { decodePlain, encodePlain } from '../checkpoint/plain-codec.js';
+import { UnderstudyError, isUnderstudyError } from '../errors.js';
+import { Guest } from '../guest/guest.js';
+import type { GuestModule } from '../guest/module.js';
+import { MEMORY_PAGES_MAX, WASM_PAGE_BYTES, vcpuFromPlain, vcpuToPlain, type VcpuState } from '../guest/persist.js';
+import { native, PAGE_BYTES } from '../native.js';
+import { createTracker, type DirtyTracker, type TrackerKind } from '../track/tracker.js';
+import { assert } from '../util/assert.js';
+import type { Plain, PlainObject } from '../util/plain.js';
+import { WasiDevice } from '../wasi/index.js';
+import type { OutputSink, OutputStream } from '../wasi/index.js';
+import { replicateError } from './codes.js';
+import type { ReplicatedMachine } from './machine.js';
+import { RequestTable, ResponseStatus, TABLE_RESPONSE_BYTES_EACH_MAX, envelope } from './request-table.js';
+
+export const GUEST_DELTA_MAGIC = 0x4d475355; // bytes 'U' 'S' 'G' 'M'
+export const GUEST_DELTA_VERSION = 1;
+export const DELTA_HEAD_BYTES = 16;
+/** The non-page state of one delta: vCPU, devices (with the in-memory file system) and the request table. */
+export const DELTA_META_BYTES_MAX = 16 * 1024 * 1024;
+/** 4 KiB pages of the largest wasm32 memory. */
+const TRACKED_PAGES_MAX = (MEMORY_PAGES_MAX * WASM_PAGE_BYTES) / PAGE_BYTES;
+const PAGES_PER_WASM_PAGE = WASM_PAGE_BYTES / PAGE_BYTES;
+/** Log output one request may write (per stream); past it the rest is dropped and counted. */
+export const REQUEST_LOG_BYTES_MAX = 64 * 1024;
+assert(DELTA_HEAD_BYTES === 16 && PAGE_BYTES === 4096 && PAGES_PER_WASM_PAGE === 16, 'guest delta layout');
+
+/** Where a request's log output goes (the wiring: ReplicaNode.onOutput); one call per stream per request. */
+export type LogSink = (stream: OutputStream, bytes: Uint8Array) => void;
+
+export interface GuestMachineOptions {
+  module: GuestModule;
+  /** The reactor export each request is sent to. */
+  handler: string;
+  /** Dirty-page tracker of the live form (default 'auto'). */
+  tracker?: TrackerKind | 'auto';
+  /** Compute a digest of the whole state after each capture and apply (a crc32c pass over memory). Default true. */
+  digest?: boolean;
+  /** Log output of requests; null discards it. */
+  log?: LogSink | null;
+}
+
+interface Meta {
+  memoryPages: number;
+  vcpu: VcpuState;
+  devices: PlainObject;
+  table: RequestTable;
+}
+
+interface Live {
+  guest: Guest;
+  tracker: DirtyTracker;
+}
+
+export class GuestMachine implements ReplicatedMachine {
+  readonly pageBytes = PAGE_BYTES;
+  private live: Live | null = null;
+  /** Image form: the memory (capacity may exceed imageBytes) and the last applied state. */
+  private image: Uint8Array = new Uint8Array(0);
+  private imageBytes = 0;
+  private meta: Meta | null = null;
+  private table = new RequestTable();
+  /** The meta bytes of the last capture or apply: part of the digest. */
+  private metaBytes: Uint8Array = new Uint8Array(0);
+  private log: LogSink | null;
+  private readonly pendingLog: { stdout: Uint8Array[]; stderr: Uint8Array[]; bytes: number } = { stdout: [], stderr: [], bytes: 0 };
+  /** Stats. */
+  logBytesDropped = 0;
+  materialisedAtMs: number | null = null;
+
+  private constructor(private readonly o: GuestMachineOptions) {
+    this.log = o.log ?? null;
+  }
+
+  /** A fresh guest, initialised: the first primary's machine. */
+  static async create(o: GuestMachineOptions): Promise<GuestMachine> {
+    if (o.module.layout.kind !== 'reactor') throw new UnderstudyError('ERR_GUEST_EXPORT', 'replication serves reactor guests (a handler per request)');
+    const m = new GuestMachine(o);
+    const wasi = WasiDevice.create({ args: ['guest'], env: [], preopens: [], output: m.sink() });
+    const guest = await Guest.create(o.module, { wasi });
+    m.live = { guest, tracker: createTracker(guest.memory, o.tracker ?? 'auto') };
+    return m;
+  }
+
+  /** An empty image: what a backup syncs into. */
+  static empty(o: GuestMachineOptions): GuestMachine {
+    if (o.module.layout.kind !== 'reactor') throw new UnderstudyError('ERR_GUEST_EXPORT', 'replication serves reactor guests (a handler per request)');
+    return new GuestMachine(o);
+  }
+
+  get isLive(): boolean {
+    return this.live !== null;
+  }
+
+  setLog(log: LogSink | null): void {
+    this.log = log;
+  }
+
+  /** Releases the tracker; idempotent. The machine is unusable afterwards. */
+  dispose(): void {
+    this.live?.tracker.dispose();
+    this.live = null;
+    this.image = new Uint8Array(0);
+    this.imageBytes = 0;
+  }
+
+  // ---- ReplicatedMachine ----
+
+  pageCount(): number {
+    return this.live !== null ? this.live.guest.memory.buffer.byteLength / PAGE_BYTES : this.imageBytes / PAGE_BYTES;
+  }
+
+  readPage(index: number): Uint8Array {
+    const mem = this.memoryView();
+    assert(Number.isInteger(index) && index >= 0 && (index + 1) * PAGE_BYTES <= mem.length, 'readPage past memory');
+    return mem.slice(index * PAGE_BYTES, (index + 1) * PAGE_BYTES);
+  }
+
+  writePage(index: number, bytes: Uint8Array): void {
+    assert(this.live === null, 'sync pages are written into an image, never a live guest');
+    if (!Number.isInteger(index) || index < 0 || index >= this.pagesLimit()) throw replicateError('ERR_REPL_DELTA', `page ${index} is past the guest's memory limit`);
+    if (bytes.length !== PAGE_BYTES) throw replicateError('ERR_REPL_DELTA', `a page of ${bytes.length} bytes`);
+    this.growImage((index + 1) * PAGE_BYTES);
+    this.image.set(bytes, index * PAGE_BYTES);
+  }
+
+  collectDirtyPages(): number[] {
+    return Array.from(this.ensureLive().tracker.collect());
+  }
+
+  captureDelta(alsoPages: readonly number[] = []): Uint8Array {
+    const { guest, tracker } = this.ensureLive();
+    assert(guest.atRest, 'capture between requests only');
+    const mem = new Uint8Array(guest.memory.buffer);
+    const limit = mem.length / PAGE_BYTES;
+    const set = new Set<number>(tracker.collect());
+    for (const p of alsoPages) if (p < limit) set.add(p);
+    const pages = Uint32Array.from([...set].sort((a, b) => a - b));
+    const vcpu = guest.captureVcpu();
+    const meta = encodePlain({ module: this.o.module.sha256, memoryPages: vcpu.memoryPages, vcpu: vcpuToPlain(vcpu), devices: guest.wasi.save(), table: this.table.save() });
+    assert(meta.length <= DELTA_META_BYTES_MAX, 'delta meta past its bound');
+    const out = new Uint8Array(DELTA_HEAD_BYTES + 4 * pages.length + meta.length + pages.length * PAGE_BYTES);
+    const v = new DataView(out.buffer);
+    v.setUint32(0, GUEST_DELTA_MAGIC, true);
+    v.setUint16(4, GUEST_DELTA_VERSION, true);
+    v.setUint16(6, 0, true);
+    v.setUint32(8, pages.length, true);
+    v.setUint32(12, meta.length, true);
+    pages.forEach((p, i) => v.setUint32(DELTA_HEAD_BYTES + 4 * i, p, true));
+    const metaAt = DELTA_HEAD_BYTES + 4 * pages.length;
+    out.set(meta, metaAt);
+    if (pages.length > 0) native.gatherPages(mem, pages, out.subarray(metaAt + meta.length));
+    this.metaBytes = meta;
+    return out;
+  }
+
+  applyDelta(delta: Uint8Array): void {
+    assert(this.live === null, 'deltas apply to an image, never a live guest');
+    const d = this.parseDelta(delta); // everything validated before anything changes
+    this.growImage(d.meta.memoryPages * WASM_PAGE_BYTES);
+    if (d.pages.length > 0) native.scatterPages(d.data, d.pages, this.image.subarray(0, this.imageBytes));
+    this.meta = d.meta;
+    this.table = d.meta.table;
+    this.metaBytes = d.metaBytes;
+  }
+
+  digest(): number {
+    if (this.o.digest === false) return 0;
+    const mem = this.memoryView();
+    return native.crc32c(this.metaBytes, native.crc32c(mem)) >>> 0 || 1;
+  }
+
+  handleRequest(client: number, reqId: number, body: Uint8Array): Uint8Array {
+    const { guest } = this.ensureLive();
+    const seen = this.table.lookup(client, reqId);
+    if (seen.kind === 'recorded') return seen.answer;
+    if (seen.kind === 'forgotten') return envelope(ResponseStatus.forgotten, new TextEncoder().encode(`request ${client}:${reqId} was applied; its answer is no longer kept`));
+    if (seen.kind === 'too-many-clients') return envelope(ResponseStatus.tooManyClients, new TextEncoder().encode('too many clients'));
+    let answer: Uint8Array;
+    try {
+      const out = guest.request(this.o.handler, body);
+      answer = out.length <= TABLE_RESPONSE_BYTES_EACH_MAX ? envelope(ResponseStatus.ok, out) : envelope(ResponseStatus.guestError, new TextEncoder().encode(`answer of ${out.length} bytes is past ${TABLE_RESPONSE_BYTES_EACH_MAX}`));
+    } catch (e) {
+      if (!isUnderstudyError(e)) throw e;
+      answer = envelope(ResponseStatus.guestError, new TextEncoder().encode(`${e.code}: ${e.message}`.slice(0, 1024)));
+    }
+    this.table.record(client, reqId, answer);
+    this.flushLog();
+    return answer;
+  }
+
+  // ---- for tests and the wiring ----
+
+  get requestTable(): RequestTable {
+    return this.table;
+  }
+
+  /** The live guest (materialising an image). */
+  guest(): Guest {
+    return this.ensureLive().guest;
+  }
+
+  // ---- internals ----
+
+  private memoryView(): Uint8Array {
+    return this.live !== null ? new Uint8Array(this.live.guest.memory.buffer) : this.image.subarray(0, this.imageBytes);
+  }
+
+  private pagesLimit(): number {
+    const max = this.o.module.layout.memory.maxPages;
+    return (max === null ? MEMORY_PAGES_MAX : Math.min(max, MEMORY_PAGES_MAX)) * PAGES_PER_WASM_PAGE;
+  }
+
+  private growImage(bytes: number): void {
+    assert(bytes <= this.pagesLimit() * PAGE_BYTES);
+    if (bytes <= this.imageBytes) return;
+    if (bytes > this.image.length) {
+      const next = new Uint8Array(Math.min(Math.max(bytes, this.image.length * 2), this.pagesLimit() * PAGE_BYTES));
+      next.set(this.image.subarray(0, this.imageBytes));
+      this.image = next;
+    }
+    this.imageBytes = bytes;
+  }
+
+  private sink(): OutputSink {
+    return {
+      write: (stream: OutputStream, bytes: Uint8Array) => {
+        const p = this.pendingLog;
+        if (p.bytes + bytes.length > REQUEST_LOG_BYTES_MAX * 2) {
+          this.logBytesDropped += bytes.length;
+          return;
+        }
+        p[stream].push(bytes);
+        p.bytes += bytes.length;
+      },
+    };
+  }
+
+  private flushLog(): void {
+    const p = this.pendingLog;
+    for (const stream of ['stdout', 'stderr'] as const) {
+      if (p[stream].length === 0) continue;
+      const bytes = Buffer.concat(p[stream]);
+      p[stream] = [];
+      if (this.log !== null) this.log(stream, new Uint8Array(bytes.buffer, bytes.byteOffset, bytes.length));
+    }
+    p.bytes = 0;
+  }
+
+  /** The image becomes a running guest (a promoted backup); no await, so the protocol step stays whole. */
+  private ensureLive(): Live {
+    if (this.live !== null) return this.live;
+    const meta = this.meta;
+    assert(meta !== null, 'a machine with no applied state cannot run');
+    const wasi = WasiDevice.restore(meta.devices, { output: this.sink() });
+    const image = this.image.subarray(0, this.imageBytes);
+    const guest = Guest.restoreSync(this.o.module, { wasi }, meta.vcpu, (mem) => {
+      assert(mem.length === image.length, 'image and memory sizes agree');
+      mem.set(image);
+    });
+    this.live = { guest, tracker: createTracker(guest.memory, this.o.tracker ?? 'auto') };
+    this.image = new Uint8Array(0);
+    this.imageBytes = 0;
+    this.materialisedAtMs = performance.now();
+    return this.live;
+  }
+
+  private parseDelta(delta: Uint8Array): { pages: Uint32Array; data: Uint8Array; meta: Meta; metaBytes: Uint8Array } {
+    const bad = (what: string) => replicateError('ERR_REPL_DELTA', `guest delta: ${what}`);
+    if (delta.length < DELTA_HEAD_BYTES) throw bad('shorter than its header');
+    const v = new DataView(delta.buffer, delta.byteOffset, delta.byteLength);
+    if (v.getUint32(0, true) !== GUEST_DELTA_MAGIC) throw bad('bad magic');
+    if (v.getUint16(4, true) !== GUEST_DELTA_VERSION) throw bad(`version ${v.getUint16(4, true)}`);
+    if (v.getUint16(6, true) !== 0) throw bad('unknown flags');
+    const n = v.getUint32(8, true);
+    const m = v.getUint32(12, true);
+    if (n > TRACKED_PAGES_MAX || m > DELTA_META_BYTES_MAX) throw bad('page count or meta size past its bound');
+    if (delta.length !== DELTA_HEAD_BYTES + 4 * n + m + n * PAGE_BYTES) throw bad(`${delta.length} bytes do not match ${n} pages and ${m} meta bytes`);
+    const metaAt = DELTA_HEAD_BYTES + 4 * n;
+    const metaBytes = delta.slice(metaAt, metaAt + m);
+    let plain: Plain;
+    try {
+      plain = decodePlain(metaBytes);
+    } catch (e) {
+      if (!isUnderstudyError(e)) throw e;
+      throw bad(`meta: ${e.message}`);
+    }
+    if (plain === null || typeof plain !== 'object' || Array.isArray(plain) || plain instanceof Uint8Array) throw bad('meta is not an object');
+    const o = plain as PlainObject;
+    if (o.module !== this.o.module.sha256) throw bad(`for module ${String(o.module).slice(0, 16)}, ours is ${this.o.module.sha256.slice(0, 16)}`);
+    const memoryPages = o.memoryPages;
+    if (typeof memoryPages !== 'number' || !Number.isInteger(memoryPages) || memoryPages * PAGES_PER_WASM_PAGE > this.pagesLimit()) throw bad('memoryPages out of range');
+    if (memoryPages * WASM_PAGE_BYTES < this.imageBytes && this.meta !== null) throw bad('memory shrank');
+    let vcpu: VcpuState;
+    try {
+      vcpu = vcpuFromPlain(o.vcpu ?? null);
+      // Devices validate whole on restore; a throwaway device checks them now, before anything changes.
+      if (o.devices === null || typeof o.devices !== 'object' || Array.isArray(o.devices) || o.devices instanceof Uint8Array) throw bad('devices is not an object');
+      WasiDevice.restore(o.devices, { output: { write: () => {} } });
+    } catch (e) {
+      if (!isUnderstudyError(e) || e.code === 'ERR_REPL_DELTA') throw e;
+      throw bad(`${e.code}: ${e.message}`);
+    }
+    if (vcpu.memoryPages !== memoryPages) throw bad('vCPU and delta disagree on the memory size');
+    const layout = this.o.module.layout;
+    if (vcpu.globals.length !== layout.globals.length || vcpu.tables.length !== layout.tables.length) throw bad('vCPU does not fit the module');
+    const table = RequestTable.restore(o.table ?? null);
+    const pages = new Uint32Array(n);
+    const limit = memoryPages * PAGES_PER_WASM_PAGE;
+    let previous = -1;
+    for (let i = 0; i < n; i++) {
+      const p = v.getUint32(DELTA_HEAD_BYTES + 4 * i, true);
+      if (p <= previous || p >= limit) throw bad(`page ${p} out of order or past the memory`);
+      pages[i] = p;
+      previous = p;
+    }
+    return { pages, data: delta.subarray(metaAt + m), meta: { memoryPages, vcpu, devices: o.devices as PlainObject, table }, metaBytes };
+  }
+}

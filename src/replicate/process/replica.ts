@@ -1,0 +1,181 @@
+// One replica as a real process: a ReplicaNode over a GuestMachine, wired to
+// the system clock, a TCP link to the peer (authenticated frames), a file for
+// its durable numbers, a tick timer, and optionally the HTTP gateway and an
+// event log. ReplicaProcess owns all of them; close() disposes each.
+import fs from 'node:fs';
+import { assert } from '../../util/assert.js';
+import type { GuestModule } from '../../guest/module.js';
+import type { TrackerKind } from '../../track/tracker.js';
+import { Channel } from '../channel.js';
+import type { Env, ReplEvent, Release, ReplicaConfig } from '../env.js';
+import { NonceCounter } from '../frame.js';
+import { GuestMachine } from '../guest-machine.js';
+import type { NodeId } from '../messages.js';
+import { ReplicaNode } from '../node.js';
+import { Gateway } from './gateway.js';
+import { PeerLink, type Address } from './link.js';
+import { FileStorage } from './storage.js';
+
+/** The node's clock is read and its timers run this often. */
+export const TICK_MS = 2;
+
+export interface ReplicaProcessOptions {
+  nodeId: NodeId;
+  peerId: NodeId;
+  module: GuestModule;
+  handler: string;
+  key: Uint8Array;
+  stateDir: string;
+  listen?: Address;
+  dial?: Address;
+  serve?: Address;
+  /** Start as the first primary (unless this state dir says this node already did once). */
+  bootstrap: boolean;
+  config?: Partial<ReplicaConfig>;
+  tracker?: TrackerKind | 'auto';
+  digest?: boolean;
+  /** JSON lines: every protocol event and every release (what the fault harness checks). */
+  eventsFile?: string;
+  say?: (line: string) => void;
+  /** Where released log output of the guest goes (default: this process's stdout/stderr). */
+  writeLog?: (stream: 'stdout' | 'stderr', bytes: Uint8Array) => void;
+}
+
+export class ReplicaProcess {
+  readonly node: ReplicaNode;
+  readonly link: PeerLink;
+  readonly gateway: Gateway | null;
+  linkPort: number | null = null;
+  servePort: number | null = null;
+  private readonly machines = new Set<GuestMachine>();
+  private ticker: NodeJS.Timeout | null = null;
+  private eventsFd: number | null;
+  private readonly channel: Channel;
+  private readonly t0 = performance.now();
+
+  private constructor(private readonly o: ReplicaProcessOptions, bootstrap: GuestMachine | undefined) {
+    const storage = new FileStorage(o.stateDir);
+    this.eventsFd = o.eventsFile !== undefined ? fs.openSync(o.eventsFile, 'a') : null;
+    this.channel = new Channel(o.nodeId, o.key, [o.peerId], new NonceCounter(storage.get('nonceReserved') ?? 0, (r) => storage.set('nonceReserved', r)));
+    this.link = new PeerLink({
+      listen: o.listen,
+      dial: o.dial,
+      onFrame: (f) => this.onFrame(f),
+      onEvent: (what) => o.say?.(what),
+    });
+    const env: Env = {
+      now: () => performance.now() - this.t0,
+      send: (_to, msg) => {
+        this.link.send(this.channel.seal(msg));
+      },
+      random: () => Math.random(),
+      storage,
+      log: (e) => this.onEvent(e),
+      release: (r) => this.onRelease(r),
+    };
+    if (bootstrap) this.machines.add(bootstrap);
+    this.node = new ReplicaNode({
+      id: o.nodeId,
+      peer: o.peerId,
+      env,
+      config: o.config,
+      createMachine: () => this.newMachine(),
+      bootstrap,
+    });
+    this.gateway = o.serve !== undefined ? new Gateway({ onRequest: (c, r, b) => this.node.onRequest(c, r, b), status: () => this.node.status() }) : null;
+  }
+
+  static async start(o: ReplicaProcessOptions): Promise<ReplicaProcess> {
+    const boot = o.bootstrap ? await GuestMachine.create(machineOptions(o)) : undefined;
+    const p = new ReplicaProcess(o, boot);
+    boot?.setLog((stream, body) => p.node.primary?.onOutput({ kind: 'log', stream, body }));
+    try {
+      p.linkPort = (await p.link.start()).port;
+      if (p.gateway !== null) p.servePort = await p.gateway.listen(o.serve!.host, o.serve!.port);
+    } catch (e) {
+      p.close();
+      throw e;
+    }
+    p.ticker = setInterval(() => p.tick(), TICK_MS);
+    return p;
+  }
+
+  close(): void {
+    if (this.ticker !== null) clearInterval(this.ticker);
+    this.ticker = null;
+    this.link.close();
+    this.gateway?.close();
+    for (const m of this.machines) m.dispose();
+    this.machines.clear();
+    if (this.eventsFd !== null) fs.closeSync(this.eventsFd);
+    this.eventsFd = null;
+  }
+
+  private newMachine(): GuestMachine {
+    const m = GuestMachine.empty(machineOptions(this.o));
+    m.setLog((stream, body) => this.node.primary?.onOutput({ kind: 'log', stream, body }));
+    this.machines.add(m);
+    return m;
+  }
+
+  private tick(): void {
+    this.node.onTick(this.now());
+    // The process owns every machine it made; one the node no longer holds is released here.
+    const held = this.node.machine;
+    for (const m of this.machines) {
+      if (m !== held) {
+        m.dispose();
+        this.machines.delete(m);
+      }
+    }
+    assert(this.machines.size <= 1, 'at most the held machine survives a tick');
+  }
+
+  private now(): number {
+    return performance.now() - this.t0;
+  }
+
+  private onFrame(frame: Uint8Array): boolean {
+    const opened = this.channel.open(frame);
+    if (!opened.ok) {
+      this.record({ kind: 'refused-frame', code: opened.error.code, detail: opened.error.message });
+      return false;
+    }
+    this.node.onMessage(opened.from, opened.msg);
+    return true;
+  }
+
+  private onEvent(e: ReplEvent): void {
+    this.record({ ...e });
+    if (e.kind === 'role' || e.kind === 'promoted' || e.kind === 'deposed' || e.kind === 'resumed' || e.kind === 'term') this.o.say?.(`[node ${e.node} term ${e.term}] ${e.kind}: ${e.detail}`);
+  }
+
+  private onRelease(r: Release): void {
+    // Recorded before anything leaves, so the log never misses a release a client saw.
+    this.record({
+      kind: 'release',
+      node: this.o.nodeId,
+      term: r.term,
+      epochTerm: r.epochTerm,
+      seq: r.epochSeq,
+      responses: r.outputs.flatMap((o) => (o.kind === 'response' ? [[o.client, o.reqId]] : [])),
+    });
+    this.gateway?.release(r);
+    for (const o of r.outputs) {
+      if (o.kind === 'log') (this.o.writeLog ?? writeProcessLog)(o.stream, o.body);
+    }
+  }
+
+  private record(e: Record<string, unknown>): void {
+    if (this.eventsFd === null) return;
+    fs.writeSync(this.eventsFd, JSON.stringify({ t: Math.round(this.now() * 1000) / 1000, node: this.o.nodeId, ...e }) + '\n');
+  }
+}
+
+function machineOptions(o: ReplicaProcessOptions) {
+  return { module: o.module, handler: o.handler, tracker: o.tracker, digest: o.digest };
+}
+
+function writeProcessLog(stream: 'stdout' | 'stderr', bytes: Uint8Array): void {
+  (stream === 'stdout' ? process.stdout : process.stderr).write(bytes);
+}

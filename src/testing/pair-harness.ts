@@ -1,0 +1,496 @@
+// A replicated pair as real processes, for the e2e tests, the fault harness
+// and the benchmarks: spawn nodes through the CLI, drive HTTP clients that
+// retry with the same ids, inject faults (SIGKILL, SIGSTOP, a link cut through
+// a proxy), then count what the issue's acceptance asks for:
+//   acknowledged responses lost, effects applied twice, requests left
+//   unanswered, outputs released from an unacknowledged epoch.
+// Every trial is a function of its seed (the fault's instant, its kind, the
+// clients' pacing); wall-clock scheduling still varies, which is the point of
+// running on real processes.
+import { spawn, type ChildProcess } from 'node:child_process';
+import crypto from 'node:crypto';
+import fs from 'node:fs';
+import http from 'node:http';
+import net from 'node:net';
+import path from 'node:path';
+import { assert } from '../util/assert.js';
+import { Prng } from '../util/prng.js';
+import { CLI_PATH, tempDir } from './fixtures.js';
+
+/** A spawned node must say it listens within this long. */
+export const NODE_READY_MS_MAX = 20_000;
+/** Attempts per request before it counts as unanswered. */
+export const CLIENT_ATTEMPTS_MAX = 400;
+/** Pause between a client's attempts (after a refusal or an error). */
+export const CLIENT_RETRY_MS = 15;
+/** One HTTP attempt waits at most this long. */
+export const CLIENT_ATTEMPT_MS_MAX = 800;
+
+export interface NodeReady {
+  node: number;
+  pid: number;
+  link: number | null;
+  serve: number | null;
+}
+
+export class SpawnedNode {
+  readonly ready: Promise<NodeReady>;
+  exited = false;
+  constructor(
+    readonly proc: ChildProcess,
+    readonly name: string,
+  ) {
+    proc.once('exit', () => (this.exited = true));
+    this.ready = new Promise((resolve, reject) => {
+      let buf = '';
+      const timer = setTimeout(() => reject(new Error(`${name} not ready in ${NODE_READY_MS_MAX} ms`)), NODE_READY_MS_MAX);
+      proc.stdout!.on('data', (c: Buffer) => {
+        buf += c.toString();
+        const nl = buf.indexOf('\n');
+        if (nl >= 0 && buf.startsWith('{')) {
+          clearTimeout(timer);
+          resolve(JSON.parse(buf.slice(0, nl)));
+        }
+      });
+      proc.once('exit', (code) => {
+        clearTimeout(timer);
+        reject(new Error(`${name} exited (${code}) before ready`));
+      });
+    });
+    this.ready.catch(() => {});
+  }
+  signal(s: NodeJS.Signals): void {
+    if (!this.exited) this.proc.kill(s);
+  }
+  async stop(): Promise<void> {
+    if (this.exited) return;
+    const gone = new Promise<void>((r) => this.proc.once('exit', () => r()));
+    this.proc.kill('SIGCONT');
+    this.proc.kill('SIGKILL');
+    await gone;
+  }
+}
+
+export interface PairOptions {
+  guest: string;
+  dir?: string;
+  epochMs?: number;
+  heartbeatMs?: number;
+  primaryTimeoutMs?: number;
+  backupTimeoutMs?: number;
+  extra?: string[];
+}
+
+/** Spawns nodes of one pair, sharing a key and a directory. */
+export class Pair {
+  readonly dir: string;
+  readonly keyFile: string;
+  readonly nodes: SpawnedNode[] = [];
+  private spawned = 0;
+  constructor(readonly o: PairOptions) {
+    this.dir = o.dir ?? tempDir('pair');
+    this.keyFile = path.join(this.dir, 'key');
+    fs.writeFileSync(this.keyFile, crypto.randomBytes(32).toString('hex'), { mode: 0o600 });
+  }
+  private common(id: number): string[] {
+    const a = ['--key-file', this.keyFile, '--state-dir', path.join(this.dir, `state-${id}`), '--events', this.eventsFile(id), '--serve', 'http://127.0.0.1:0', '--quiet'];
+    const o = this.o;
+    if (o.epochMs !== undefined) a.push('--epoch-ms', String(o.epochMs));
+    if (o.heartbeatMs !== undefined) a.push('--heartbeat-ms', String(o.heartbeatMs));
+    if (o.primaryTimeoutMs !== undefined) a.push('--primary-timeout-ms', String(o.primaryTimeoutMs));
+    if (o.backupTimeoutMs !== undefined) a.push('--backup-timeout-ms', String(o.backupTimeoutMs));
+    return [...a, ...(o.extra ?? [])];
+  }
+  eventsFile(id: number): string {
+    return path.join(this.dir, `events-${id}.jsonl`);
+  }
+  private spawnCli(args: string[], name: string): SpawnedNode {
+    const err = fs.openSync(path.join(this.dir, `${name}-${++this.spawned}.stderr`), 'w');
+    const proc = spawn(process.execPath, [CLI_PATH, ...args], { stdio: ['ignore', 'pipe', err] });
+    fs.closeSync(err);
+    const n = new SpawnedNode(proc, name);
+    this.nodes.push(n);
+    return n;
+  }
+  backup(id: number): SpawnedNode {
+    return this.spawnCli(['backup', '--guest', this.o.guest, '--listen', '127.0.0.1:0', '--node-id', String(id), ...this.common(id)], `backup${id}`);
+  }
+  primary(id: number, backupLinkPort: number): SpawnedNode {
+    return this.spawnCli(['primary', this.o.guest, '--backup', `127.0.0.1:${backupLinkPort}`, '--node-id', String(id), ...this.common(id)], `primary${id}`);
+  }
+  /** A replacement for a dead node: same id and state dir, dialing the survivor. */
+  join(id: number, survivorLinkPort: number): SpawnedNode {
+    return this.spawnCli(['backup', '--guest', this.o.guest, '--join', `127.0.0.1:${survivorLinkPort}`, '--node-id', String(id), ...this.common(id)], `join${id}`);
+  }
+  async stopAll(): Promise<void> {
+    await Promise.all(this.nodes.map((n) => n.stop()));
+  }
+}
+
+// ---- HTTP ----
+
+const agent = new http.Agent({ keepAlive: true, maxSockets: 64 });
+
+export interface HttpAnswer {
+  status: number;
+  body: string;
+  epoch: string | null;
+}
+
+export function post(port: number, client: number, reqId: number, body: string): Promise<HttpAnswer> {
+  return new Promise((resolve, reject) => {
+    const req = http.request(
+      { host: '127.0.0.1', port, method: 'POST', path: '/', agent, headers: { 'x-client-id': String(client), 'x-request-id': String(reqId) }, timeout: CLIENT_ATTEMPT_MS_MAX },
+      (res) => {
+        const chunks: Buffer[] = [];
+        res.on('data', (c: Buffer) => chunks.push(c));
+        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString(), epoch: (res.headers['x-understudy-epoch'] as string | undefined) ?? null }));
+        res.on('error', reject);
+      },
+    );
+    req.on('timeout', () => req.destroy(new Error('timeout')));
+    req.on('error', reject);
+    req.end(body);
+  });
+}
+
+export async function getStatus(port: number): Promise<Record<string, unknown> | null> {
+  return new Promise((resolve) => {
+    const req = http.get({ host: '127.0.0.1', port, path: '/status', agent, timeout: 1000 }, (res) => {
+      const chunks: Buffer[] = [];
+      res.on('data', (c: Buffer) => chunks.push(c));
+      res.on('end', () => resolve(JSON.parse(Buffer.concat(chunks).toString())));
+    });
+    req.on('timeout', () => req.destroy());
+    req.on('error', () => resolve(null));
+  });
+}
+
+/** Waits (bounded) until some port's node reports protected primary. */
+export async function waitProtected(ports: number[], msMax: number): Promise<number> {
+  const t0 = Date.now();
+  while (Date.now() - t0 < msMax) {
+    for (const p of ports) {
+      const s = await getStatus(p);
+      if (s !== null && s.role === 'primary' && s.protected === true) return p;
+    }
+    await sleep(10);
+  }
+  throw new Error(`no protected primary within ${msMax} ms`);
+}
+
+export function sleep(ms: number): Promise<void> {
+  return new Promise((r) => setTimeout(r, ms));
+}
+
+// ---- clients ----
+
+/** A request's fate as its client saw it. */
+export interface ClientRecord {
+  client: number;
+  reqId: number;
+  body: string;
+  answer: HttpAnswer | null;
+  attempts: number;
+  /** performance.now() of the first send and of the answer. */
+  sentMs: number;
+  answeredMs: number | null;
+}
+
+/** The kvstore workload: odd requests FILL one entry (a counted effect), even ones ask COUNT. */
+export function kvRequest(i: number): string {
+  return i % 2 === 1 ? 'FILL 1 8' : 'COUNT';
+}
+
+/**
+ * One client: requests 1..n in order, each retried with the same ids (rotating
+ * over the ports) until a 2xx/4xx/500 answer or CLIENT_ATTEMPTS_MAX.
+ */
+export async function runClient(client: number, n: number, ports: () => number[], body: (i: number) => string, records: ClientRecord[], paceMs = 0): Promise<void> {
+  let turn = 0;
+  for (let i = 1; i <= n; i++) {
+    const rec: ClientRecord = { client, reqId: i, body: body(i), answer: null, attempts: 0, sentMs: performance.now(), answeredMs: null };
+    records.push(rec);
+    while (rec.attempts < CLIENT_ATTEMPTS_MAX) {
+      rec.attempts++;
+      const ps = ports();
+      const port = ps[turn % ps.length]!;
+      try {
+        const a = await post(port, client, i, rec.body);
+        if (a.status === 200 || a.status === 409 || a.status === 500) {
+          rec.answer = a;
+          rec.answeredMs = performance.now();
+          break;
+        }
+        if (a.status !== 503) turn++; // 504: try the other node too
+        else turn++;
+      } catch {
+        turn++;
+      }
+      await sleep(CLIENT_RETRY_MS);
+    }
+    if (paceMs > 0) await sleep(paceMs);
+  }
+}
+
+// ---- the checker ----
+
+export interface TrialCounts {
+  ackedLost: number;
+  effectsTwice: number;
+  unanswered: number;
+  releasedUnacked: number;
+}
+
+interface EventLine {
+  kind: string;
+  node: number;
+  term: number;
+  epochTerm?: number;
+  seq?: number;
+}
+
+function readEvents(file: string): EventLine[] {
+  if (!fs.existsSync(file)) return [];
+  return fs
+    .readFileSync(file, 'utf8')
+    .split('\n')
+    .filter((l) => l.startsWith('{'))
+    .flatMap((l) => {
+      try {
+        return [JSON.parse(l) as EventLine];
+      } catch {
+        return []; // a line cut by SIGKILL
+      }
+    });
+}
+
+/**
+ * Counts, from the clients' records, the nodes' event logs and the survivor's
+ * answers at the end (`finalCount`: COUNT asked of the survivor by a fresh
+ * client; `reasks`: the survivor's recorded answers, asked again with the same ids).
+ */
+export function checkTrial(records: ClientRecord[], eventFiles: string[], finalCount: number, reasks: Map<string, HttpAnswer>): { counts: TrialCounts; notes: string[] } {
+  const notes: string[] = [];
+  const counts: TrialCounts = { ackedLost: 0, effectsTwice: 0, unanswered: 0, releasedUnacked: 0 };
+  // Outputs released from an unacknowledged epoch: every release (and every answer a client saw) names an epoch some node applied.
+  const applied = new Set<string>();
+  const releases: EventLine[] = [];
+  for (const f of eventFiles) {
+    for (const e of readEvents(f)) {
+      if (e.kind === 'applied') applied.add(`${e.epochTerm}.${e.seq}`);
+      if (e.kind === 'release') releases.push(e);
+    }
+  }
+  for (const r of releases) {
+    if (!applied.has(`${r.epochTerm}.${r.seq}`)) {
+      counts.releasedUnacked++;
+      notes.push(`node ${r.node} released epoch ${r.epochTerm}.${r.seq}, which no backup applied`);
+    }
+  }
+  for (const rec of records) {
+    if (rec.answer === null) {
+      counts.unanswered++;
+      notes.push(`${rec.client}:${rec.reqId} unanswered after ${rec.attempts} attempts`);
+      continue;
+    }
+    if (rec.answer.epoch !== null && !applied.has(rec.answer.epoch)) {
+      counts.releasedUnacked++;
+      notes.push(`${rec.client}:${rec.reqId} answered from epoch ${rec.answer.epoch}, which no backup applied`);
+    }
+    // An acknowledged answer the survivor does not hold (asked again with the same ids) is lost.
+    const again = reasks.get(`${rec.client}:${rec.reqId}`);
+    if (again !== undefined && again.status === 200 && (rec.answer.status !== 200 || again.body !== rec.answer.body)) {
+      counts.ackedLost++;
+      notes.push(`${rec.client}:${rec.reqId} answered ${JSON.stringify(rec.answer.body)}, survivor recorded ${JSON.stringify(again.body)}`);
+    }
+  }
+  // Effects: every FILL issued was answered, so exactly-once means the survivor counts exactly them.
+  const fills = records.filter((r) => r.body.startsWith('FILL')).length;
+  if (finalCount > fills) {
+    counts.effectsTwice += finalCount - fills;
+    notes.push(`survivor counts ${finalCount} entries for ${fills} FILL requests`);
+  } else if (finalCount < fills) {
+    const answered = records.filter((r) => r.body.startsWith('FILL') && r.answer?.status === 200).length;
+    counts.ackedLost += Math.min(fills - finalCount, answered);
+    notes.push(`survivor counts ${finalCount} entries for ${fills} FILL requests (${answered} acknowledged)`);
+  }
+  // COUNT answers of one client never go backwards (an acknowledged effect rolled back would).
+  const byClient = new Map<number, number>();
+  for (const rec of records) {
+    if (rec.body !== 'COUNT' || rec.answer?.status !== 200) continue;
+    const v = Number(rec.answer.body);
+    const prev = byClient.get(rec.client) ?? 0;
+    if (v < prev) {
+      counts.ackedLost++;
+      notes.push(`client ${rec.client} saw COUNT go from ${prev} to ${v}`);
+    }
+    byClient.set(rec.client, Math.max(prev, v));
+  }
+  return { counts, notes };
+}
+
+// ---- a fault-injecting TCP proxy ----
+
+/** Connections the proxy holds at once. */
+export const PROXY_CONNECTIONS_MAX = 16;
+
+/** Forwards 127.0.0.1:port to a target; cut() drops every connection and refuses new ones until heal(). */
+export class FaultProxy {
+  private server: net.Server | null = null;
+  private readonly pairs = new Set<[net.Socket, net.Socket]>();
+  private cutUntil = false;
+  port = 0;
+  constructor(private readonly targetPort: number) {}
+  async start(): Promise<number> {
+    const server = net.createServer((a) => {
+      if (this.cutUntil || this.pairs.size >= PROXY_CONNECTIONS_MAX) {
+        a.destroy();
+        return;
+      }
+      const b = net.connect({ host: '127.0.0.1', port: this.targetPort });
+      const pair: [net.Socket, net.Socket] = [a, b];
+      this.pairs.add(pair);
+      const end = () => {
+        a.destroy();
+        b.destroy();
+        this.pairs.delete(pair);
+      };
+      a.on('error', end).on('close', end);
+      b.on('error', end).on('close', end);
+      a.pipe(b);
+      b.pipe(a);
+    });
+    this.server = server;
+    await new Promise<void>((r) => server.listen(0, '127.0.0.1', () => r()));
+    this.port = (server.address() as net.AddressInfo).port;
+    return this.port;
+  }
+  cut(): void {
+    this.cutUntil = true;
+    for (const [a, b] of this.pairs) {
+      a.destroy();
+      b.destroy();
+    }
+    this.pairs.clear();
+  }
+  heal(): void {
+    this.cutUntil = false;
+  }
+  close(): void {
+    this.cut();
+    this.server?.close();
+    this.server = null;
+  }
+}
+
+// ---- one trial ----
+
+export type FaultKind = 'kill' | 'stop' | 'cut';
+
+export interface TrialOptions {
+  seed: number;
+  guest: string;
+  kinds?: readonly FaultKind[];
+  clients?: number;
+  requestsPerClient?: number;
+  epochMs?: number;
+  heartbeatMs?: number;
+  primaryTimeoutMs?: number;
+  backupTimeoutMs?: number;
+  dir?: string;
+}
+
+export interface TrialResult {
+  seed: number;
+  kind: FaultKind;
+  faultAtRequest: number;
+  counts: TrialCounts;
+  notes: string[];
+  requests: number;
+  /** ms from the fault to the first answer released by the new primary (kill only). */
+  failoverMs: number | null;
+  dir: string;
+}
+
+/**
+ * One seeded trial: a pair under client load, one fault on the primary at a
+ * seeded instant, re-protection, the clients finish, then the counts.
+ */
+export async function runTrial(o: TrialOptions): Promise<TrialResult> {
+  const rng = new Prng(o.seed);
+  const kinds = o.kinds ?? ['kill', 'stop', 'cut'];
+  const kind = rng.pick(kinds);
+  const clients = o.clients ?? 4;
+  const perClient = o.requestsPerClient ?? 30;
+  const total = clients * perClient;
+  const faultAtRequest = Math.floor(total * (0.15 + 0.5 * rng.next()));
+  const jitterMs = rng.next() * (o.epochMs ?? 20);
+  const heartbeatMs = o.heartbeatMs ?? 20;
+  const primaryTimeoutMs = o.primaryTimeoutMs ?? 150;
+  const pair = new Pair({ guest: o.guest, dir: o.dir, epochMs: o.epochMs, heartbeatMs, primaryTimeoutMs, backupTimeoutMs: o.backupTimeoutMs ?? Math.min(primaryTimeoutMs, 3 * heartbeatMs + 60) });
+  let proxy: FaultProxy | null = null;
+  const records: ClientRecord[] = [];
+  let failoverMs: number | null = null;
+  try {
+    const b = pair.backup(2);
+    const bReady = await b.ready;
+    proxy = new FaultProxy(bReady.link!);
+    const viaPort = kind === 'cut' ? await proxy.start() : bReady.link!;
+    const p = pair.primary(1, viaPort);
+    const pReady = await p.ready;
+    let ports = [pReady.serve!, bReady.serve!];
+    await waitProtected([pReady.serve!], NODE_READY_MS_MAX);
+    let faultAt = 0;
+    const load = Array.from({ length: clients }, (_, k) => runClient(k + 1, perClient, () => ports, kvRequest, records));
+    // The fault, at a seeded point of the load.
+    const fault = (async () => {
+      while (records.filter((r) => r.answer !== null).length < faultAtRequest) await sleep(1);
+      await sleep(jitterMs);
+      faultAt = performance.now();
+      if (kind === 'kill') {
+        p.signal('SIGKILL');
+        await sleep(20);
+        const j = pair.join(1, bReady.link!);
+        const jr = await j.ready;
+        ports = [bReady.serve!, jr.serve!];
+      } else if (kind === 'stop') {
+        p.signal('SIGSTOP');
+        await sleep(primaryTimeoutMs * 2 + rng.int(0, 100));
+        p.signal('SIGCONT');
+      } else {
+        proxy!.cut();
+        await sleep(primaryTimeoutMs * 2 + rng.int(0, 100));
+        proxy!.heal();
+      }
+    })();
+    await Promise.all([...load, fault]);
+    if (kind === 'kill') {
+      const first = records.filter((r) => r.answeredMs !== null && r.answeredMs > faultAt && r.answer?.epoch !== null && Number(r.answer!.epoch!.split('.')[0]) > 2);
+      if (first.length > 0) failoverMs = Math.min(...first.map((r) => r.answeredMs!)) - faultAt;
+    }
+    // The survivor's view: a fresh client asks COUNT; each client's last answers are asked again.
+    const survivor = await waitProtected(ports, 10_000);
+    const countRecs: ClientRecord[] = [];
+    await runClient(1_000_000, 1, () => [survivor], () => 'COUNT', countRecs);
+    const finalCount = Number(countRecs[0]?.answer?.body ?? NaN);
+    const reasks = new Map<string, HttpAnswer>();
+    for (const rec of records) {
+      if (rec.reqId <= perClient - 12) continue;
+      reasks.set(`${rec.client}:${rec.reqId}`, await post(survivor, rec.client, rec.reqId, rec.body));
+    }
+    const { counts, notes } = checkTrial(records, [pair.eventsFile(1), pair.eventsFile(2)], finalCount, reasks);
+    return { seed: o.seed, kind, faultAtRequest, counts, notes, requests: records.length, failoverMs, dir: pair.dir };
+  } finally {
+    proxy?.close();
+    await pair.stopAll();
+  }
+}
+
+export function sumCounts(rs: readonly TrialResult[]): TrialCounts {
+  const c: TrialCounts = { ackedLost: 0, effectsTwice: 0, unanswered: 0, releasedUnacked: 0 };
+  for (const r of rs) for (const k of Object.keys(c) as (keyof TrialCounts)[]) c[k] += r.counts[k];
+  return c;
+}
+
+assert(CLIENT_RETRY_MS > 0 && CLIENT_ATTEMPTS_MAX * CLIENT_RETRY_MS >= 5000, 'a client retries for longer than a failover takes');
