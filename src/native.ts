@@ -18,6 +18,12 @@ export interface NativeAddon {
   uffdTakePreimages(handle: UffdHandle): { pages: Uint32Array; data: Uint8Array; byteLength: number; complete: boolean };
   uffdStats(handle: UffdHandle): Record<string, number>;
   uffdDispose(handle: UffdHandle): void;
+  /** COWP pre-saving: saves the listed pages' pre-images and un-protects them now; returns how many were saved. */
+  uffdPresave(handle: UffdHandle, pages: Uint32Array): number;
+  /** Histase's neighbour prediction in the fault handler, on or off. */
+  uffdSetHistase(handle: UffdHandle, enabled: boolean, alpha: number): void;
+  /** In-place rollback: writes pages (ascending, 4 KiB each in data), zeroes from zeroFromBytes, re-arms. */
+  uffdRestore(handle: UffdHandle, buffer: ArrayBuffer, pages: Uint32Array, data: Uint8Array, zeroFromBytes: number): void;
   uffdProbe(): Partial<UffdProbeFacts>;
   // Per-page delta encoding (native/src/delta.c); the format is documented in
   // src/checkpoint/delta-codec.ts, which is the interface to use.

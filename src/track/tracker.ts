@@ -51,6 +51,12 @@ export interface PreimageTracker extends DirtyTracker {
   readonly kind: 'wp-sync';
   /** Pre-images of this epoch; does not re-arm (collect does). Throws ERR_TRACKER_PREIMAGES_INCOMPLETE past preimageBytesMax. */
   takePreimages(): Preimages;
+  /** COWP pre-saving of predicted pages (right after collect); returns how many were saved. */
+  presave(pages: Uint32Array): number;
+  /** Histase neighbour prediction in the fault handler. */
+  setHistase(enabled: boolean, alpha?: number): void;
+  /** In-place rollback of memory; re-arms. */
+  restorePages(pages: Uint32Array, data: Uint8Array, zeroFromBytes: number): void;
 }
 
 export interface TrackerProbe {

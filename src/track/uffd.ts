@@ -122,4 +122,46 @@ export class WpSyncTracker extends UffdTracker implements PreimageTracker {
     }
     return { pages: taken.pages, data: taken.data, byteLength: taken.byteLength };
   }
+
+  /**
+   * COWP: saves the pre-images of `pages` (predicted to be written this epoch)
+   * and un-protects them now, so writes to them do not fault. Call right after
+   * collect(), guest paused. Pages that turn out unwritten are dropped from
+   * takePreimages() and collect() (their content equals the pre-image).
+   */
+  presave(pages: Uint32Array): number {
+    const handle = this.live();
+    try {
+      return native.uffdPresave(handle, pages);
+    } catch (e) {
+      rethrowNative(e);
+    }
+  }
+
+  /**
+   * In-place rollback: writes `pages` (ascending; 4 KiB each in `data`),
+   * zeroes memory from `zeroFromBytes` on, and re-arms as collect() does
+   * (the epoch's pages and pre-images are dropped). Guest paused.
+   */
+  restorePages(pages: Uint32Array, data: Uint8Array, zeroFromBytes: number): void {
+    const handle = this.live();
+    try {
+      native.uffdRestore(handle, this.memory.buffer, pages, data, zeroFromBytes);
+    } catch (e) {
+      rethrowNative(e);
+    }
+  }
+
+  /** Histase (seed 002, 4.1.2): a fault also pre-saves neighbours by each 2 MiB region's history of stride. */
+  setHistase(enabled: boolean, alpha = HISTASE_ALPHA_DEFAULT): void {
+    const handle = this.live();
+    try {
+      native.uffdSetHistase(handle, enabled, alpha);
+    } catch (e) {
+      rethrowNative(e);
+    }
+  }
 }
+
+/** Seed 002's default weight of history in his_stride. */
+export const HISTASE_ALPHA_DEFAULT = 0.7;
