@@ -22,8 +22,8 @@ export interface NativeAddon {
   uffdPresave(handle: UffdHandle, pages: Uint32Array): number;
   /** Histase's neighbour prediction in the fault handler, on or off. */
   uffdSetHistase(handle: UffdHandle, enabled: boolean, alpha: number): void;
-  /** In-place rollback: writes pages (ascending, 4 KiB each in data), zeroes from zeroFromBytes, re-arms. */
-  uffdRestore(handle: UffdHandle, buffer: ArrayBuffer, pages: Uint32Array, data: Uint8Array, zeroFromBytes: number): void;
+  /** In-place rollback: the live epoch's pre-images, then each log (newest first); zeroes from zeroFromBytes; re-arms. Returns pages restored. */
+  uffdRollback(handle: UffdHandle, buffer: ArrayBuffer, logs: { pages: Uint32Array; data: Uint8Array }[], zeroFromBytes: number): number;
   uffdProbe(): Partial<UffdProbeFacts>;
   // Per-page delta encoding (native/src/delta.c); the format is documented in
   // src/checkpoint/delta-codec.ts, which is the interface to use.

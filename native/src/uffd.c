@@ -1243,70 +1243,138 @@ static napi_value js_uffd_presave(napi_env env, napi_callback_info info) {
   return out;
 }
 
-// uffdRestore(handle, buffer, pages: Uint32Array, data, zeroFromBytes) -> undefined
-// In-place rollback: writes data[i * 4096 ..] to page pages[i] (ascending),
-// zeroes [zeroFromBytes, end of memory), and re-arms (like collect: every page
-// protected, the epoch's pages and pre-images dropped). The whole registered
-// range is un-protected for the copy and protected again after it, two
-// ioctls however many pages, so the copy itself takes no fault. The guest is
-// paused; mu is held, which is safe because no page written here is
-// protected while we write it (no fault can wait for the handler).
-static napi_value js_uffd_restore(napi_env env, napi_callback_info info) {
-  size_t argc = 5;
-  napi_value argv[5];
+static int mark_page(us_uffd_tracker* t, uint64_t idx, uint64_t* n) {
+  const uint64_t bit = (uint64_t)1 << (idx % 64);
+  if (t->predicted[idx / 64] & bit) return 0;
+  t->predicted[idx / 64] |= bit;
+  // SAFETY: each page is marked once, so n < registered pages <= capacity_pages.
+  t->out[(*n)++] = (uint32_t)idx;
+  return 1;
+}
+
+// Un-protects (wp=0) or protects (wp=1) the runs of the sorted list out[0..n).
+static int protect_runs(us_uffd_tracker* t, uint64_t n, int wp) {
+  const uint64_t base = (uint64_t)(uintptr_t)t->base;
+  for (uint64_t i = 0; i < n;) {
+    uint64_t j = i + 1;
+    while (j < n && t->out[j] == t->out[j - 1] + 1) j++;
+    int err = uffd_protect(t->uffd, base + (uint64_t)t->out[i] * US_PAGE_BYTES, (j - i) * US_PAGE_BYTES, wp);
+    if (err) return err;
+    i = j;
+  }
+  return 0;
+}
+
+// uffdRollback(handle, buffer, logs: {pages: Uint32Array, data: Uint8Array}[], zeroFromBytes) -> pages restored
+// In-place rollback. The live epoch's pre-images (still in the store) are
+// written back first, then each log in the order given (newest epoch first),
+// so for a page in several the oldest pre-image is what remains; pages at or
+// past zeroFromBytes are skipped and that tail is zeroed (it was grown since
+// the checkpoint). Only the pages written are un-protected for the copy (runs,
+// one ioctl each) and protected again after it, so the copy takes no fault;
+// then the epoch starts afresh (as after collect). Cost follows the pages
+// restored, not the memory size. The guest is paused; mu is held, which is
+// safe because no page written here is protected while we write it.
+static napi_value js_uffd_rollback(napi_env env, napi_callback_info info) {
+  size_t argc = 4;
+  napi_value argv[4];
   US_NAPI_OK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  if (argc < 5) return us_throw(env, "ERR_TRACKER", "uffdRestore(handle, buffer, pages, data, zeroFromBytes) needs five arguments");
+  if (argc < 4) return us_throw(env, "ERR_TRACKER", "uffdRollback(handle, buffer, logs, zeroFromBytes) needs four arguments");
   us_uffd_tracker* t;
   if (!get_tracker(env, argv[0], &t)) return NULL;
-  if (t->mode != US_MODE_SYNC) return us_throw(env, "ERR_TRACKER", "in-place restore needs a wp-sync tracker");
+  if (t->mode != US_MODE_SYNC || !t->preimages_enabled) return us_throw(env, "ERR_TRACKER", "rollback needs a wp-sync tracker with preimages on");
   uint8_t* store;
   uint64_t store_bytes;
   if (!get_store(env, argv[1], &store, &store_bytes)) return NULL;
   if (store != t->base) return us_throw(env, "ERR_TRACKER_MEMORY", "the memory's backing store moved; create a new tracker");
-  napi_typedarray_type type;
-  size_t count = 0;
-  void* pages_v = NULL;
-  bool is_ta = false;
-  US_NAPI_OK(env, napi_is_typedarray(env, argv[2], &is_ta));
-  if (!is_ta) return us_throw(env, "ERR_TRACKER", "pages must be a Uint32Array");
-  US_NAPI_OK(env, napi_get_typedarray_info(env, argv[2], &type, &count, &pages_v, NULL, NULL));
-  if (type != napi_uint32_array) return us_throw(env, "ERR_TRACKER", "pages must be a Uint32Array");
-  uint8_t* data;
-  size_t data_bytes;
-  if (!us_get_bytes(env, argv[3], &data, &data_bytes)) return NULL;
   double zero_from_d = 0;
-  if (napi_get_value_double(env, argv[4], &zero_from_d) != napi_ok || !(zero_from_d >= 0) || zero_from_d > (double)store_bytes ||
+  if (napi_get_value_double(env, argv[3], &zero_from_d) != napi_ok || !(zero_from_d >= 0) || zero_from_d > (double)store_bytes ||
       (uint64_t)zero_from_d % US_PAGE_BYTES != 0)
     return us_throw(env, "ERR_TRACKER", "zeroFromBytes must be a page multiple inside the memory");
   const uint64_t zero_from = (uint64_t)zero_from_d;
-  const uint32_t* pages = (const uint32_t*)pages_v;
-  if ((uint64_t)data_bytes != (uint64_t)count * US_PAGE_BYTES) return us_throw(env, "ERR_TRACKER", "data must hold 4096 bytes per page");
-  for (size_t i = 0; i < count; i++) {
-    // SAFETY: i < count, the array's length.
-    if ((uint64_t)pages[i] * US_PAGE_BYTES >= zero_from || (i > 0 && pages[i] <= pages[i - 1]))
-      return us_throw(env, "ERR_TRACKER", "pages must ascend and lie below zeroFromBytes");
+  const uint64_t zero_page = zero_from / US_PAGE_BYTES;
+  bool is_array = false;
+  US_NAPI_OK(env, napi_is_array(env, argv[2], &is_array));
+  if (!is_array) return us_throw(env, "ERR_TRACKER", "logs must be an array");
+  uint32_t log_count = 0;
+  US_NAPI_OK(env, napi_get_array_length(env, argv[2], &log_count));
+  // Bound: one log per kept checkpoint; a handful, far below this.
+  if (log_count > 64) return us_throw(env, "ERR_TRACKER", "more than 64 undo logs");
+  const uint32_t* log_pages[64];
+  const uint8_t* log_data[64];
+  size_t log_len[64];
+  for (uint32_t k = 0; k < log_count; k++) {
+    napi_value log, pv, dv;
+    US_NAPI_OK(env, napi_get_element(env, argv[2], k, &log));
+    US_NAPI_OK(env, napi_get_named_property(env, log, "pages", &pv));
+    US_NAPI_OK(env, napi_get_named_property(env, log, "data", &dv));
+    bool is_ta = false;
+    US_NAPI_OK(env, napi_is_typedarray(env, pv, &is_ta));
+    if (!is_ta) return us_throw(env, "ERR_TRACKER", "a log's pages must be a Uint32Array");
+    napi_typedarray_type type;
+    void* p = NULL;
+    US_NAPI_OK(env, napi_get_typedarray_info(env, pv, &type, &log_len[k], &p, NULL, NULL));
+    if (type != napi_uint32_array) return us_throw(env, "ERR_TRACKER", "a log's pages must be a Uint32Array");
+    uint8_t* d;
+    size_t d_bytes;
+    if (!us_get_bytes(env, dv, &d, &d_bytes)) return NULL;
+    if ((uint64_t)d_bytes != (uint64_t)log_len[k] * US_PAGE_BYTES) return us_throw(env, "ERR_TRACKER", "a log's data must hold 4096 bytes per page");
+    log_pages[k] = (const uint32_t*)p;
+    log_data[k] = d;
   }
   pthread_mutex_lock(&t->mu);
-  // Register a grown tail first, so the whole memory is protected after.
+  if (t->preimage_overflow) {
+    pthread_mutex_unlock(&t->mu);
+    return us_throw(env, "ERR_TRACKER_PREIMAGES_INCOMPLETE", "the live epoch's pre-images are incomplete (the store overflowed); it cannot be rolled back");
+  }
   uint64_t old_bytes;
   if (!follow_growth(env, t, argv[1], &old_bytes)) {
     pthread_mutex_unlock(&t->mu);
     return NULL;
   }
-  const uint64_t base = (uint64_t)(uintptr_t)t->base;
-  int err = uffd_protect(t->uffd, base, t->registered_bytes, 0);
-  if (!err) {
-    for (size_t i = 0; i < count; i++) {
-      // SAFETY: pages[i] * 4096 < zero_from <= registered bytes (checked
-      // above; the buffer is the registered store); data has count pages.
-      memcpy(t->base + (uint64_t)pages[i] * US_PAGE_BYTES, data + i * US_PAGE_BYTES, US_PAGE_BYTES);
-    }
-    // SAFETY: [zero_from, registered_bytes) lies inside the store.
-    if (zero_from < t->registered_bytes) memset(t->base + zero_from, 0, (size_t)(t->registered_bytes - zero_from));
-    err = uffd_protect(t->uffd, base, t->registered_bytes, 1);
-  }
+  const uint64_t registered_pages = t->registered_bytes / US_PAGE_BYTES;
+  for (uint32_t k = 0; k < log_count; k++)
+    for (size_t i = 0; i < log_len[k]; i++)
+      if (log_pages[k][i] >= registered_pages) {
+        pthread_mutex_unlock(&t->mu);
+        return us_throw(env, "ERR_TRACKER", "a log names a page outside the memory");
+      }
+  // The pages to touch, each once (the predicted bitmap is scratch now: the
+  // epoch ends here): the live epoch's (un-protected now) and the logs'.
   for (uint64_t i = 0; i < t->written_count; i++) {
     const uint32_t idx = t->written[i];
+    t->predicted[idx / 64] &= ~((uint64_t)1 << (idx % 64));
+  }
+  uint64_t n = 0, restored = 0;
+  for (uint64_t i = 0; i < t->written_count; i++) restored += mark_page(t, t->written[i], &n) && t->written[i] < zero_page;
+  for (uint32_t k = 0; k < log_count; k++)
+    for (size_t i = 0; i < log_len[k]; i++)
+      if (log_pages[k][i] < zero_page) restored += mark_page(t, log_pages[k][i], &n);
+  qsort(t->out, (size_t)n, 4, cmp_u32);
+  int err = protect_runs(t, n, 0);
+  if (!err) {
+    for (uint64_t i = 0; i < t->preimage_count; i++) {
+      const uint64_t idx = t->written[i];
+      // SAFETY: idx < zero_page <= registered pages; slot i holds its pre-image.
+      if (idx < zero_page) memcpy(t->base + idx * US_PAGE_BYTES, t->preimages + i * US_PAGE_BYTES, US_PAGE_BYTES);
+    }
+    for (uint32_t k = 0; k < log_count; k++)
+      for (size_t i = 0; i < log_len[k]; i++) {
+        const uint64_t idx = log_pages[k][i];
+        // SAFETY: idx < registered pages (checked); data holds log_len pages.
+        if (idx < zero_page) memcpy(t->base + idx * US_PAGE_BYTES, log_data[k] + i * US_PAGE_BYTES, US_PAGE_BYTES);
+      }
+    if (zero_from < t->registered_bytes) {
+      const uint64_t base = (uint64_t)(uintptr_t)t->base;
+      err = uffd_protect(t->uffd, base + zero_from, t->registered_bytes - zero_from, 0);
+      // SAFETY: [zero_from, registered_bytes) lies inside the store, un-protected just now.
+      if (!err) memset(t->base + zero_from, 0, (size_t)(t->registered_bytes - zero_from));
+      if (!err) err = uffd_protect(t->uffd, base + zero_from, t->registered_bytes - zero_from, 1);
+    }
+    if (!err) err = protect_runs(t, n, 1);
+  }
+  for (uint64_t i = 0; i < n; i++) {
+    const uint32_t idx = t->out[i];
     t->seen[idx / 64] &= ~((uint64_t)1 << (idx % 64));
     t->predicted[idx / 64] &= ~((uint64_t)1 << (idx % 64));
   }
@@ -1314,8 +1382,10 @@ static napi_value js_uffd_restore(napi_env env, napi_callback_info info) {
   t->preimage_count = 0;
   t->preimage_overflow = 0;
   pthread_mutex_unlock(&t->mu);
-  if (err) return throw_step(env, "ERR_TRACKER", "UFFDIO_WRITEPROTECT (in-place restore)", err, NULL, -1);
-  return NULL;
+  if (err) return throw_step(env, "ERR_TRACKER", "UFFDIO_WRITEPROTECT (in-place rollback)", err, NULL, -1);
+  napi_value out;
+  US_NAPI_OK(env, napi_create_double(env, (double)restored, &out));
+  return out;
 }
 
 // uffdSetHistase(handle, enabled: boolean, alpha: number): turns Histase's
@@ -1482,7 +1552,7 @@ napi_value us_init_uffd(napi_env env, napi_value exports) {
   if (!us_register(env, exports, "uffdProbe", js_uffd_probe)) return NULL;
   if (!us_register(env, exports, "uffdPresave", js_uffd_presave)) return NULL;
   if (!us_register(env, exports, "uffdSetHistase", js_uffd_set_histase)) return NULL;
-  if (!us_register(env, exports, "uffdRestore", js_uffd_restore)) return NULL;
+  if (!us_register(env, exports, "uffdRollback", js_uffd_rollback)) return NULL;
   return exports;
 }
 
@@ -1512,7 +1582,7 @@ napi_value us_init_uffd(napi_env env, napi_value exports) {
   if (!us_register(env, exports, "uffdProbe", js_uffd_probe)) return NULL;
   if (!us_register(env, exports, "uffdPresave", js_uffd_unsupported)) return NULL;
   if (!us_register(env, exports, "uffdSetHistase", js_uffd_unsupported)) return NULL;
-  if (!us_register(env, exports, "uffdRestore", js_uffd_unsupported)) return NULL;
+  if (!us_register(env, exports, "uffdRollback", js_uffd_unsupported)) return NULL;
   return exports;
 }
 

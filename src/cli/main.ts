@@ -6,7 +6,8 @@ import { UnderstudyError } from '../errors.js';
 import { loadGuestModule } from '../guest/module.js';
 import { StreamInput } from '../io/input.js';
 import { controlRequest } from '../control/control.js';
-import { restoreSession, startSession, type SessionOptions } from '../runtime/session.js';
+import { restoreSession, startRollbackSession, startSession, type SessionOptions } from '../runtime/session.js';
+import type { CowStrategy } from '../rollback/engine.js';
 import { formatChain, formatInspect, inspectChain, inspectCheckpoint } from './inspect.js';
 import { compactChain, isChainDir } from '../checkpoint/chain.js';
 import type { TrackerKind } from '../track/tracker.js';
@@ -85,9 +86,34 @@ addSessionFlags(
     .argument('<guest>', 'the guest module (.wasm)')
     .argument('[args...]', 'arguments for the guest (after --)')
     .option('--dir <host:guest>', 'preopen a host directory (copied into the in-memory file system); ":/guest" for an empty one', collect(parsePreopen))
-    .option('--env <NAME=value>', 'an environment variable for the guest (repeatable)', collect(parseEnv)),
-).action(async (guestPath: string, args: string[], flags: SessionFlags & { dir?: ReturnType<typeof parsePreopen>[]; env?: [string, string][] }) => {
+    .option('--env <NAME=value>', 'an environment variable for the guest (repeatable)', collect(parseEnv))
+    .addOption(new Option('--protect <how>', 'rollback: keep the last two checkpoints in memory (one per --epoch-ms, default 50) and roll back in place when an error is detected').choices(['rollback']))
+    .addOption(new Option('--cow <strategy>', 'with --protect rollback: copy-on-write before the write (cowb) or pre-save last epoch\'s pages (cowp)').choices(['cowb', 'cowp']).default('cowp'))
+    .option('--histase', 'with --protect rollback: Histase stride prediction on write faults')
+    .option('--watchdog-ms <ms>', 'with --protect rollback: a handler or run between safe points longer than this is a hang', (v) => parseMs(v, '--watchdog-ms'))
+    .addOption(new Option('--rollback-to <which>', 'with --protect rollback: the kept checkpoint to roll back to').choices(['older', 'newest']).default('older')),
+).action(async (guestPath: string, args: string[], flags: SessionFlags & { dir?: ReturnType<typeof parsePreopen>[]; env?: [string, string][]; protect?: 'rollback'; cow: CowStrategy; histase?: boolean; watchdogMs?: number; rollbackTo: 'older' | 'newest' }) => {
   const module = await loadGuestModule(guestPath);
+  if (flags.protect === 'rollback') {
+    if (flags.checkpointDir || flags.checkpointEvery || flags.control) throw new UnderstudyError('ERR_USAGE', '--protect rollback keeps its checkpoints in memory; it does not combine with --checkpoint-dir, --checkpoint-every or --control');
+    const result = await startRollbackSession({
+      module,
+      args: [guestPath.split('/').pop() ?? guestPath, ...args],
+      env: flags.env ?? [],
+      preopens: flags.dir ?? [],
+      epochMs: flags.epochMs ?? 50,
+      strategy: flags.cow,
+      histase: flags.histase,
+      watchdogMs: flags.watchdogMs,
+      target: flags.rollbackTo,
+      handler: flags.handler,
+      stdin: new StreamInput(process.stdin),
+      yieldEveryMs: flags.yieldEvery,
+      log: log(flags),
+    });
+    process.exitCode = result.exitCode;
+    return;
+  }
   const result = await startSession({
     ...sessionOptions(flags),
     module,

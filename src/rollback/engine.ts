@@ -13,7 +13,7 @@
 // state_k. Two checkpoints are kept (dual checkpoint, seed 003 §3.3): the
 // older is the default target, because an error activated shortly before the
 // newer one may already be inside it.
-import { UnderstudyError } from '../errors.js';
+import { UnderstudyError, isUnderstudyError } from '../errors.js';
 import type { Guest } from '../guest/guest.js';
 import { vcpuFromPlain, vcpuToPlain } from '../guest/persist.js';
 import { native } from '../native.js';
@@ -24,8 +24,6 @@ import { HISTASE_ALPHA_DEFAULT, PREIMAGE_BYTES_MAX_DEFAULT } from '../track/uffd
 import { assert } from '../util/assert.js';
 import type { PlainObject } from '../util/plain.js';
 import type { InputSource } from '../wasi/index.js';
-
-const PAGE_BYTES = 4096;
 
 /** COWB: everything protected, the first write saves; COWP: last epoch's pages pre-saved at the start. */
 export type CowStrategy = 'cowb' | 'cowp';
@@ -218,30 +216,28 @@ export class RollbackEngine {
    */
   recover(reason: string, target: 'older' | 'newest' = 'older', refusedOut: { sequence: number; why: string }[] = []): RecoveryReport | null {
     const t0 = performance.now();
-    let live: { pages: Uint32Array; data: Uint8Array } | null;
-    try {
-      live = this.tracker.takePreimages();
-    } catch (e) {
-      refusedOut.push({ sequence: this.kept[this.kept.length - 1]!.sequence, why: `the live epoch's pre-images: ${(e as Error).message}` });
-      live = null;
-    }
     let i = target === 'older' ? 0 : this.kept.length - 1;
-    for (; live !== null && i >= 0; i--) {
+    for (; i >= 0; i--) {
       const why = this.verify(i);
       if (why === null) break;
       refusedOut.push({ sequence: this.kept[i]!.sequence, why });
     }
-    if (live === null || i < 0) return null;
+    if (i < 0) return null;
     const cp = this.kept[i]!;
-    const logs: { pages: Uint32Array; data: Uint8Array }[] = [];
-    for (let k = i; k < this.kept.length - 1; k++) logs.push(this.kept[k]!.undo!);
-    logs.push(live);
-    const { pages, data } = mergeUndo(logs, cp.memoryBytes);
-
+    // Older epochs' pre-images, newest first (the live epoch's are applied natively before them).
+    const logs: UndoLog[] = [];
+    for (let k = this.kept.length - 2; k >= i; k--) logs.push(this.kept[k]!.undo!);
     const saved = decodePlain(cp.state) as PlainObject;
     const vcpu = vcpuFromPlain(saved.vcpu!);
     const gateState = saved.gate as OutputGateState;
-    this.tracker.restorePages(pages, data, cp.memoryBytes);
+    let pagesRestored: number;
+    try {
+      pagesRestored = this.tracker.rollback(logs, cp.memoryBytes);
+    } catch (e) {
+      if (!isUnderstudyError(e, 'ERR_TRACKER_PREIMAGES_INCOMPLETE')) throw e;
+      refusedOut.push({ sequence: cp.sequence, why: `the live epoch's pre-images: ${e.message}` });
+      return null;
+    }
     this.guest.rollbackVcpu(vcpu);
     this.guest.wasi.load(saved.device!, { stdin: this.options.stdinAt?.(cp.stdinConsumed), output: this.gate });
     this.gate.rollback(cp.gateMark, gateState);
@@ -254,7 +250,7 @@ export class RollbackEngine {
       reason,
       sequence: cp.sequence,
       refused: refusedOut,
-      pagesRestored: pages.length,
+      pagesRestored,
       recoveryMs: performance.now() - t0,
       requestIndex: cp.requestIndex,
       restoreGeneration: this.guest.wasi.restoreGeneration,
@@ -284,23 +280,3 @@ export class RollbackEngine {
   }
 }
 
-/**
- * One page list from several epochs' pre-images, oldest epoch first in
- * `logs`: for a page in several, the oldest pre-image is the content at the
- * target. Pages at or past `memoryBytes` are left out (the caller zeroes them).
- */
-export function mergeUndo(logs: readonly { pages: Uint32Array; data: Uint8Array }[], memoryBytes: number): { pages: Uint32Array; data: Uint8Array } {
-  const limit = memoryBytes / PAGE_BYTES;
-  const chosen = new Map<number, Uint8Array>();
-  for (const log of logs) {
-    for (let j = 0; j < log.pages.length; j++) {
-      const p = log.pages[j]!;
-      if (p >= limit || chosen.has(p)) continue;
-      chosen.set(p, log.data.subarray(j * PAGE_BYTES, (j + 1) * PAGE_BYTES));
-    }
-  }
-  const pages = Uint32Array.from(chosen.keys()).sort();
-  const data = new Uint8Array(pages.length * PAGE_BYTES);
-  pages.forEach((p, j) => data.set(chosen.get(p)!, j * PAGE_BYTES));
-  return { pages, data };
-}

@@ -11,7 +11,7 @@ import { WasiDevice, type OutputStream } from '../wasi/index.js';
 import { BytesInput } from '../io/input.js';
 import { guestPath, tempDir } from '../testing/fixtures.js';
 import { probeTrackers } from '../track/tracker.js';
-import { RollbackEngine, mergeUndo } from './engine.js';
+import { RollbackEngine } from './engine.js';
 import { runWithRollback, type RollbackRunOptions } from './runner.js';
 
 const probe = probeTrackers().find((p) => p.kind === 'wp-sync');
@@ -140,19 +140,6 @@ describe('rollback engine', { skip }, () => {
     }
   });
 
-  it('merges undo logs so the oldest pre-image of a page wins and grown pages are left out', () => {
-    const page = (v: number) => new Uint8Array(4096).fill(v);
-    const cat = (...ps: Uint8Array[]) => Buffer.concat(ps);
-    const m = mergeUndo(
-      [
-        { pages: Uint32Array.of(1, 3), data: cat(page(1), page(3)) },
-        { pages: Uint32Array.of(0, 3, 20), data: cat(page(10), page(30), page(200)) },
-      ],
-      16 * 4096,
-    );
-    assert.deepEqual(Array.from(m.pages), [0, 1, 3]);
-    assert.deepEqual([m.data[0], m.data[4096], m.data[8192]], [10, 1, 3]);
-  });
 });
 
 /** Output target that records writes and can report how many bytes were let out so far. */
@@ -213,7 +200,7 @@ describe('detection and recovery', { skip }, () => {
     let calls = 0;
     const { result, stdout } = await runCommand(
       {
-        watchdogMs: 200,
+        watchdogMs: 1500, // far above any slice of this guest, even on a loaded machine
         hooks: {
           onDevice(device) {
             const clock = device.imports.clock_time_get!;

@@ -55,8 +55,8 @@ export interface PreimageTracker extends DirtyTracker {
   presave(pages: Uint32Array): number;
   /** Histase neighbour prediction in the fault handler. */
   setHistase(enabled: boolean, alpha?: number): void;
-  /** In-place rollback of memory; re-arms. */
-  restorePages(pages: Uint32Array, data: Uint8Array, zeroFromBytes: number): void;
+  /** In-place rollback of memory to the arm of the oldest of `logs` (newest first); re-arms; returns pages restored. */
+  rollback(logs: readonly { pages: Uint32Array; data: Uint8Array }[], zeroFromBytes: number): number;
 }
 
 export interface TrackerProbe {

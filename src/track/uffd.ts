@@ -139,14 +139,15 @@ export class WpSyncTracker extends UffdTracker implements PreimageTracker {
   }
 
   /**
-   * In-place rollback: writes `pages` (ascending; 4 KiB each in `data`),
-   * zeroes memory from `zeroFromBytes` on, and re-arms as collect() does
-   * (the epoch's pages and pre-images are dropped). Guest paused.
+   * In-place rollback: writes back the live epoch's pre-images, then each of
+   * `logs` (earlier epochs' pre-images, newest first, so the oldest wins),
+   * zeroes memory from `zeroFromBytes` on, and re-arms as collect() does.
+   * Guest paused. Returns the number of distinct pages restored.
    */
-  restorePages(pages: Uint32Array, data: Uint8Array, zeroFromBytes: number): void {
+  rollback(logs: readonly { pages: Uint32Array; data: Uint8Array }[], zeroFromBytes: number): number {
     const handle = this.live();
     try {
-      native.uffdRestore(handle, this.memory.buffer, pages, data, zeroFromBytes);
+      return native.uffdRollback(handle, this.memory.buffer, [...logs], zeroFromBytes);
     } catch (e) {
       rethrowNative(e);
     }
