@@ -15,7 +15,7 @@ export interface NativeAddon {
   // but uffdProbe throws ERR_TRACKER_UNSUPPORTED.
   uffdCreate(buffer: ArrayBuffer, mode: 'async' | 'sync', preimageBytesMax?: number): UffdHandle;
   uffdCollect(handle: UffdHandle, buffer: ArrayBuffer): Uint32Array;
-  uffdTakePreimages(handle: UffdHandle): { pages: Uint32Array; data: Uint8Array; byteLength: number; complete: boolean };
+  uffdTakePreimages(handle: UffdHandle, into?: Uint8Array): { pages: Uint32Array; data: Uint8Array; byteLength: number; complete: boolean };
   uffdStats(handle: UffdHandle): Record<string, number>;
   uffdDispose(handle: UffdHandle): void;
   /** COWP pre-saving: saves the listed pages' pre-images and un-protects them now; returns how many were saved. */

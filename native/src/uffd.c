@@ -1120,63 +1120,86 @@ static int cmp_page_slot(const void* a, const void* b) {
 // store hit preimageBytesMax and some pre-images are missing (pages lists all
 // written pages that have one).
 static napi_value js_uffd_take_preimages(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
+  size_t argc = 2;
+  napi_value argv[2];
   US_NAPI_OK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  if (argc < 1) return us_throw(env, "ERR_TRACKER", "uffdTakePreimages(handle) needs a handle");
+  if (argc < 1) return us_throw(env, "ERR_TRACKER", "uffdTakePreimages(handle, into?) needs a handle");
   us_uffd_tracker* t;
   if (!get_tracker(env, argv[0], &t)) return NULL;
   if (t->mode != US_MODE_SYNC || !t->preimages_enabled)
     return us_throw(env, "ERR_TRACKER", "pre-images are kept only by a wp-sync tracker created with preimages on");
 
-  // Copy out under the lock into C buffers; create JS values after unlocking
-  // (allocation may run GC and finalizers).
+  // Which slots, in page order, under the lock. The store cannot change
+  // between the two locked sections: the guest is paused (this thread is the
+  // one that runs it), and the handler acts only on faults. JS values are
+  // created with the lock released (allocation may run GC and finalizers).
   pthread_mutex_lock(&t->mu);
   const uint64_t stored = t->preimage_count;
   const int complete = !t->preimage_overflow;
   const uint64_t armed_bytes = t->registered_bytes;
   us_page_slot* order = (us_page_slot*)malloc((size_t)(stored ? stored : 1) * sizeof *order);
-  uint8_t* data = (uint8_t*)malloc((size_t)(stored ? stored : 1) * US_PAGE_BYTES);
-  if (!order || !data) {
+  if (!order) {
     pthread_mutex_unlock(&t->mu);
-    free(order);
-    free(data);
     return us_throw(env, "ERR_NATIVE_NOMEM", "out of memory for the pre-images");
   }
   // Predicted pages still equal to their pre-images were not written: left out.
   uint64_t count = 0;
   for (uint64_t i = 0; i < stored; i++)
     if (!predicted_unchanged(t, i)) order[count++] = (us_page_slot){.page = t->written[i], .slot = (uint32_t)i};
-  qsort(order, (size_t)count, sizeof *order, cmp_page_slot);
-  for (uint64_t i = 0; i < count; i++) {
-    // SAFETY: slot < preimage_count <= preimage_capacity pages in the store;
-    // data has count pages.
-    memcpy(data + i * US_PAGE_BYTES, t->preimages + (uint64_t)order[i].slot * US_PAGE_BYTES, US_PAGE_BYTES);
-  }
   pthread_mutex_unlock(&t->mu);
+  qsort(order, (size_t)count, sizeof *order, cmp_page_slot);
 
+  // The destination: `into` (a reused buffer, so no fresh pages are touched)
+  // when given and large enough, else a new ArrayBuffer.
+  const size_t data_bytes = (size_t)(count * US_PAGE_BYTES);
+  napi_value data_ab = NULL;
+  size_t data_offset = 0;
+  uint8_t* dst = NULL;
+  if (argc >= 2) {
+    napi_valuetype type;
+    US_NAPI_OK(env, napi_typeof(env, argv[1], &type));
+    bool is_ta = false;
+    if (type == napi_object) US_NAPI_OK(env, napi_is_typedarray(env, argv[1], &is_ta));
+    if (is_ta) {
+      napi_typedarray_type ta_type;
+      size_t length = 0;
+      void* p = NULL;
+      US_NAPI_OK(env, napi_get_typedarray_info(env, argv[1], &ta_type, &length, &p, &data_ab, &data_offset));
+      if (ta_type != napi_uint8_array) {
+        free(order);
+        return us_throw(env, "ERR_TRACKER", "into must be a Uint8Array");
+      }
+      if (length >= data_bytes) dst = (uint8_t*)p;
+    }
+  }
+  if (!dst) {
+    void* fresh = NULL;
+    if (napi_create_arraybuffer(env, data_bytes, &fresh, &data_ab) != napi_ok) {
+      free(order);
+      return us_throw(env, "ERR_NATIVE_NOMEM", "out of memory for the pre-images");
+    }
+    dst = (uint8_t*)fresh;
+    data_offset = 0;
+  }
   uint32_t* pages = (uint32_t*)malloc((size_t)(count ? count : 1) * 4);
   if (!pages) {
     free(order);
-    free(data);
     return us_throw(env, "ERR_NATIVE_NOMEM", "out of memory for the pre-images");
   }
-  for (uint64_t i = 0; i < count; i++) pages[i] = order[i].page;
+  pthread_mutex_lock(&t->mu);
+  for (uint64_t i = 0; i < count; i++) {
+    // SAFETY: slot < preimage_count <= preimage_capacity pages in the store
+    // (unchanged since the first section); dst has at least count pages.
+    memcpy(dst + i * US_PAGE_BYTES, t->preimages + (uint64_t)order[i].slot * US_PAGE_BYTES, US_PAGE_BYTES);
+    pages[i] = order[i].page;
+  }
+  pthread_mutex_unlock(&t->mu);
   free(order);
-  napi_value out = NULL, pages_v, data_ab, data_v, bytes_v, complete_v;
-  void* dst = NULL;
-  napi_status s = napi_ok;
+  napi_value out = NULL, pages_v, data_v, bytes_v, complete_v;
   pages_v = make_u32_array(env, pages, count);
   free(pages);
-  if (!pages_v) {
-    free(data);
-    return NULL;
-  }
-  s = napi_create_arraybuffer(env, (size_t)(count * US_PAGE_BYTES), &dst, &data_ab);
-  if (s == napi_ok && count) memcpy(dst, data, (size_t)(count * US_PAGE_BYTES));
-  free(data);
-  if (s != napi_ok) return us_throw(env, "ERR_NATIVE_NOMEM", "out of memory for the pre-images");
-  US_NAPI_OK(env, napi_create_typedarray(env, napi_uint8_array, (size_t)(count * US_PAGE_BYTES), data_ab, 0, &data_v));
+  if (!pages_v) return NULL;
+  US_NAPI_OK(env, napi_create_typedarray(env, napi_uint8_array, data_bytes, data_ab, data_offset, &data_v));
   US_NAPI_OK(env, napi_create_double(env, (double)armed_bytes, &bytes_v));
   US_NAPI_OK(env, napi_get_boolean(env, complete, &complete_v));
   US_NAPI_OK(env, napi_create_object(env, &out));

@@ -8,6 +8,7 @@ import { StreamInput } from '../io/input.js';
 import { controlRequest } from '../control/control.js';
 import { restoreSession, startRollbackSession, startSession, type SessionOptions } from '../runtime/session.js';
 import type { CowStrategy } from '../rollback/engine.js';
+import { INJECT_KINDS, SUMMARY_HEADER, runCampaign, summarise, type InjectKind } from '../rollback/inject.js';
 import { formatChain, formatInspect, inspectChain, inspectCheckpoint } from './inspect.js';
 import { compactChain, isChainDir } from '../checkpoint/chain.js';
 import type { TrackerKind } from '../track/tracker.js';
@@ -137,6 +138,44 @@ addSessionFlags(
   const result = await restoreSession({ ...sessionOptions(flags), file, modulePath: flags.module, replayStdin: flags.replayStdin, sequence: flags.sequence });
   process.exitCode = result.exitCode;
 });
+
+program
+  .command('inject')
+  .description('error-injection campaign under --protect rollback (seed 003 Table 5): crash, bit flips, hangs; each trial checked against a fault-free run')
+  .argument('<guest>', 'the guest module (.wasm)')
+  .argument('[args...]', 'arguments for the guest (after --)')
+  .addOption(new Option('--kind <kind>', 'what to inject').choices([...INJECT_KINDS, 'all']).default('all'))
+  .option('--trials <n>', 'trials per kind', (v) => parsePositiveInt(v, '--trials'), 20)
+  .option('--seed <n>', 'PRNG seed (a campaign replays from its seed)', (v) => parsePositiveInt(v, '--seed'), 1)
+  .option('--epoch-ms <ms>', 'epoch length', (v) => parseMs(v, '--epoch-ms'), 50)
+  .option('--watchdog-ms <ms>', 'hang threshold', (v) => parseMs(v, '--watchdog-ms'), 500)
+  .addOption(new Option('--cow <strategy>', 'copy-on-write strategy').choices(['cowb', 'cowp']).default('cowp'))
+  .option('--histase', 'Histase stride prediction')
+  .option('--input <file>', 'stdin for a command guest; for a reactor, one request per line')
+  .option('--handler <export>', 'reactor guests: the handler', 'handle')
+  .option('-v, --verbose', 'one line per trial on stderr')
+  .action(async (guestPath: string, args: string[], flags: { kind: InjectKind | 'all'; trials: number; seed: number; epochMs: number; watchdogMs: number; cow: CowStrategy; histase?: boolean; input?: string; handler: string; verbose?: boolean }) => {
+    const module = await loadGuestModule(guestPath);
+    const input = flags.input ? new Uint8Array(fs.readFileSync(flags.input)) : new Uint8Array(0);
+    const reactor = module.layout.kind === 'reactor';
+    const requests = reactor ? Buffer.from(input).toString('utf8').split('\n').filter((l) => l.length > 0).map((l) => Buffer.from(l, 'utf8')) : undefined;
+    const kinds = flags.kind === 'all' ? INJECT_KINDS.filter((k) => !(reactor && k === 'hang')) : [flags.kind];
+    const rows: (string | number)[][] = [];
+    for (const kind of kinds) {
+      const { trials } = await runCampaign(
+        {
+          module, args: [guestPath.split('/').pop() ?? guestPath, ...args], stdin: reactor ? undefined : input, requests, handler: flags.handler,
+          kind, trials: flags.trials, seed: flags.seed, epochMs: flags.epochMs, watchdogMs: flags.watchdogMs, strategy: flags.cow, histase: flags.histase,
+        },
+        (t, i) => {
+          if (flags.verbose) process.stderr.write(`understudy: ${kind} trial ${i + 1}: ${t.what}; ${t.detected ? `detected after ${t.latencyMs?.toFixed(1)} ms, ${t.recovered ? 'recovered' : `NOT recovered (${t.failure})`}` : t.activated ? `activated, undetected (${t.failure})` : 'not activated'}\n`);
+        },
+      );
+      rows.push(summarise(kind, trials));
+    }
+    const line = (cells: (string | number)[]) => `| ${cells.join(' | ')} |`;
+    process.stdout.write([line(SUMMARY_HEADER), line(SUMMARY_HEADER.map(() => '---')), ...rows.map(line)].join('\n') + '\n');
+  });
 
 program
   .command('checkpoint')

@@ -108,6 +108,12 @@ export class RollbackEngine {
   readonly epochs: RollbackEpochStats[] = [];
   readonly recoveries: RecoveryReport[] = [];
   private readonly now: () => number;
+  /**
+   * Buffers of dropped undo logs, reused for the next epochs' pre-images: a fresh buffer costs a
+   * kernel first-touch fault per page (as the epoch pipeline's staging slots found). At most
+   * KEPT_CHECKPOINTS + 1 are ever alive.
+   */
+  private readonly pool: Uint8Array[] = [];
 
   private constructor(
     readonly guest: Guest,
@@ -184,13 +190,13 @@ export class RollbackEngine {
     assert(this.guest.atRest, 'checkpoint at rest');
     this.check();
     const t0 = performance.now();
-    const pre = this.tracker.takePreimages();
+    const pre = this.tracker.takePreimages(this.pool.pop());
     const dirty = this.tracker.collect();
     const presaved = this.strategy === 'cowp' ? this.tracker.presave(dirty) : 0;
     const newest = this.kept[this.kept.length - 1]!;
     newest.undo = { pages: pre.pages, data: pre.data, crc: crcOf(pre.pages, pre.data) };
     this.kept.push(this.capture());
-    while (this.kept.length > KEPT_CHECKPOINTS) this.kept.shift();
+    while (this.kept.length > KEPT_CHECKPOINTS) this.recycle(this.kept.shift()!);
     const oldest = this.kept[0]!;
     this.gate.release(oldest.gateMark);
     this.options.onForget?.(oldest);
@@ -201,6 +207,16 @@ export class RollbackEngine {
     this.epochs.push(epoch);
     this.lastEpochAtMs = this.now();
     return epoch;
+  }
+
+  private recycle(cp: KeptCheckpoint): void {
+    const u = cp.undo;
+    cp.undo = undefined;
+    if (!u || this.pool.length >= KEPT_CHECKPOINTS) return;
+    const whole = new Uint8Array(u.data.buffer, 0, u.data.buffer.byteLength);
+    // Largest first, so the next take finds room.
+    this.pool.push(whole);
+    this.pool.sort((a, b) => a.byteLength - b.byteLength);
   }
 
   /** The guest finished fault-free: everything held is let out. */
@@ -241,7 +257,7 @@ export class RollbackEngine {
     this.guest.rollbackVcpu(vcpu);
     this.guest.wasi.load(saved.device!, { stdin: this.options.stdinAt?.(cp.stdinConsumed), output: this.gate });
     this.gate.rollback(cp.gateMark, gateState);
-    cp.undo = undefined;
+    for (let k = i; k < this.kept.length; k++) this.recycle(this.kept[k]!);
     this.kept.length = i + 1;
     this.lastEpochAtMs = this.now();
     const stats = this.tracker.stats();

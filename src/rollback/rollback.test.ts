@@ -303,3 +303,26 @@ describe('detection and recovery', { skip }, () => {
     assert.equal(rec.out.text('stdout'), ref);
   });
 });
+
+describe('error injection', { skip }, () => {
+  it('a crash campaign on a command guest: every injected trap is detected and recovered, with the fault-free output', async () => {
+    const { runCampaign } = await import('./inject.js');
+    const stdin = enc(Array.from({ length: 6 }, (_, i) => `in ${i}`).join('\n') + '\n');
+    const { trials } = await runCampaign({ module: heapwalk, args: ['heapwalk', '--stdin', '2', '6'], stdin, kind: 'crash', trials: 3, seed: 7, epochMs: 2, watchdogMs: 5000, yieldEveryMs: 1 });
+    assert.equal(trials.length, 3);
+    for (const t of trials) {
+      assert.ok(t.injected && t.detected && t.recovered, JSON.stringify(t));
+      assert.ok(t.latencyMs !== null && t.latencyMs < 1000);
+    }
+  });
+
+  it('a memory bit-flip campaign on a self-checking reactor never ends with undetected wrong output in the checked cells', async () => {
+    const { runCampaign } = await import('./inject.js');
+    const requests = Array.from({ length: 40 }, (_, i) => enc(`ADD ${i % 5} ${i}`));
+    const { trials } = await runCampaign({ module: checked, args: ['c'], requests, kind: 'bitflip-memory', trials: 4, seed: 3, epochMs: 0.001, watchdogMs: 5000 });
+    for (const t of trials) {
+      assert.ok(t.injected);
+      if (t.detected) assert.ok(t.recovered, JSON.stringify(t));
+    }
+  });
+});

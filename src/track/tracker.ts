@@ -49,8 +49,12 @@ export interface Preimages {
 /** A wp-sync tracker: also keeps the pre-image of every page written in the epoch. */
 export interface PreimageTracker extends DirtyTracker {
   readonly kind: 'wp-sync';
-  /** Pre-images of this epoch; does not re-arm (collect does). Throws ERR_TRACKER_PREIMAGES_INCOMPLETE past preimageBytesMax. */
-  takePreimages(): Preimages;
+  /**
+   * Pre-images of this epoch; does not re-arm (collect does). Throws ERR_TRACKER_PREIMAGES_INCOMPLETE
+   * past preimageBytesMax. `into`, when large enough, receives the data (a reused buffer touches no
+   * fresh pages); `data` is then a view of it.
+   */
+  takePreimages(into?: Uint8Array): Preimages;
   /** COWP pre-saving of predicted pages (right after collect); returns how many were saved. */
   presave(pages: Uint32Array): number;
   /** Histase neighbour prediction in the fault handler. */

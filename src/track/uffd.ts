@@ -106,11 +106,11 @@ export class WpSyncTracker extends UffdTracker implements PreimageTracker {
     }
   }
 
-  takePreimages(): Preimages {
+  takePreimages(into?: Uint8Array): Preimages {
     const handle = this.live();
     let taken: ReturnType<typeof native.uffdTakePreimages>;
     try {
-      taken = native.uffdTakePreimages(handle);
+      taken = into ? native.uffdTakePreimages(handle, into) : native.uffdTakePreimages(handle);
     } catch (e) {
       rethrowNative(e);
     }
