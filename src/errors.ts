@@ -5,6 +5,7 @@ import type { WasiErrorCode } from './wasi/codes.js';
 import type { TrackErrorCode } from './track/codes.js';
 import type { ModelErrorCode } from './model/codes.js';
 import type { ReplicateErrorCode } from './replicate/codes.js';
+import type { RollbackErrorCode } from './rollback/codes.js';
 
 export type CoreErrorCode =
   // checkpoint files
@@ -31,7 +32,7 @@ export type CoreErrorCode =
   // native addon
   | 'ERR_NATIVE';
 
-export type ErrorCode = CoreErrorCode | WasiErrorCode | TrackErrorCode | ModelErrorCode | ReplicateErrorCode;
+export type ErrorCode = CoreErrorCode | WasiErrorCode | TrackErrorCode | ModelErrorCode | ReplicateErrorCode | RollbackErrorCode;
 
 export class UnderstudyError extends Error {
   readonly code: ErrorCode;

@@ -15,9 +15,15 @@ export interface NativeAddon {
   // but uffdProbe throws ERR_TRACKER_UNSUPPORTED.
   uffdCreate(buffer: ArrayBuffer, mode: 'async' | 'sync', preimageBytesMax?: number): UffdHandle;
   uffdCollect(handle: UffdHandle, buffer: ArrayBuffer): Uint32Array;
-  uffdTakePreimages(handle: UffdHandle): { pages: Uint32Array; data: Uint8Array; byteLength: number; complete: boolean };
+  uffdTakePreimages(handle: UffdHandle, into?: Uint8Array): { pages: Uint32Array; data: Uint8Array; byteLength: number; complete: boolean };
   uffdStats(handle: UffdHandle): Record<string, number>;
   uffdDispose(handle: UffdHandle): void;
+  /** COWP pre-saving: saves the listed pages' pre-images and un-protects them now; returns how many were saved. */
+  uffdPresave(handle: UffdHandle, pages: Uint32Array): number;
+  /** Histase's neighbour prediction in the fault handler, on or off. */
+  uffdSetHistase(handle: UffdHandle, enabled: boolean, alpha: number): void;
+  /** In-place rollback: the live epoch's pre-images, then each log (newest first); zeroes from zeroFromBytes; re-arms. Returns pages restored. */
+  uffdRollback(handle: UffdHandle, buffer: ArrayBuffer, logs: { pages: Uint32Array; data: Uint8Array }[], zeroFromBytes: number): number;
   uffdProbe(): Partial<UffdProbeFacts>;
   // Per-page delta encoding (native/src/delta.c); the format is documented in
   // src/checkpoint/delta-codec.ts, which is the interface to use.

@@ -35,8 +35,15 @@
  * 2. Hypercalls
  * -------------
  * The wasm import module name "understudy" is reserved for hypercalls that the
- * runtime will provide (for example: request a checkpoint, mark an output
- * commit point). None exist yet; when they do they are declared here as
+ * runtime provides:
+ *
+ *   us_report_error(code)  the guest found its own state broken (a failed
+ *                          self-check); under `run --protect rollback` the host
+ *                          rolls the guest back to a checkpoint and replays its
+ *                          input; otherwise the guest ends with ERR_GUEST_REPORTED.
+ *                          Does not return.
+ *
+ * More are declared here as
  *
  *   __attribute__((import_module("understudy"), import_name("<name>")))
  *   <type> us_<name>(...);
@@ -47,6 +54,9 @@
  */
 #ifndef UNDERSTUDY_H
 #define UNDERSTUDY_H
+
+__attribute__((import_module("understudy"), import_name("report_error"), noreturn))
+void us_report_error(int code);
 
 #include <stdint.h>
 #include <stdlib.h>

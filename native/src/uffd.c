@@ -107,7 +107,22 @@ typedef struct {
   uint64_t faults, fault_ns_total, fault_ns_max, duplicate_messages, foreign_faults;
   int handler_errno;       // first error the handler hit (0: none)
   const char* handler_step;
+  // Prediction (sync mode, under mu). A predicted page was pre-saved and
+  // un-protected before any write to it: by uffdPresave (COWP: the pages
+  // written last epoch) or by Histase in the fault handler (neighbours of a
+  // faulting page). Its seen bit is set like a faulted page's; its predicted
+  // bit says that a write is not proven, so collect and takePreimages compare
+  // it with its pre-image and drop it when equal.
+  uint64_t* predicted;     // one bit per page, capacity_pages bits
+  int histase;             // Histase on: faults pre-save neighbours by his_stride
+  float histase_alpha;     // his_stride = alpha * his_stride + (1 - alpha) * ave_stride
+  float* his_stride;       // per 2 MiB region (US_REGION_PAGES); < 0: no history yet
+  uint64_t region_capacity;
+  uint64_t presaved_total, histase_total, predicted_written_total, predicted_unwritten_total, dirty_total;
 } us_uffd_tracker;
+
+// Histase's unit of history: 512 pages (2 MiB), what one L1 page table maps.
+#define US_REGION_PAGES 512u
 
 static uint64_t now_ns(void) {
   struct timespec ts;
@@ -493,6 +508,18 @@ static int ensure_capacity(us_uffd_tracker* t, uint64_t pages) {
     // SAFETY: seen has `words` words; the new tail [old_words, words) is zeroed.
     memset(seen + old_words, 0, (size_t)(words - old_words) * 8);
     t->seen = seen;
+    uint64_t* predicted = (uint64_t*)realloc(t->predicted, (size_t)words * 8);
+    if (!predicted) return 0;
+    // SAFETY: as for seen.
+    memset(predicted + old_words, 0, (size_t)(words - old_words) * 8);
+    t->predicted = predicted;
+    uint64_t regions = (pages + US_REGION_PAGES - 1) / US_REGION_PAGES;
+    float* his = (float*)realloc(t->his_stride, (size_t)regions * sizeof *his);
+    if (!his) return 0;
+    // SAFETY: his has `regions` entries; the new tail starts without history.
+    for (uint64_t r = t->region_capacity; r < regions; r++) his[r] = -1.0f;
+    t->his_stride = his;
+    t->region_capacity = regions;
   }
   t->capacity_pages = pages;
   return 1;
@@ -520,34 +547,76 @@ static void handler_fail(us_uffd_tracker* t, const char* step, int err) {
   }
 }
 
+static int bit_get(const uint64_t* bits, uint64_t idx) {
+  return (int)((bits[idx / 64] >> (idx % 64)) & 1u);
+}
+
+// Saves the pre-image of page idx and records it as written this epoch.
+// With mu held; idx is a registered page whose seen bit is clear, so it is
+// still write-protected and holds its contents as of the last arm. The caller
+// un-protects it afterwards.
+static void save_page(us_uffd_tracker* t, uint64_t idx, int predicted) {
+  t->seen[idx / 64] |= (uint64_t)1 << (idx % 64);
+  if (predicted) t->predicted[idx / 64] |= (uint64_t)1 << (idx % 64);
+  // SAFETY: each page enters `written` once per epoch (seen bit), and
+  // `written` holds capacity_pages >= registered pages entries.
+  t->written[t->written_count++] = (uint32_t)idx;
+  if (t->preimages_enabled && !t->preimage_overflow) {
+    if (preimage_reserve(t, t->preimage_count + 1)) {
+      // SAFETY: the page is inside the registered, mapped range (callers
+      // check); the mapping is alive (V8 never unmaps a live memory's
+      // reservation, and the JS thread is either blocked in a write to it or
+      // is the caller). The store has room for this page.
+      memcpy(t->preimages + t->preimage_count * US_PAGE_BYTES, t->base + idx * US_PAGE_BYTES, US_PAGE_BYTES);
+      t->preimage_count++;
+    } else {
+      t->preimage_overflow = 1;
+    }
+  }
+}
+
+// Histase (seed 002, section 4.1.2): on a fault at idx, pre-save up to
+// his_stride - 1 pages forward and his_stride / 3 backward, inside idx's
+// region and the registered range. Returns the range [*lo, *hi] to un-protect
+// (it covers idx; every page in it is now seen, hence may be un-protected).
+static void histase_predict(us_uffd_tracker* t, uint64_t idx, uint64_t* lo, uint64_t* hi) {
+  *lo = *hi = idx;
+  const float s = t->his_stride[idx / US_REGION_PAGES];
+  if (!(s > 1.0f)) return;  // no history, or isolated pages: nothing to predict
+  const uint64_t fwd = (uint64_t)(s + 0.5f) - 1, back = (uint64_t)(s / 3.0f + 0.5f);
+  const uint64_t region_lo = idx - idx % US_REGION_PAGES;
+  uint64_t region_hi = region_lo + US_REGION_PAGES - 1;
+  const uint64_t last = t->registered_bytes / US_PAGE_BYTES - 1;
+  if (region_hi > last) region_hi = last;
+  *lo = idx - region_lo >= back ? idx - back : region_lo;
+  *hi = idx + fwd <= region_hi ? idx + fwd : region_hi;
+  for (uint64_t p = *lo; p <= *hi; p++) {
+    if (p == idx || bit_get(t->seen, p)) continue;
+    save_page(t, p, 1);
+    t->histase_total++;
+  }
+}
+
 // One write-protect fault. Runs on the handler thread with mu held.
 static void serve_fault(us_uffd_tracker* t, uint64_t address) {
   const uint64_t t0 = now_ns();
   const uint64_t page_addr = address & ~(uint64_t)(US_PAGE_BYTES - 1);
   const uint64_t base = (uint64_t)(uintptr_t)t->base;
   int first = 0;
+  uint64_t lo = page_addr, len = US_PAGE_BYTES;
   if (page_addr >= base && page_addr < base + t->registered_bytes) {
     const uint64_t idx = (page_addr - base) / US_PAGE_BYTES;
-    const uint64_t bit = (uint64_t)1 << (idx % 64);
     // A page is un-protected exactly while its seen bit is set, so an unseen
     // page still holds its contents as of the last arm: that is the pre-image.
     // A second message for a seen page (two writers raced) only needs a wake.
-    if (!(t->seen[idx / 64] & bit)) {
+    if (!bit_get(t->seen, idx)) {
       first = 1;
-      t->seen[idx / 64] |= bit;
-      // SAFETY: each page enters `written` once per epoch (seen bit), and
-      // `written` holds capacity_pages >= registered pages entries.
-      t->written[t->written_count++] = (uint32_t)idx;
-      if (t->preimages_enabled && !t->preimage_overflow) {
-        if (preimage_reserve(t, t->preimage_count + 1)) {
-          // SAFETY: the page is inside the registered, mapped range (checked
-          // above); the mapping is alive because the faulting thread is
-          // blocked in a write to it. The store has room for this page.
-          memcpy(t->preimages + t->preimage_count * US_PAGE_BYTES, (const void*)(uintptr_t)page_addr, US_PAGE_BYTES);
-          t->preimage_count++;
-        } else {
-          t->preimage_overflow = 1;
-        }
+      save_page(t, idx, 0);
+      if (t->histase) {
+        uint64_t plo, phi;
+        histase_predict(t, idx, &plo, &phi);
+        lo = base + plo * US_PAGE_BYTES;
+        len = (phi - plo + 1) * US_PAGE_BYTES;
       }
     } else {
       t->duplicate_messages++;
@@ -555,7 +624,7 @@ static void serve_fault(us_uffd_tracker* t, uint64_t address) {
   } else {
     t->foreign_faults++;  // not ours (cannot happen: one registration per uffd); still un-protect
   }
-  int err = uffd_protect(t->uffd, page_addr, US_PAGE_BYTES, 0);
+  int err = uffd_protect(t->uffd, lo, len, 0);
   if (err) handler_fail(t, "UFFDIO_WRITEPROTECT (un-protect a faulted page)", err);
   if (first) {
     const uint64_t dt = now_ns() - t0;
@@ -563,6 +632,15 @@ static void serve_fault(us_uffd_tracker* t, uint64_t address) {
     t->fault_ns_total += dt;
     if (dt > t->fault_ns_max) t->fault_ns_max = dt;
   }
+}
+
+// Whether written[i] was predicted and still equals its pre-image (so no
+// write to it is proven and it need not be kept). With mu held, guest paused.
+static int predicted_unchanged(const us_uffd_tracker* t, uint64_t i) {
+  const uint64_t idx = t->written[i];
+  if (!bit_get(t->predicted, idx) || i >= t->preimage_count) return 0;
+  // SAFETY: idx is registered (it entered `written`); slot i holds its pre-image.
+  return memcmp(t->base + idx * US_PAGE_BYTES, t->preimages + i * US_PAGE_BYTES, US_PAGE_BYTES) == 0;
 }
 
 // The handler loop. Bounded by the stop eventfd: dispose() signals it and
@@ -638,6 +716,11 @@ static void tracker_release(us_uffd_tracker* t) {
   free(t->seen);
   free(t->written);
   free(t->preimages);
+  free(t->predicted);
+  free(t->his_stride);
+  t->predicted = NULL;
+  t->his_stride = NULL;
+  t->region_capacity = 0;
   t->out = NULL;
   t->vec = NULL;
   t->seen = NULL;
@@ -696,6 +779,7 @@ static napi_value js_uffd_create(napi_env env, napi_callback_info info) {
   t->base = base;
   t->preimage_bytes_max = (uint64_t)preimage_max;
   t->preimages_enabled = mode == US_MODE_SYNC && t->preimage_bytes_max >= US_PAGE_BYTES;
+  t->histase_alpha = 0.7f;
 
   t->uffd = open_uffd(mode == US_MODE_ASYNC, &t->user_mode_only);
   if (t->uffd < 0) return create_failed(env, t, "ERR_TRACKER_UNSUPPORTED", "userfaultfd", errno, NULL, -1);
@@ -933,24 +1017,62 @@ static napi_value collect_sync(napi_env env, us_uffd_tracker* t, napi_value buff
     return NULL;
   }
   const uint64_t base = (uint64_t)(uintptr_t)t->base;
-  // This epoch's pages, sorted, into out[0..count).
   const uint64_t count = t->written_count;
+  // Predicted pages still equal to their pre-images were not written: clear
+  // their seen bit now so the compaction below leaves them out (they are
+  // re-protected all the same).
+  for (uint64_t i = 0; i < count; i++) {
+    const uint64_t idx = t->written[i];
+    if (!bit_get(t->predicted, idx)) continue;
+    if (predicted_unchanged(t, i)) {
+      t->seen[idx / 64] &= ~((uint64_t)1 << (idx % 64));
+      t->predicted_unwritten_total++;
+    } else {
+      t->predicted_written_total++;
+    }
+  }
+  // This epoch's pages, sorted, into out[0..count).
   // SAFETY: written and out both hold capacity_pages >= count entries.
   memcpy(t->out, t->written, (size_t)count * 4);
   qsort(t->out, (size_t)count, 4, cmp_u32);
-  // Re-protect them in runs of consecutive pages, clearing their seen bits.
+  // Re-protect them in runs of consecutive pages.
   int err = 0;
   for (uint64_t i = 0; i < count && !err;) {
     uint64_t j = i + 1;
     while (j < count && t->out[j] == t->out[j - 1] + 1) j++;
     err = uffd_protect(t->uffd, base + (uint64_t)t->out[i] * US_PAGE_BYTES, (j - i) * US_PAGE_BYTES, 1);
-    for (uint64_t k = i; k < j; k++) t->seen[t->out[k] / 64] &= ~((uint64_t)1 << (t->out[k] % 64));
     i = j;
+  }
+  // Keep the pages proven written, clearing seen and predicted bits.
+  uint64_t kept = 0;
+  for (uint64_t i = 0; i < count; i++) {
+    const uint32_t idx = t->out[i];
+    const uint64_t bit = (uint64_t)1 << (idx % 64);
+    if (t->seen[idx / 64] & bit) t->out[kept++] = idx;
+    t->seen[idx / 64] &= ~bit;
+    t->predicted[idx / 64] &= ~bit;
+  }
+  t->dirty_total += kept;
+  // Histase: ave_stride per region = mean length of the runs of consecutive
+  // written pages in it; his_stride follows it with weight 1 - alpha.
+  for (uint64_t i = 0; i < kept;) {
+    const uint64_t region = t->out[i] / US_REGION_PAGES;
+    uint64_t runs = 0, pages = 0;
+    while (i < kept && t->out[i] / US_REGION_PAGES == region) {
+      uint64_t j = i + 1;
+      while (j < kept && t->out[j] == t->out[j - 1] + 1 && t->out[j] / US_REGION_PAGES == region) j++;
+      runs++;
+      pages += j - i;
+      i = j;
+    }
+    const float ave = (float)pages / (float)runs;
+    float* his = &t->his_stride[region];
+    *his = *his < 0 ? ave : t->histase_alpha * *his + (1.0f - t->histase_alpha) * ave;
   }
   t->written_count = 0;
   t->preimage_count = 0;
   t->preimage_overflow = 0;
-  uint64_t n = count;
+  uint64_t n = kept;
   uint64_t grown = 0;
   if (!err && t->registered_bytes > old_bytes) {
     // The grown tail: pages written before registration, then protect it all.
@@ -962,7 +1084,7 @@ static napi_value collect_sync(napi_env env, us_uffd_tracker* t, napi_value buff
     } else {
       for (uint64_t p = old_bytes / US_PAGE_BYTES; p < t->registered_bytes / US_PAGE_BYTES; p++) t->out[n++] = (uint32_t)p;
     }
-    grown = n - count;
+    grown = n - kept;
     if (!err) err = uffd_protect(t->uffd, start, end - start, 1);
   }
   pthread_mutex_unlock(&t->mu);
@@ -998,60 +1120,86 @@ static int cmp_page_slot(const void* a, const void* b) {
 // store hit preimageBytesMax and some pre-images are missing (pages lists all
 // written pages that have one).
 static napi_value js_uffd_take_preimages(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
+  size_t argc = 2;
+  napi_value argv[2];
   US_NAPI_OK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  if (argc < 1) return us_throw(env, "ERR_TRACKER", "uffdTakePreimages(handle) needs a handle");
+  if (argc < 1) return us_throw(env, "ERR_TRACKER", "uffdTakePreimages(handle, into?) needs a handle");
   us_uffd_tracker* t;
   if (!get_tracker(env, argv[0], &t)) return NULL;
   if (t->mode != US_MODE_SYNC || !t->preimages_enabled)
     return us_throw(env, "ERR_TRACKER", "pre-images are kept only by a wp-sync tracker created with preimages on");
 
-  // Copy out under the lock into C buffers; create JS values after unlocking
-  // (allocation may run GC and finalizers).
+  // Which slots, in page order, under the lock. The store cannot change
+  // between the two locked sections: the guest is paused (this thread is the
+  // one that runs it), and the handler acts only on faults. JS values are
+  // created with the lock released (allocation may run GC and finalizers).
   pthread_mutex_lock(&t->mu);
-  const uint64_t count = t->preimage_count;
+  const uint64_t stored = t->preimage_count;
   const int complete = !t->preimage_overflow;
   const uint64_t armed_bytes = t->registered_bytes;
-  us_page_slot* order = (us_page_slot*)malloc((size_t)(count ? count : 1) * sizeof *order);
-  uint8_t* data = (uint8_t*)malloc((size_t)(count ? count : 1) * US_PAGE_BYTES);
-  if (!order || !data) {
+  us_page_slot* order = (us_page_slot*)malloc((size_t)(stored ? stored : 1) * sizeof *order);
+  if (!order) {
     pthread_mutex_unlock(&t->mu);
-    free(order);
-    free(data);
     return us_throw(env, "ERR_NATIVE_NOMEM", "out of memory for the pre-images");
   }
-  for (uint64_t i = 0; i < count; i++) order[i] = (us_page_slot){.page = t->written[i], .slot = (uint32_t)i};
-  qsort(order, (size_t)count, sizeof *order, cmp_page_slot);
-  for (uint64_t i = 0; i < count; i++) {
-    // SAFETY: slot < preimage_count <= preimage_capacity pages in the store;
-    // data has count pages.
-    memcpy(data + i * US_PAGE_BYTES, t->preimages + (uint64_t)order[i].slot * US_PAGE_BYTES, US_PAGE_BYTES);
-  }
+  // Predicted pages still equal to their pre-images were not written: left out.
+  uint64_t count = 0;
+  for (uint64_t i = 0; i < stored; i++)
+    if (!predicted_unchanged(t, i)) order[count++] = (us_page_slot){.page = t->written[i], .slot = (uint32_t)i};
   pthread_mutex_unlock(&t->mu);
+  qsort(order, (size_t)count, sizeof *order, cmp_page_slot);
 
+  // The destination: `into` (a reused buffer, so no fresh pages are touched)
+  // when given and large enough, else a new ArrayBuffer.
+  const size_t data_bytes = (size_t)(count * US_PAGE_BYTES);
+  napi_value data_ab = NULL;
+  size_t data_offset = 0;
+  uint8_t* dst = NULL;
+  if (argc >= 2) {
+    napi_valuetype type;
+    US_NAPI_OK(env, napi_typeof(env, argv[1], &type));
+    bool is_ta = false;
+    if (type == napi_object) US_NAPI_OK(env, napi_is_typedarray(env, argv[1], &is_ta));
+    if (is_ta) {
+      napi_typedarray_type ta_type;
+      size_t length = 0;
+      void* p = NULL;
+      US_NAPI_OK(env, napi_get_typedarray_info(env, argv[1], &ta_type, &length, &p, &data_ab, &data_offset));
+      if (ta_type != napi_uint8_array) {
+        free(order);
+        return us_throw(env, "ERR_TRACKER", "into must be a Uint8Array");
+      }
+      if (length >= data_bytes) dst = (uint8_t*)p;
+    }
+  }
+  if (!dst) {
+    void* fresh = NULL;
+    if (napi_create_arraybuffer(env, data_bytes, &fresh, &data_ab) != napi_ok) {
+      free(order);
+      return us_throw(env, "ERR_NATIVE_NOMEM", "out of memory for the pre-images");
+    }
+    dst = (uint8_t*)fresh;
+    data_offset = 0;
+  }
   uint32_t* pages = (uint32_t*)malloc((size_t)(count ? count : 1) * 4);
   if (!pages) {
     free(order);
-    free(data);
     return us_throw(env, "ERR_NATIVE_NOMEM", "out of memory for the pre-images");
   }
-  for (uint64_t i = 0; i < count; i++) pages[i] = order[i].page;
+  pthread_mutex_lock(&t->mu);
+  for (uint64_t i = 0; i < count; i++) {
+    // SAFETY: slot < preimage_count <= preimage_capacity pages in the store
+    // (unchanged since the first section); dst has at least count pages.
+    memcpy(dst + i * US_PAGE_BYTES, t->preimages + (uint64_t)order[i].slot * US_PAGE_BYTES, US_PAGE_BYTES);
+    pages[i] = order[i].page;
+  }
+  pthread_mutex_unlock(&t->mu);
   free(order);
-  napi_value out = NULL, pages_v, data_ab, data_v, bytes_v, complete_v;
-  void* dst = NULL;
-  napi_status s = napi_ok;
+  napi_value out = NULL, pages_v, data_v, bytes_v, complete_v;
   pages_v = make_u32_array(env, pages, count);
   free(pages);
-  if (!pages_v) {
-    free(data);
-    return NULL;
-  }
-  s = napi_create_arraybuffer(env, (size_t)(count * US_PAGE_BYTES), &dst, &data_ab);
-  if (s == napi_ok && count) memcpy(dst, data, (size_t)(count * US_PAGE_BYTES));
-  free(data);
-  if (s != napi_ok) return us_throw(env, "ERR_NATIVE_NOMEM", "out of memory for the pre-images");
-  US_NAPI_OK(env, napi_create_typedarray(env, napi_uint8_array, (size_t)(count * US_PAGE_BYTES), data_ab, 0, &data_v));
+  if (!pages_v) return NULL;
+  US_NAPI_OK(env, napi_create_typedarray(env, napi_uint8_array, data_bytes, data_ab, data_offset, &data_v));
   US_NAPI_OK(env, napi_create_double(env, (double)armed_bytes, &bytes_v));
   US_NAPI_OK(env, napi_get_boolean(env, complete, &complete_v));
   US_NAPI_OK(env, napi_create_object(env, &out));
@@ -1060,6 +1208,230 @@ static napi_value js_uffd_take_preimages(napi_env env, napi_callback_info info) 
   US_NAPI_OK(env, napi_set_named_property(env, out, "byteLength", bytes_v));
   US_NAPI_OK(env, napi_set_named_property(env, out, "complete", complete_v));
   return out;
+}
+
+// uffdPresave(handle, pages: Uint32Array) -> pages pre-saved now
+// COWP's pre-saving: the listed pages (those predicted to be written this
+// epoch) have their pre-images saved and are un-protected at once, so writes
+// to them do not fault. Pages already seen, or outside the registered range,
+// are skipped. Call right after collect (the arm), with the guest paused.
+static napi_value js_uffd_presave(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  US_NAPI_OK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 2) return us_throw(env, "ERR_TRACKER", "uffdPresave(handle, pages) needs two arguments");
+  us_uffd_tracker* t;
+  if (!get_tracker(env, argv[0], &t)) return NULL;
+  if (t->mode != US_MODE_SYNC || !t->preimages_enabled)
+    return us_throw(env, "ERR_TRACKER", "pre-saving needs a wp-sync tracker created with preimages on");
+  bool is_ta = false;
+  US_NAPI_OK(env, napi_is_typedarray(env, argv[1], &is_ta));
+  if (!is_ta) return us_throw(env, "ERR_TRACKER", "pages must be a Uint32Array");
+  napi_typedarray_type type;
+  size_t length = 0;
+  void* data = NULL;
+  US_NAPI_OK(env, napi_get_typedarray_info(env, argv[1], &type, &length, &data, NULL, NULL));
+  if (type != napi_uint32_array) return us_throw(env, "ERR_TRACKER", "pages must be a Uint32Array");
+  const uint32_t* pages = (const uint32_t*)data;
+  uint64_t saved = 0;
+  int err = 0;
+  pthread_mutex_lock(&t->mu);
+  const uint64_t registered_pages = t->registered_bytes / US_PAGE_BYTES;
+  for (size_t i = 0; i < length && !err;) {
+    // A run of consecutive listed pages is un-protected with one ioctl.
+    size_t j = i;
+    uint64_t run_lo = 0, run_hi = 0;
+    int in_run = 0;
+    for (; j < length; j++) {
+      // SAFETY: j < length, the typed array's element count.
+      const uint64_t idx = pages[j];
+      if (idx >= registered_pages) continue;
+      if (in_run && idx != run_hi + 1) break;
+      if (!bit_get(t->seen, idx)) {
+        save_page(t, idx, 1);
+        saved++;
+      }
+      if (!in_run) run_lo = idx;
+      run_hi = idx;
+      in_run = 1;
+    }
+    if (in_run) err = uffd_protect(t->uffd, (uint64_t)(uintptr_t)t->base + run_lo * US_PAGE_BYTES, (run_hi - run_lo + 1) * US_PAGE_BYTES, 0);
+    i = j;
+  }
+  t->presaved_total += saved;
+  pthread_mutex_unlock(&t->mu);
+  if (err) return throw_step(env, "ERR_TRACKER", "UFFDIO_WRITEPROTECT (un-protect pre-saved pages)", err, NULL, -1);
+  napi_value out;
+  US_NAPI_OK(env, napi_create_double(env, (double)saved, &out));
+  return out;
+}
+
+static int mark_page(us_uffd_tracker* t, uint64_t idx, uint64_t* n) {
+  const uint64_t bit = (uint64_t)1 << (idx % 64);
+  if (t->predicted[idx / 64] & bit) return 0;
+  t->predicted[idx / 64] |= bit;
+  // SAFETY: each page is marked once, so n < registered pages <= capacity_pages.
+  t->out[(*n)++] = (uint32_t)idx;
+  return 1;
+}
+
+// Un-protects (wp=0) or protects (wp=1) the runs of the sorted list out[0..n).
+static int protect_runs(us_uffd_tracker* t, uint64_t n, int wp) {
+  const uint64_t base = (uint64_t)(uintptr_t)t->base;
+  for (uint64_t i = 0; i < n;) {
+    uint64_t j = i + 1;
+    while (j < n && t->out[j] == t->out[j - 1] + 1) j++;
+    int err = uffd_protect(t->uffd, base + (uint64_t)t->out[i] * US_PAGE_BYTES, (j - i) * US_PAGE_BYTES, wp);
+    if (err) return err;
+    i = j;
+  }
+  return 0;
+}
+
+// uffdRollback(handle, buffer, logs: {pages: Uint32Array, data: Uint8Array}[], zeroFromBytes) -> pages restored
+// In-place rollback. The live epoch's pre-images (still in the store) are
+// written back first, then each log in the order given (newest epoch first),
+// so for a page in several the oldest pre-image is what remains; pages at or
+// past zeroFromBytes are skipped and that tail is zeroed (it was grown since
+// the checkpoint). Only the pages written are un-protected for the copy (runs,
+// one ioctl each) and protected again after it, so the copy takes no fault;
+// then the epoch starts afresh (as after collect). Cost follows the pages
+// restored, not the memory size. The guest is paused; mu is held, which is
+// safe because no page written here is protected while we write it.
+static napi_value js_uffd_rollback(napi_env env, napi_callback_info info) {
+  size_t argc = 4;
+  napi_value argv[4];
+  US_NAPI_OK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 4) return us_throw(env, "ERR_TRACKER", "uffdRollback(handle, buffer, logs, zeroFromBytes) needs four arguments");
+  us_uffd_tracker* t;
+  if (!get_tracker(env, argv[0], &t)) return NULL;
+  if (t->mode != US_MODE_SYNC || !t->preimages_enabled) return us_throw(env, "ERR_TRACKER", "rollback needs a wp-sync tracker with preimages on");
+  uint8_t* store;
+  uint64_t store_bytes;
+  if (!get_store(env, argv[1], &store, &store_bytes)) return NULL;
+  if (store != t->base) return us_throw(env, "ERR_TRACKER_MEMORY", "the memory's backing store moved; create a new tracker");
+  double zero_from_d = 0;
+  if (napi_get_value_double(env, argv[3], &zero_from_d) != napi_ok || !(zero_from_d >= 0) || zero_from_d > (double)store_bytes ||
+      (uint64_t)zero_from_d % US_PAGE_BYTES != 0)
+    return us_throw(env, "ERR_TRACKER", "zeroFromBytes must be a page multiple inside the memory");
+  const uint64_t zero_from = (uint64_t)zero_from_d;
+  const uint64_t zero_page = zero_from / US_PAGE_BYTES;
+  bool is_array = false;
+  US_NAPI_OK(env, napi_is_array(env, argv[2], &is_array));
+  if (!is_array) return us_throw(env, "ERR_TRACKER", "logs must be an array");
+  uint32_t log_count = 0;
+  US_NAPI_OK(env, napi_get_array_length(env, argv[2], &log_count));
+  // Bound: one log per kept checkpoint; a handful, far below this.
+  if (log_count > 64) return us_throw(env, "ERR_TRACKER", "more than 64 undo logs");
+  const uint32_t* log_pages[64];
+  const uint8_t* log_data[64];
+  size_t log_len[64];
+  for (uint32_t k = 0; k < log_count; k++) {
+    napi_value log, pv, dv;
+    US_NAPI_OK(env, napi_get_element(env, argv[2], k, &log));
+    US_NAPI_OK(env, napi_get_named_property(env, log, "pages", &pv));
+    US_NAPI_OK(env, napi_get_named_property(env, log, "data", &dv));
+    bool is_ta = false;
+    US_NAPI_OK(env, napi_is_typedarray(env, pv, &is_ta));
+    if (!is_ta) return us_throw(env, "ERR_TRACKER", "a log's pages must be a Uint32Array");
+    napi_typedarray_type type;
+    void* p = NULL;
+    US_NAPI_OK(env, napi_get_typedarray_info(env, pv, &type, &log_len[k], &p, NULL, NULL));
+    if (type != napi_uint32_array) return us_throw(env, "ERR_TRACKER", "a log's pages must be a Uint32Array");
+    uint8_t* d;
+    size_t d_bytes;
+    if (!us_get_bytes(env, dv, &d, &d_bytes)) return NULL;
+    if ((uint64_t)d_bytes != (uint64_t)log_len[k] * US_PAGE_BYTES) return us_throw(env, "ERR_TRACKER", "a log's data must hold 4096 bytes per page");
+    log_pages[k] = (const uint32_t*)p;
+    log_data[k] = d;
+  }
+  pthread_mutex_lock(&t->mu);
+  if (t->preimage_overflow) {
+    pthread_mutex_unlock(&t->mu);
+    return us_throw(env, "ERR_TRACKER_PREIMAGES_INCOMPLETE", "the live epoch's pre-images are incomplete (the store overflowed); it cannot be rolled back");
+  }
+  uint64_t old_bytes;
+  if (!follow_growth(env, t, argv[1], &old_bytes)) {
+    pthread_mutex_unlock(&t->mu);
+    return NULL;
+  }
+  const uint64_t registered_pages = t->registered_bytes / US_PAGE_BYTES;
+  for (uint32_t k = 0; k < log_count; k++)
+    for (size_t i = 0; i < log_len[k]; i++)
+      if (log_pages[k][i] >= registered_pages) {
+        pthread_mutex_unlock(&t->mu);
+        return us_throw(env, "ERR_TRACKER", "a log names a page outside the memory");
+      }
+  // The pages to touch, each once (the predicted bitmap is scratch now: the
+  // epoch ends here): the live epoch's (un-protected now) and the logs'.
+  for (uint64_t i = 0; i < t->written_count; i++) {
+    const uint32_t idx = t->written[i];
+    t->predicted[idx / 64] &= ~((uint64_t)1 << (idx % 64));
+  }
+  uint64_t n = 0, restored = 0;
+  for (uint64_t i = 0; i < t->written_count; i++) restored += mark_page(t, t->written[i], &n) && t->written[i] < zero_page;
+  for (uint32_t k = 0; k < log_count; k++)
+    for (size_t i = 0; i < log_len[k]; i++)
+      if (log_pages[k][i] < zero_page) restored += mark_page(t, log_pages[k][i], &n);
+  qsort(t->out, (size_t)n, 4, cmp_u32);
+  int err = protect_runs(t, n, 0);
+  if (!err) {
+    for (uint64_t i = 0; i < t->preimage_count; i++) {
+      const uint64_t idx = t->written[i];
+      // SAFETY: idx < zero_page <= registered pages; slot i holds its pre-image.
+      if (idx < zero_page) memcpy(t->base + idx * US_PAGE_BYTES, t->preimages + i * US_PAGE_BYTES, US_PAGE_BYTES);
+    }
+    for (uint32_t k = 0; k < log_count; k++)
+      for (size_t i = 0; i < log_len[k]; i++) {
+        const uint64_t idx = log_pages[k][i];
+        // SAFETY: idx < registered pages (checked); data holds log_len pages.
+        if (idx < zero_page) memcpy(t->base + idx * US_PAGE_BYTES, log_data[k] + i * US_PAGE_BYTES, US_PAGE_BYTES);
+      }
+    if (zero_from < t->registered_bytes) {
+      const uint64_t base = (uint64_t)(uintptr_t)t->base;
+      err = uffd_protect(t->uffd, base + zero_from, t->registered_bytes - zero_from, 0);
+      // SAFETY: [zero_from, registered_bytes) lies inside the store, un-protected just now.
+      if (!err) memset(t->base + zero_from, 0, (size_t)(t->registered_bytes - zero_from));
+      if (!err) err = uffd_protect(t->uffd, base + zero_from, t->registered_bytes - zero_from, 1);
+    }
+    if (!err) err = protect_runs(t, n, 1);
+  }
+  for (uint64_t i = 0; i < n; i++) {
+    const uint32_t idx = t->out[i];
+    t->seen[idx / 64] &= ~((uint64_t)1 << (idx % 64));
+    t->predicted[idx / 64] &= ~((uint64_t)1 << (idx % 64));
+  }
+  t->written_count = 0;
+  t->preimage_count = 0;
+  t->preimage_overflow = 0;
+  pthread_mutex_unlock(&t->mu);
+  if (err) return throw_step(env, "ERR_TRACKER", "UFFDIO_WRITEPROTECT (in-place rollback)", err, NULL, -1);
+  napi_value out;
+  US_NAPI_OK(env, napi_create_double(env, (double)restored, &out));
+  return out;
+}
+
+// uffdSetHistase(handle, enabled: boolean, alpha: number): turns Histase's
+// neighbour prediction in the fault handler on or off (history is kept).
+static napi_value js_uffd_set_histase(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  US_NAPI_OK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 3) return us_throw(env, "ERR_TRACKER", "uffdSetHistase(handle, enabled, alpha) needs three arguments");
+  us_uffd_tracker* t;
+  if (!get_tracker(env, argv[0], &t)) return NULL;
+  if (t->mode != US_MODE_SYNC || !t->preimages_enabled)
+    return us_throw(env, "ERR_TRACKER", "Histase needs a wp-sync tracker created with preimages on");
+  bool enabled = false;
+  double alpha = 0;
+  if (napi_get_value_bool(env, argv[1], &enabled) != napi_ok) return us_throw(env, "ERR_TRACKER", "enabled must be a boolean");
+  if (napi_get_value_double(env, argv[2], &alpha) != napi_ok || !(alpha >= 0 && alpha < 1))
+    return us_throw(env, "ERR_TRACKER", "alpha must be a number in [0, 1)");
+  pthread_mutex_lock(&t->mu);
+  t->histase = enabled;
+  t->histase_alpha = (float)alpha;
+  pthread_mutex_unlock(&t->mu);
+  return NULL;
 }
 
 static int set_number(napi_env env, napi_value obj, const char* name, double value) {
@@ -1105,6 +1477,11 @@ static napi_value js_uffd_stats(napi_env env, napi_callback_info info) {
       {"preimageStoreBytes", (double)(t->preimage_capacity * US_PAGE_BYTES)},
       {"preimageOverflow", (double)t->preimage_overflow},
       {"handlerErrno", (double)t->handler_errno},
+      {"presavedPagesTotal", (double)t->presaved_total},
+      {"histasePagesTotal", (double)t->histase_total},
+      {"predictedWrittenTotal", (double)t->predicted_written_total},
+      {"predictedUnwrittenTotal", (double)t->predicted_unwritten_total},
+      {"dirtyPagesTotal", (double)t->dirty_total},
   };
   // The first 13 fields apply to both modes (the fast-scan ones are 0 in sync
   // mode); the rest are the sync handler's.
@@ -1196,6 +1573,9 @@ napi_value us_init_uffd(napi_env env, napi_value exports) {
   if (!us_register(env, exports, "uffdStats", js_uffd_stats)) return NULL;
   if (!us_register(env, exports, "uffdDispose", js_uffd_dispose)) return NULL;
   if (!us_register(env, exports, "uffdProbe", js_uffd_probe)) return NULL;
+  if (!us_register(env, exports, "uffdPresave", js_uffd_presave)) return NULL;
+  if (!us_register(env, exports, "uffdSetHistase", js_uffd_set_histase)) return NULL;
+  if (!us_register(env, exports, "uffdRollback", js_uffd_rollback)) return NULL;
   return exports;
 }
 
@@ -1223,6 +1603,9 @@ napi_value us_init_uffd(napi_env env, napi_value exports) {
   if (!us_register(env, exports, "uffdStats", js_uffd_unsupported)) return NULL;
   if (!us_register(env, exports, "uffdDispose", js_uffd_unsupported)) return NULL;
   if (!us_register(env, exports, "uffdProbe", js_uffd_probe)) return NULL;
+  if (!us_register(env, exports, "uffdPresave", js_uffd_unsupported)) return NULL;
+  if (!us_register(env, exports, "uffdSetHistase", js_uffd_unsupported)) return NULL;
+  if (!us_register(env, exports, "uffdRollback", js_uffd_unsupported)) return NULL;
   return exports;
 }
 

@@ -6,7 +6,9 @@ import { UnderstudyError } from '../errors.js';
 import { loadGuestModule } from '../guest/module.js';
 import { StreamInput } from '../io/input.js';
 import { controlRequest } from '../control/control.js';
-import { restoreSession, startSession, type SessionOptions } from '../runtime/session.js';
+import { restoreSession, startRollbackSession, startSession, type SessionOptions } from '../runtime/session.js';
+import type { CowStrategy } from '../rollback/engine.js';
+import { INJECT_KINDS, SUMMARY_HEADER, runCampaign, summarise, type InjectKind } from '../rollback/inject.js';
 import { formatChain, formatInspect, inspectChain, inspectCheckpoint } from './inspect.js';
 import { compactChain, isChainDir } from '../checkpoint/chain.js';
 import type { TrackerKind } from '../track/tracker.js';
@@ -94,14 +96,39 @@ addSessionFlags(
     .option('--primary-timeout-ms <ms>', 'with --replicas 2: the backup takes over after this long without the primary', (v) => parseMs(v, '--primary-timeout-ms'))
     .option('--backup-timeout-ms <ms>', 'with --replicas 2: the primary stops releasing after this long without the backup', (v) => parseMs(v, '--backup-timeout-ms'))
     .option('--state-dir <dir>', 'with --replicas 2: where both nodes keep their durable numbers and the generated key')
-    .option('--events <file>', 'with --replicas 2: protocol events as JSON lines, to <file>.node-1 and <file>.node-2'),
-).action(async (guestPath: string, args: string[], flags: SessionFlags & { dir?: ReturnType<typeof parsePreopen>[]; env?: [string, string][]; replicas: number; serve?: string; heartbeatMs?: number; primaryTimeoutMs?: number; backupTimeoutMs?: number; stateDir?: string; events?: string }) => {
+    .option('--events <file>', 'with --replicas 2: protocol events as JSON lines, to <file>.node-1 and <file>.node-2')
+    .addOption(new Option('--protect <how>', 'rollback: keep the last two checkpoints in memory (one per --epoch-ms, default 50) and roll back in place when an error is detected').choices(['rollback']))
+    .addOption(new Option('--cow <strategy>', 'with --protect rollback: copy-on-write before the write (cowb) or pre-save last epoch\'s pages (cowp)').choices(['cowb', 'cowp']).default('cowp'))
+    .option('--histase', 'with --protect rollback: Histase stride prediction on write faults')
+    .option('--watchdog-ms <ms>', 'with --protect rollback: a handler or run between safe points longer than this is a hang', (v) => parseMs(v, '--watchdog-ms'))
+    .addOption(new Option('--rollback-to <which>', 'with --protect rollback: the kept checkpoint to roll back to').choices(['older', 'newest']).default('older')),
+).action(async (guestPath: string, args: string[], flags: SessionFlags & { dir?: ReturnType<typeof parsePreopen>[]; env?: [string, string][]; replicas: number; serve?: string; heartbeatMs?: number; primaryTimeoutMs?: number; backupTimeoutMs?: number; stateDir?: string; events?: string; protect?: 'rollback'; cow: CowStrategy; histase?: boolean; watchdogMs?: number; rollbackTo: 'older' | 'newest' }) => {
   if (flags.replicas > 2) throw new UnderstudyError('ERR_USAGE', '--replicas is 1 or 2 (a primary and one backup)');
   if (flags.replicas === 2) {
     await runReplicated(guestPath, { ...flags, handler: flags.handler ?? 'handle', tracker: flags.tracker ?? 'auto', digest: true }, CLI_SELF);
     return;
   }
   const module = await loadGuestModule(guestPath);
+  if (flags.protect === 'rollback') {
+    if (flags.checkpointDir || flags.checkpointEvery || flags.control) throw new UnderstudyError('ERR_USAGE', '--protect rollback keeps its checkpoints in memory; it does not combine with --checkpoint-dir, --checkpoint-every or --control');
+    const result = await startRollbackSession({
+      module,
+      args: [guestPath.split('/').pop() ?? guestPath, ...args],
+      env: flags.env ?? [],
+      preopens: flags.dir ?? [],
+      epochMs: flags.epochMs ?? 50,
+      strategy: flags.cow,
+      histase: flags.histase,
+      watchdogMs: flags.watchdogMs,
+      target: flags.rollbackTo,
+      handler: flags.handler,
+      stdin: new StreamInput(process.stdin),
+      yieldEveryMs: flags.yieldEvery,
+      log: log(flags),
+    });
+    process.exitCode = result.exitCode;
+    return;
+  }
   const result = await startSession({
     ...sessionOptions(flags),
     module,
@@ -125,6 +152,44 @@ addSessionFlags(
   const result = await restoreSession({ ...sessionOptions(flags), file, modulePath: flags.module, replayStdin: flags.replayStdin, sequence: flags.sequence });
   process.exitCode = result.exitCode;
 });
+
+program
+  .command('inject')
+  .description('error-injection campaign under --protect rollback (seed 003 Table 5): crash, bit flips, hangs; each trial checked against a fault-free run')
+  .argument('<guest>', 'the guest module (.wasm)')
+  .argument('[args...]', 'arguments for the guest (after --)')
+  .addOption(new Option('--kind <kind>', 'what to inject').choices([...INJECT_KINDS, 'all']).default('all'))
+  .option('--trials <n>', 'trials per kind', (v) => parsePositiveInt(v, '--trials'), 20)
+  .option('--seed <n>', 'PRNG seed (a campaign replays from its seed)', (v) => parsePositiveInt(v, '--seed'), 1)
+  .option('--epoch-ms <ms>', 'epoch length', (v) => parseMs(v, '--epoch-ms'), 50)
+  .option('--watchdog-ms <ms>', 'hang threshold', (v) => parseMs(v, '--watchdog-ms'), 500)
+  .addOption(new Option('--cow <strategy>', 'copy-on-write strategy').choices(['cowb', 'cowp']).default('cowp'))
+  .option('--histase', 'Histase stride prediction')
+  .option('--input <file>', 'stdin for a command guest; for a reactor, one request per line')
+  .option('--handler <export>', 'reactor guests: the handler', 'handle')
+  .option('-v, --verbose', 'one line per trial on stderr')
+  .action(async (guestPath: string, args: string[], flags: { kind: InjectKind | 'all'; trials: number; seed: number; epochMs: number; watchdogMs: number; cow: CowStrategy; histase?: boolean; input?: string; handler: string; verbose?: boolean }) => {
+    const module = await loadGuestModule(guestPath);
+    const input = flags.input ? new Uint8Array(fs.readFileSync(flags.input)) : new Uint8Array(0);
+    const reactor = module.layout.kind === 'reactor';
+    const requests = reactor ? Buffer.from(input).toString('utf8').split('\n').filter((l) => l.length > 0).map((l) => Buffer.from(l, 'utf8')) : undefined;
+    const kinds = flags.kind === 'all' ? INJECT_KINDS.filter((k) => !(reactor && k === 'hang')) : [flags.kind];
+    const rows: (string | number)[][] = [];
+    for (const kind of kinds) {
+      const { trials } = await runCampaign(
+        {
+          module, args: [guestPath.split('/').pop() ?? guestPath, ...args], stdin: reactor ? undefined : input, requests, handler: flags.handler,
+          kind, trials: flags.trials, seed: flags.seed, epochMs: flags.epochMs, watchdogMs: flags.watchdogMs, strategy: flags.cow, histase: flags.histase,
+        },
+        (t, i) => {
+          if (flags.verbose) process.stderr.write(`understudy: ${kind} trial ${i + 1}: ${t.what}; ${t.detected ? `detected after ${t.latencyMs?.toFixed(1)} ms, ${t.recovered ? 'recovered' : `NOT recovered (${t.failure})`}` : t.activated ? `activated, undetected (${t.failure})` : 'not activated'}\n`);
+        },
+      );
+      rows.push(summarise(kind, trials));
+    }
+    const line = (cells: (string | number)[]) => `| ${cells.join(' | ')} |`;
+    process.stdout.write([line(SUMMARY_HEADER), line(SUMMARY_HEADER.map(() => '---')), ...rows.map(line)].join('\n') + '\n');
+  });
 
 program
   .command('checkpoint')

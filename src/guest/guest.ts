@@ -3,6 +3,7 @@
 // at host calls (safe points) to let the event loop, checkpoints and waits
 // happen; reactor guests are called per request and are at a safe point
 // whenever no call is in progress.
+import vm from 'node:vm';
 import { UnderstudyError } from '../errors.js';
 import { assert } from '../util/assert.js';
 import { ProcExit, type WasiDevice } from '../wasi/index.js';
@@ -27,6 +28,33 @@ export interface GuestOptions {
   stackCaptureBytes?: number;
   /** Extra hypercalls (rollback, balloon, critical data areas register theirs here). */
   hypercalls?: Hypercalls;
+  /**
+   * Hang watchdog: a reactor call, or a command's run between two safe points,
+   * that runs longer than this is stopped (V8 terminates it, wasm loops
+   * included) and reported as ERR_GUEST_HANG. Costs a watchdog thread per
+   * entry (~0.3 ms here), so it is off unless asked for.
+   */
+  watchdogMs?: number;
+}
+
+/** Codes a hypercall may throw to end the guest with a detected error (not a trap). */
+const DETECTED_CODES: ReadonlySet<string> = new Set(['ERR_GUEST_REPORTED', 'ERR_GUEST_ASSERTION', 'ERR_GUEST_HANG', 'ERR_GUEST_TRAP']);
+
+const watchdogContext = vm.createContext({ body: null as (() => unknown) | null });
+const watchdogScript = new vm.Script('body()');
+
+function runWithDeadline<T>(body: () => T, ms: number): T {
+  watchdogContext.body = body;
+  try {
+    return watchdogScript.runInContext(watchdogContext, { timeout: ms }) as T;
+  } catch (e) {
+    if ((e as { code?: unknown } | null)?.code === 'ERR_SCRIPT_EXECUTION_TIMEOUT') {
+      throw new UnderstudyError('ERR_GUEST_HANG', `the guest ran ${ms} ms without returning or reaching a safe point; stopped by the watchdog`);
+    }
+    throw e;
+  } finally {
+    watchdogContext.body = null;
+  }
 }
 
 type SafePointTask = (guest: Guest) => unknown;
@@ -45,6 +73,7 @@ export class Guest {
   private started = false;
   private readonly safePoints: SafePoints | null;
   private readonly yieldEveryMs: number;
+  private readonly watchdogMs: number | undefined;
   private nextYieldAtMs = 0;
   private pauseRequested = false;
   private pendingWait: Promise<void> | null = null;
@@ -62,6 +91,7 @@ export class Guest {
     options: GuestOptions,
   ) {
     this.yieldEveryMs = options.yieldEveryMs ?? YIELD_EVERY_MS_DEFAULT;
+    this.watchdogMs = options.watchdogMs;
     this.safePoints = module.layout.asyncify ? new SafePoints(instance.exports, memory, options.stackCaptureBytes ?? STACK_CAPTURE_BYTES_DEFAULT) : null;
     wasi.canSuspend = module.layout.asyncify;
   }
@@ -179,10 +209,11 @@ export class Guest {
   /** Runs guest code, turning traps into ERR_GUEST_TRAP and marking the guest crashed. */
   private guarded<T>(body: () => T): T {
     try {
-      return body();
+      return this.watchdogMs === undefined ? body() : runWithDeadline(body, this.watchdogMs);
     } catch (e) {
       if (e instanceof ProcExit) throw e;
       this.status = 'crashed';
+      if (e instanceof UnderstudyError && DETECTED_CODES.has(e.code)) throw e;
       if (this.safePoints?.busy && this.safePoints.state() === AsyncifyState.Unwinding)
         throw new UnderstudyError('ERR_STACK_OVERFLOW', 'the guest stack is too deep to capture; raise the stack capture size', { cause: e });
       const what = e instanceof GuestAbort ? e.message : `guest trapped: ${e instanceof Error ? e.message : String(e)}`;
@@ -312,6 +343,26 @@ export class Guest {
     return captureVcpuState(this, this.stack, this.started);
   }
 
+  /**
+   * In-place rollback of the vCPU (globals, tables, captured stack) to a state
+   * this guest captured earlier; memory and devices are the caller's. Clears a
+   * half-done Asyncify unwind or rewind and any pending wait; the guest is
+   * 'ready' again (a command continues with run(), rewinding into the stack).
+   * Validated before anything changes (ERR_CKPT_MODULE_MISMATCH).
+   */
+  rollbackVcpu(vcpu: VcpuState): void {
+    assert(!this.inCall, 'rollback during a reactor call');
+    this.safePoints?.reset();
+    applyVcpuState(this, vcpu, () => undefined, { inPlace: true });
+    this.stack = vcpu.stack;
+    this.started = vcpu.started;
+    this.pendingWait = null;
+    this.pauseRequested = false;
+    this.wasi.takeWait();
+    this.status = 'ready';
+    this.exitCode = null;
+  }
+
   // ---- reactors ----
 
   /** Calls an export of a reactor guest. */
@@ -366,6 +417,11 @@ const BUILTIN_HYPERCALLS: Hypercalls = {
   safepoint: () => undefined,
   // Ballooning (src/balloon/): the guest hands free pages over, takes them back, reports freed ones.
   ...BALLOON_HYPERCALLS,
+  // The guest found its own state broken (guests/sdk/understudy.h). Under
+  // rollback this is a detection and the guest is rolled back; otherwise it ends.
+  report_error: (_guest: Guest, code: number) => {
+    throw new UnderstudyError('ERR_GUEST_REPORTED', `the guest reported error ${code} through understudy.report_error`);
+  },
 };
 
 /** Reads an AssemblyScript string (UTF-16, length in the header 4 bytes before). */

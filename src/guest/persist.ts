@@ -54,14 +54,18 @@ export function captureVcpuState(guest: Guest, stack: Uint8Array | null, started
   return { memoryPages: guest.memory.buffer.byteLength / WASM_PAGE_BYTES, globals, tables, stack, started };
 }
 
-/** Applies a validated VcpuState to a freshly instantiated guest. */
-export function applyVcpuState(guest: Guest, state: VcpuState, fillMemory: (memory: Uint8Array) => void): void {
+/**
+ * Applies a validated VcpuState to a freshly instantiated guest, or (inPlace,
+ * for rollback) to the running guest it was captured from: there memory may
+ * have grown since (wasm memories cannot shrink; the caller zeroes the tail).
+ */
+export function applyVcpuState(guest: Guest, state: VcpuState, fillMemory: (memory: Uint8Array) => void, options: { inPlace?: boolean } = {}): void {
   const { layout } = guest.module;
   const ex = guest.exports;
   if (state.globals.length !== layout.globals.length) throw mismatch(`${state.globals.length} globals saved, module has ${layout.globals.length}`);
   if (state.tables.length !== layout.tables.length) throw mismatch(`${state.tables.length} tables saved, module has ${layout.tables.length}`);
   const current = guest.memory.buffer.byteLength / WASM_PAGE_BYTES;
-  if (state.memoryPages < current) throw mismatch(`memory of ${state.memoryPages} pages is smaller than the module's initial ${current}`);
+  if (state.memoryPages < current && !options.inPlace) throw mismatch(`memory of ${state.memoryPages} pages is smaller than the module's initial ${current}`);
   if (layout.memory.maxPages !== null && state.memoryPages > layout.memory.maxPages) throw mismatch(`memory of ${state.memoryPages} pages exceeds the module's maximum`);
   // Check everything before changing anything.
   layout.globals.forEach((g, i) => {

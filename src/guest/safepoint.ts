@@ -100,6 +100,25 @@ export class SafePoints {
     this.restoreScratch(this.saved.length);
   }
 
+  /**
+   * After a trap or a watchdog stop mid-unwind or mid-rewind: back to Normal,
+   * so a rolled-back guest can run again. Bytes 0..8 are borrowed for a valid
+   * header (stop_* checks it) and put back; the caller then restores memory.
+   */
+  reset(): void {
+    const state = this.state();
+    this.saved = null;
+    if (state === AsyncifyState.Normal) return;
+    const view = new DataView(this.memory.buffer);
+    const keep = new Uint8Array(this.memory.buffer, 0, HEADER_BYTES).slice();
+    view.setUint32(0, HEADER_BYTES, true);
+    view.setUint32(4, this.regionBytes(), true);
+    if (state === AsyncifyState.Unwinding) this.asy.asyncify_stop_unwind();
+    else this.asy.asyncify_stop_rewind();
+    new Uint8Array(this.memory.buffer).set(keep, 0);
+    assert(this.state() === AsyncifyState.Normal, 'asyncify reset');
+  }
+
   /** A trap during an unwind or rewind leaves Asyncify mid-way; the guest cannot go on. */
   get busy(): boolean {
     return this.state() !== AsyncifyState.Normal;

@@ -21,6 +21,8 @@ import { loadGuestModule, type GuestModule } from '../guest/module.js';
 import { StreamInput } from '../io/input.js';
 import { OutputGate, processOutput, type OutputTarget } from '../output/gate.js';
 import { WasiDevice, type InputSource } from '../wasi/index.js';
+import type { CowStrategy } from '../rollback/engine.js';
+import { runWithRollback, type RollbackRunResult } from '../rollback/runner.js';
 
 export interface SessionOptions {
   checkpointDir?: string;
@@ -213,4 +215,55 @@ async function serveLines(guest: Guest, output: OutputGate, opts: SessionOptions
 
 export function ensureDir(dir: string): void {
   fs.mkdirSync(dir, { recursive: true });
+}
+
+export interface RollbackSessionOptions {
+  module: GuestModule;
+  args: string[];
+  env: [string, string][];
+  preopens: { guestPath: string; hostPath?: string }[];
+  epochMs: number;
+  strategy?: CowStrategy;
+  histase?: boolean;
+  watchdogMs?: number;
+  target?: 'older' | 'newest';
+  handler?: string;
+  stdin?: InputSource;
+  /** Reactors: where request lines come from. */
+  requests?: Readable;
+  outputTarget?: OutputTarget;
+  yieldEveryMs?: number;
+  log?: (line: string) => void;
+}
+
+/** `understudy run --protect rollback`: in-memory checkpoints every epoch, in-place recovery on a detected error. */
+export async function startRollbackSession(opts: RollbackSessionOptions): Promise<RollbackRunResult> {
+  const lines = async function* (): AsyncGenerator<Uint8Array> {
+    const rl = readline.createInterface({ input: opts.requests ?? process.stdin, crlfDelay: Infinity });
+    for await (const line of rl) yield Buffer.from(line, 'utf8');
+  };
+  const reactor = opts.module.layout.kind === 'reactor';
+  opts.log?.(`rollback protection: ${opts.strategy ?? 'cowp'}${opts.histase ? '+histase' : ''}, epochs of ${opts.epochMs} ms, two checkpoints kept, target ${opts.target ?? 'older'}${opts.watchdogMs ? `, watchdog ${opts.watchdogMs} ms` : ''}`);
+  const result = await runWithRollback({
+    module: opts.module,
+    args: opts.args,
+    env: opts.env,
+    preopens: opts.preopens,
+    epochMs: opts.epochMs,
+    strategy: opts.strategy,
+    histase: opts.histase,
+    watchdogMs: opts.watchdogMs,
+    target: opts.target,
+    handler: opts.handler,
+    stdin: reactor ? undefined : opts.stdin,
+    requests: reactor ? lines() : undefined,
+    outputTarget: opts.outputTarget,
+    yieldEveryMs: opts.yieldEveryMs,
+    log: opts.log,
+  });
+  const faults = result.epochs.reduce((a, e) => a + e.faults, 0);
+  const pages = result.epochs.reduce((a, e) => a + e.pages, 0);
+  const n = Math.max(1, result.epochs.length);
+  opts.log?.(`rollback: ${result.epochs.length} epochs, ${(faults / n).toFixed(1)} faults and ${(pages / n).toFixed(1)} pages per epoch; ${result.detections.length} errors detected, ${result.recoveries.length} recoveries (${result.restarts} restarts)`);
+  return result;
 }

@@ -49,8 +49,18 @@ export interface Preimages {
 /** A wp-sync tracker: also keeps the pre-image of every page written in the epoch. */
 export interface PreimageTracker extends DirtyTracker {
   readonly kind: 'wp-sync';
-  /** Pre-images of this epoch; does not re-arm (collect does). Throws ERR_TRACKER_PREIMAGES_INCOMPLETE past preimageBytesMax. */
-  takePreimages(): Preimages;
+  /**
+   * Pre-images of this epoch; does not re-arm (collect does). Throws ERR_TRACKER_PREIMAGES_INCOMPLETE
+   * past preimageBytesMax. `into`, when large enough, receives the data (a reused buffer touches no
+   * fresh pages); `data` is then a view of it.
+   */
+  takePreimages(into?: Uint8Array): Preimages;
+  /** COWP pre-saving of predicted pages (right after collect); returns how many were saved. */
+  presave(pages: Uint32Array): number;
+  /** Histase neighbour prediction in the fault handler. */
+  setHistase(enabled: boolean, alpha?: number): void;
+  /** In-place rollback of memory to the arm of the oldest of `logs` (newest first); re-arms; returns pages restored. */
+  rollback(logs: readonly { pages: Uint32Array; data: Uint8Array }[], zeroFromBytes: number): number;
 }
 
 export interface TrackerProbe {

@@ -106,11 +106,11 @@ export class WpSyncTracker extends UffdTracker implements PreimageTracker {
     }
   }
 
-  takePreimages(): Preimages {
+  takePreimages(into?: Uint8Array): Preimages {
     const handle = this.live();
     let taken: ReturnType<typeof native.uffdTakePreimages>;
     try {
-      taken = native.uffdTakePreimages(handle);
+      taken = into ? native.uffdTakePreimages(handle, into) : native.uffdTakePreimages(handle);
     } catch (e) {
       rethrowNative(e);
     }
@@ -122,4 +122,47 @@ export class WpSyncTracker extends UffdTracker implements PreimageTracker {
     }
     return { pages: taken.pages, data: taken.data, byteLength: taken.byteLength };
   }
+
+  /**
+   * COWP: saves the pre-images of `pages` (predicted to be written this epoch)
+   * and un-protects them now, so writes to them do not fault. Call right after
+   * collect(), guest paused. Pages that turn out unwritten are dropped from
+   * takePreimages() and collect() (their content equals the pre-image).
+   */
+  presave(pages: Uint32Array): number {
+    const handle = this.live();
+    try {
+      return native.uffdPresave(handle, pages);
+    } catch (e) {
+      rethrowNative(e);
+    }
+  }
+
+  /**
+   * In-place rollback: writes back the live epoch's pre-images, then each of
+   * `logs` (earlier epochs' pre-images, newest first, so the oldest wins),
+   * zeroes memory from `zeroFromBytes` on, and re-arms as collect() does.
+   * Guest paused. Returns the number of distinct pages restored.
+   */
+  rollback(logs: readonly { pages: Uint32Array; data: Uint8Array }[], zeroFromBytes: number): number {
+    const handle = this.live();
+    try {
+      return native.uffdRollback(handle, this.memory.buffer, [...logs], zeroFromBytes);
+    } catch (e) {
+      rethrowNative(e);
+    }
+  }
+
+  /** Histase (seed 002, 4.1.2): a fault also pre-saves neighbours by each 2 MiB region's history of stride. */
+  setHistase(enabled: boolean, alpha = HISTASE_ALPHA_DEFAULT): void {
+    const handle = this.live();
+    try {
+      native.uffdSetHistase(handle, enabled, alpha);
+    } catch (e) {
+      rethrowNative(e);
+    }
+  }
 }
+
+/** Seed 002's default weight of history in his_stride. */
+export const HISTASE_ALPHA_DEFAULT = 0.7;

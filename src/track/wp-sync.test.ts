@@ -119,3 +119,66 @@ describe('wp-sync pre-images', { skip: probe?.supported ? false : (probe?.reason
     }
   });
 });
+
+describe('wp-sync prediction (COWP pre-saving, Histase)', { skip: probe?.supported ? false : (probe?.reason ?? 'not probed') }, () => {
+  it('pre-saved pages take no fault; those left unwritten are dropped from the pre-images and the dirty set', () => {
+    const memory = new WebAssembly.Memory({ initial: 4 });
+    withSync(memory, undefined, (tracker) => {
+      const mem = new Uint8Array(memory.buffer);
+      assert.equal(tracker.presave(Uint32Array.of(3, 4, 5, 9)), 4);
+      const faults = tracker.stats().faults!;
+      mem[3 * PAGE] = 1;
+      mem[5 * PAGE + 7] = 2;
+      mem[20 * PAGE] = 3; // not predicted: faults
+      assert.equal(tracker.stats().faults! - faults, 1);
+      const pre = tracker.takePreimages();
+      assert.deepEqual(Array.from(pre.pages), [3, 5, 20]);
+      assert.deepEqual(Array.from(tracker.collect()), [3, 5, 20]);
+      const s = tracker.stats();
+      assert.equal(s.predictedWrittenTotal, 2);
+      assert.equal(s.predictedUnwrittenTotal, 2);
+    });
+  });
+
+  it('Histase learns a region\'s stride and pre-saves forward on the next fault', () => {
+    const memory = new WebAssembly.Memory({ initial: 16 });
+    withSync(memory, undefined, (tracker) => {
+      tracker.setHistase(true, 0.7);
+      const mem = new Uint8Array(memory.buffer);
+      // Epoch 1: one run of 8 pages in region 0 (his_stride becomes 8).
+      for (let p = 10; p < 18; p++) mem[p * PAGE] = 1;
+      tracker.takePreimages();
+      tracker.collect();
+      const faults = tracker.stats().faults!;
+      // Epoch 2: the same run again: the first write faults, the next 7 were predicted.
+      for (let p = 10; p < 18; p++) mem[p * PAGE] = 2;
+      assert.equal(tracker.stats().faults! - faults, 1);
+      const pre = tracker.takePreimages();
+      // Pages 7..9 were predicted backwards (8/3 rounds to 3) but not written: dropped.
+      assert.deepEqual(Array.from(pre.pages), [10, 11, 12, 13, 14, 15, 16, 17]);
+      assert.ok(pre.data.subarray(PAGE, 2 * PAGE).every((b, i) => b === (i === 0 ? 1 : 0)));
+      assert.equal(tracker.stats().histasePagesTotal, 7 + 3);
+    });
+  });
+
+  it('rollback writes back the oldest pre-image of each page (page 1 is in both epochs) and zeroes the grown tail', () => {
+    const memory = new WebAssembly.Memory({ initial: 2, maximum: 4 });
+    withSync(memory, undefined, (tracker) => {
+      const mem = () => new Uint8Array(memory.buffer);
+      const target = mem().slice();
+      mem()[1 * PAGE] = 1;
+      const e1 = tracker.takePreimages();
+      tracker.collect();
+      mem()[1 * PAGE] = 2;
+      mem()[2 * PAGE] = 3;
+      memory.grow(1);
+      mem()[2 * 65536 + 5] = 9;
+      assert.equal(tracker.rollback([e1], 2 * 65536), 2);
+      assert.ok(Buffer.from(mem().subarray(0, 2 * 65536)).equals(target));
+      assert.ok(mem().subarray(2 * 65536).every((b) => b === 0));
+      assert.equal(tracker.collect().length, 0, 're-armed: nothing written since');
+      mem()[2 * PAGE] = 4;
+      assert.deepEqual(Array.from(tracker.collect()), [2]);
+    });
+  });
+});

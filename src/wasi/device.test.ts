@@ -408,3 +408,20 @@ test('create() refuses bad configs with stable codes', () => {
   assert.throws(() => d.readFile('/a/missing'), { code: 'ERR_WASI_PATH' });
   assert.throws(() => d.readFile('/a'), { code: 'ERR_WASI_PATH' });
 });
+
+test('load(): in place, the device continues from a saved state (same imports, same memory), restore generation bumped; a refused state changes nothing', () => {
+  const out = captureSink();
+  const h = Harness.create({ output: out });
+  const imports = h.device.imports;
+  const saved = h.device.save();
+  // Change the device after the save: a file and an open descriptor.
+  const { errno, fd: opened } = h.open('a.txt', OFLAGS_CREAT);
+  assert.equal(errno, 0);
+  assert.throws(() => h.device.load({ ...saved, version: 99 }, { output: out }), (e: Error & { code?: string }) => e.code === 'ERR_WASI_STATE');
+  assert.equal(h.call('fd_fdstat_get', opened, h.alloc(24)), 0, 'a refused load leaves the device as it was');
+  h.device.load(saved, { output: out });
+  assert.equal(h.device.imports, imports);
+  assert.equal(h.device.restoreGeneration, (saved.restoreGeneration as number) + 1);
+  assert.equal(h.call('fd_fdstat_get', opened, h.alloc(24)), ERRNO_BADF, 'the descriptor opened after the save is gone');
+  assert.deepEqual({ ...h.device.save(), restoreGeneration: 0, clocks: null }, { ...saved, restoreGeneration: 0, clocks: null });
+});

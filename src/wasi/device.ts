@@ -76,7 +76,7 @@ function validatePreopens(config: WasiConfig): void {
 }
 
 export class WasiDevice {
-  private readonly core: Core;
+  private core: Core;
   readonly imports: Record<string, (...args: any[]) => any>;
 
   private constructor(core: Core) {
@@ -140,6 +140,19 @@ export class WasiDevice {
   /** Validates `state` fully (ERR_WASI_STATE, nothing half-applied) and bumps the restore generation. */
   static restore(state: Plain, host: WasiHostEnv): WasiDevice {
     return new WasiDevice(restoreCore(state, host));
+  }
+
+  /**
+   * In-place restore (rollback): validates `state` fully like restore() (nothing
+   * changes on failure), then this device continues from it, keeping its memory
+   * binding and imports. Bumps the restore generation. `host.stdin` must
+   * continue at the saved stdinBytesConsumed.
+   */
+  load(state: Plain, host: WasiHostEnv): void {
+    const core = restoreCore(state, host);
+    core.memory = this.core.memory;
+    core.canSuspend = this.core.canSuspend;
+    this.core = core;
   }
 
   /** Plain data, a deep copy. Not while a recorded wait is untaken (the runtime takes it right after the call). */
