@@ -455,6 +455,19 @@ static int get_tracker(napi_env env, napi_value v, us_uffd_tracker** out) {
   return 1;
 }
 
+// get_tracker, and the tracker keeps pre-images (wp-sync created with them on);
+// `what` names the operation for the error.
+static int get_preimage_tracker(napi_env env, napi_value v, us_uffd_tracker** out, const char* what) {
+  if (!get_tracker(env, v, out)) return 0;
+  if ((*out)->mode != US_MODE_SYNC || !(*out)->preimages_enabled) {
+    char message[160];
+    snprintf(message, sizeof message, "%s needs a wp-sync tracker created with preimages on", what);
+    napi_throw_error(env, "ERR_TRACKER", message);
+    return 0;
+  }
+  return 1;
+}
+
 // Reads the backing store of an ArrayBuffer (memory.buffer) and validates it
 // as trackable: page aligned, whole pages, at most 4 GiB.
 static int get_store(napi_env env, napi_value v, uint8_t** base, uint64_t* bytes) {
@@ -1125,9 +1138,7 @@ static napi_value js_uffd_take_preimages(napi_env env, napi_callback_info info) 
   US_NAPI_OK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   if (argc < 1) return us_throw(env, "ERR_TRACKER", "uffdTakePreimages(handle, into?) needs a handle");
   us_uffd_tracker* t;
-  if (!get_tracker(env, argv[0], &t)) return NULL;
-  if (t->mode != US_MODE_SYNC || !t->preimages_enabled)
-    return us_throw(env, "ERR_TRACKER", "pre-images are kept only by a wp-sync tracker created with preimages on");
+  if (!get_preimage_tracker(env, argv[0], &t, "keeping pre-images")) return NULL;
 
   // Which slots, in page order, under the lock. The store cannot change
   // between the two locked sections: the guest is paused (this thread is the
@@ -1221,9 +1232,7 @@ static napi_value js_uffd_presave(napi_env env, napi_callback_info info) {
   US_NAPI_OK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   if (argc < 2) return us_throw(env, "ERR_TRACKER", "uffdPresave(handle, pages) needs two arguments");
   us_uffd_tracker* t;
-  if (!get_tracker(env, argv[0], &t)) return NULL;
-  if (t->mode != US_MODE_SYNC || !t->preimages_enabled)
-    return us_throw(env, "ERR_TRACKER", "pre-saving needs a wp-sync tracker created with preimages on");
+  if (!get_preimage_tracker(env, argv[0], &t, "pre-saving")) return NULL;
   bool is_ta = false;
   US_NAPI_OK(env, napi_is_typedarray(env, argv[1], &is_ta));
   if (!is_ta) return us_throw(env, "ERR_TRACKER", "pages must be a Uint32Array");
@@ -1304,8 +1313,7 @@ static napi_value js_uffd_rollback(napi_env env, napi_callback_info info) {
   US_NAPI_OK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   if (argc < 4) return us_throw(env, "ERR_TRACKER", "uffdRollback(handle, buffer, logs, zeroFromBytes) needs four arguments");
   us_uffd_tracker* t;
-  if (!get_tracker(env, argv[0], &t)) return NULL;
-  if (t->mode != US_MODE_SYNC || !t->preimages_enabled) return us_throw(env, "ERR_TRACKER", "rollback needs a wp-sync tracker with preimages on");
+  if (!get_preimage_tracker(env, argv[0], &t, "rollback")) return NULL;
   uint8_t* store;
   uint64_t store_bytes;
   if (!get_store(env, argv[1], &store, &store_bytes)) return NULL;
@@ -1419,9 +1427,7 @@ static napi_value js_uffd_set_histase(napi_env env, napi_callback_info info) {
   US_NAPI_OK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   if (argc < 3) return us_throw(env, "ERR_TRACKER", "uffdSetHistase(handle, enabled, alpha) needs three arguments");
   us_uffd_tracker* t;
-  if (!get_tracker(env, argv[0], &t)) return NULL;
-  if (t->mode != US_MODE_SYNC || !t->preimages_enabled)
-    return us_throw(env, "ERR_TRACKER", "Histase needs a wp-sync tracker created with preimages on");
+  if (!get_preimage_tracker(env, argv[0], &t, "Histase")) return NULL;
   bool enabled = false;
   double alpha = 0;
   if (napi_get_value_bool(env, argv[1], &enabled) != napi_ok) return us_throw(env, "ERR_TRACKER", "enabled must be a boolean");
