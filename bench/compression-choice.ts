@@ -29,6 +29,7 @@ import { createTracker, type TrackerKind } from '../src/track/tracker.js';
 import { native, PAGE_BYTES } from '../src/native.js';
 import { applyDelta, deltaBoundBytes, encodeDelta, growShadow, type DeltaTuning } from '../src/checkpoint/delta-codec.js';
 import { machine, median, table } from './stats.js';
+import { Prng } from '../src/util/prng.js';
 
 const { values } = parseArgs({
   options: {
@@ -89,17 +90,10 @@ async function recordHeapwalk(): Promise<Recording> {
   return rec.finish();
 }
 
-/** A deterministic PRNG (xorshift32), so every run records the same requests. */
+/** The seeded PRNG (src/util/prng.ts), so every run records the same requests. */
 function prng(seed: number): () => number {
-  let s = seed >>> 0 || 1;
-  return () => {
-    s ^= s << 13;
-    s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    s >>>= 0;
-    return s;
-  };
+  const p = new Prng(seed);
+  return () => p.nextU32();
 }
 
 async function recordReactor(name: 'kvstore' | 'ledger', setup: string[], burst: (i: number, rnd: () => number) => string[], epochs: number): Promise<Recording> {

@@ -28,6 +28,7 @@
 
 export { us_request_buffer } from "../sdk/as/understudy";
 import { requestText, respond } from "../sdk/as/understudy";
+import { fmix64, hex64 } from "./lib/hash";
 
 const AMOUNT_MAX: i64 = 1_000_000_000_000_000; // 10^15
 // Total money in the ledger stays below this, so sums never overflow i64.
@@ -53,15 +54,6 @@ const fillAccounts = new Array<Account>();
 let fillNext: i64 = 0;
 let total: i64 = 0;
 let fillRng: u64 = 0x9e3779b97f4a7c15;
-
-function fmix64(x: u64): u64 {
-  x ^= x >> 33;
-  x *= 0xff51afd7ed558ccd;
-  x ^= x >> 33;
-  x *= 0xc4ceb9fe1a85ec53;
-  x ^= x >> 33;
-  return x;
-}
 
 function nextRandom(): u64 {
   let x = fillRng;
@@ -114,11 +106,6 @@ function digest(): u64 {
     d += fmix64(h ^ (<u64>a.balance * 0x9e3779b97f4a7c15));
   }
   return d;
-}
-
-function hex64(v: u64): string {
-  const s = v.toString(16);
-  return "0000000000000000".slice(s.length) + s;
 }
 
 function fill(count: i64, transfers: i64): string {

@@ -16,6 +16,7 @@
 // env.abort (AssemblyScript's abort, provided by understudy).
 
 import { args, exit, STDERR, STDOUT, write } from "./lib/wasi";
+import { fmix64, hex64 } from "./lib/hash";
 
 const LIMIT_DEFAULT: u32 = 40_000_000;
 // 400 M keeps the found primes (~21 M, 4 bytes each) far inside wasm32 memory.
@@ -23,20 +24,6 @@ const LIMIT_MAX: u32 = 400_000_000;
 const SEGMENT_DEFAULT: u32 = 1_000_000;
 const SEGMENT_MIN: u32 = 1_000;
 const SEGMENT_MAX: u32 = 1 << 26;
-
-function fmix64(x: u64): u64 {
-  x ^= x >> 33;
-  x *= 0xff51afd7ed558ccd;
-  x ^= x >> 33;
-  x *= 0xc4ceb9fe1a85ec53;
-  x ^= x >> 33;
-  return x;
-}
-
-function hex64(v: u64): string {
-  const s = v.toString(16);
-  return "0000000000000000".slice(s.length) + s;
-}
 
 // Strict decimal in [min, max]; -1 if not one.
 function parseArg(s: string, min: u32, max: u32): i64 {

@@ -16,6 +16,7 @@ import {
 } from './delta-codec.js';
 import { native, PAGE_BYTES } from '../native.js';
 import { isUnderstudyError } from '../errors.js';
+import { Prng } from '../util/prng.js';
 
 const P = PAGE_BYTES;
 
@@ -168,15 +169,8 @@ const scenario = fc.record({
 });
 
 function rng(seed: number): () => number {
-  let s = seed >>> 0 || 1;
-  return () => {
-    s ^= s << 13;
-    s >>>= 0;
-    s ^= s >>> 17;
-    s ^= s << 5;
-    s >>>= 0;
-    return s;
-  };
+  const p = new Prng(seed);
+  return () => p.nextU32();
 }
 
 function build(sc: { oldPages: number; grownPages: number; oldKinds: string[]; changes: PageChange[]; extra: boolean[]; seed: number }) {
