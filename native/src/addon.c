@@ -46,6 +46,33 @@ int us_get_bytes(napi_env env, napi_value value, uint8_t** data, size_t* length)
   return 0;
 }
 
+int us_get_u32_array(napi_env env, napi_value value, uint32_t** data, size_t* count, const char* code, const char* message) {
+  bool is_typed = false;
+  napi_typedarray_type type = napi_int8_array;
+  void* base = NULL;
+  size_t length = 0;
+  if (napi_is_typedarray(env, value, &is_typed) != napi_ok ||
+      (is_typed && napi_get_typedarray_info(env, value, &type, &length, &base, NULL, NULL) != napi_ok)) {
+    us_throw(env, "ERR_NATIVE_NAPI", "N-API call failed: reading a typed array");
+    return 0;
+  }
+  if (!is_typed || type != napi_uint32_array) {
+    napi_throw_type_error(env, code, message);
+    return 0;
+  }
+  // SAFETY: base points into the typed array's live backing store, already
+  // offset by its byte offset, valid for `length` elements while no JS runs.
+  *data = (uint32_t*)base;
+  *count = length;
+  return 1;
+}
+
+int us_set_number(napi_env env, napi_value obj, const char* name, double value) {
+  napi_value v;
+  if (napi_create_double(env, value, &v) != napi_ok) return 0;
+  return napi_set_named_property(env, obj, name, v) == napi_ok;
+}
+
 int us_register(napi_env env, napi_value exports, const char* name, napi_callback fn) {
   napi_value f;
   if (napi_create_function(env, name, NAPI_AUTO_LENGTH, fn, NULL, &f) != napi_ok) return 0;

@@ -39,6 +39,13 @@ napi_value us_init_balloon(napi_env env, napi_value exports);
 
 uint32_t us_crc32c(uint32_t crc, const uint8_t* data, size_t length);
 
+// Reads a Uint32Array argument as (data, count); otherwise throws `code` with
+// `message` and returns false. The pointer is valid while no JS runs.
+int us_get_u32_array(napi_env env, napi_value value, uint32_t** data, size_t* count, const char* code, const char* message);
+
+// obj[name] = value (a JS number); false with an exception pending on failure.
+int us_set_number(napi_env env, napi_value obj, const char* name, double value);
+
 // Shared page helpers (pages.c).
 // A new Uint32Array holding a copy of values[0..count); NULL with an exception pending on failure.
 napi_value us_u32_array(napi_env env, const uint32_t* values, size_t count);

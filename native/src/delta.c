@@ -181,26 +181,6 @@ static int ranges_overlap(const uint8_t* a, size_t a_len, const uint8_t* b, size
   return a0 < b0 + b_len && b0 < a0 + a_len;
 }
 
-static int get_u32_array(napi_env env, napi_value v, uint32_t** data, size_t* count) {
-  bool is_typed = false;
-  napi_typedarray_type type = napi_int8_array;
-  void* base = NULL;
-  napi_value ab;
-  size_t off = 0;
-  if (napi_is_typedarray(env, v, &is_typed) != napi_ok || (is_typed && napi_get_typedarray_info(env, v, &type, count, &base, &ab, &off) != napi_ok)) {
-    us_throw(env, "ERR_NATIVE_NAPI", "N-API call failed: reading a typed array");
-    return 0;
-  }
-  if (!is_typed || type != napi_uint32_array) {
-    napi_throw_type_error(env, "ERR_NATIVE_ARG", "expected a Uint32Array of page indices");
-    return 0;
-  }
-  // SAFETY: base points into the typed array's live backing store, already
-  // offset by byte_offset, valid for *count elements while no JS runs.
-  *data = (uint32_t*)base;
-  return 1;
-}
-
 // Reads an optional integer argument in [lo, hi]; `undefined` gives `fallback`.
 static int get_optional_u32(napi_env env, napi_value v, uint32_t lo, uint32_t hi, uint32_t fallback, uint32_t* out, const char* what) {
   napi_valuetype t;
@@ -223,12 +203,6 @@ static int get_optional_u32(napi_env env, napi_value v, uint32_t lo, uint32_t hi
   return 1;
 }
 
-static int set_count(napi_env env, napi_value obj, const char* name, double value) {
-  napi_value v;
-  if (napi_create_double(env, value, &v) != napi_ok) return 0;
-  return napi_set_named_property(env, obj, name, v) == napi_ok;
-}
-
 static napi_value js_delta_encode(napi_env env, napi_callback_info info) {
   size_t argc = 6;
   napi_value argv[6];
@@ -238,7 +212,7 @@ static napi_value js_delta_encode(napi_env env, napi_callback_info info) {
   size_t staged_len, shadow_len, out_len, count;
   uint32_t* pages;
   if (!us_get_bytes(env, argv[0], &staged, &staged_len)) return NULL;
-  if (!get_u32_array(env, argv[1], &pages, &count)) return NULL;
+  if (!us_get_u32_array(env, argv[1], &pages, &count, "ERR_NATIVE_ARG", "expected a Uint32Array of page indices")) return NULL;
   if (!us_get_bytes(env, argv[2], &shadow, &shadow_len)) return NULL;
   if (!us_get_bytes(env, argv[3], &out, &out_len)) return NULL;
   uint32_t gap_merge = US_DELTA_RUN_GAP_MERGE_BYTES, runs_max = US_DELTA_RUNS_BYTES_MAX;
@@ -331,9 +305,9 @@ static napi_value js_delta_encode(napi_env env, napi_callback_info info) {
 
   napi_value result;
   US_NAPI_OK(env, napi_create_object(env, &result));
-  if (!set_count(env, result, "bytes", (double)pos) || !set_count(env, result, "unchanged", n_unchanged) ||
-      !set_count(env, result, "zero", n_zero) || !set_count(env, result, "full", n_full) || !set_count(env, result, "runs", n_runs) ||
-      !set_count(env, result, "runSegments", n_segments) || !set_count(env, result, "runBytes", n_run_bytes))
+  if (!us_set_number(env, result, "bytes", (double)pos) || !us_set_number(env, result, "unchanged", n_unchanged) ||
+      !us_set_number(env, result, "zero", n_zero) || !us_set_number(env, result, "full", n_full) || !us_set_number(env, result, "runs", n_runs) ||
+      !us_set_number(env, result, "runSegments", n_segments) || !us_set_number(env, result, "runBytes", n_run_bytes))
     return us_throw(env, "ERR_NATIVE_NAPI", "N-API call failed: setting the encode counters");
   return result;
 }

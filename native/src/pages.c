@@ -6,25 +6,6 @@
 #include <stdlib.h>
 #include <string.h>
 
-static int get_u32_array(napi_env env, napi_value v, uint32_t** data, size_t* count) {
-  bool is_typed = false;
-  if (napi_is_typedarray(env, v, &is_typed) != napi_ok || !is_typed) {
-    napi_throw_type_error(env, "ERR_NATIVE_ARG", "expected a Uint32Array of page indices");
-    return 0;
-  }
-  napi_typedarray_type type;
-  void* base;
-  napi_value ab;
-  size_t off;
-  if (napi_get_typedarray_info(env, v, &type, count, &base, &ab, &off) != napi_ok) return 0;
-  if (type != napi_uint32_array) {
-    napi_throw_type_error(env, "ERR_NATIVE_ARG", "expected a Uint32Array of page indices");
-    return 0;
-  }
-  *data = (uint32_t*)base;
-  return 1;
-}
-
 // backingStore(arrayBuffer) -> { address: bigint, byteLength: number }
 // The address of a WebAssembly.Memory's buffer stays fixed across memory.grow
 // on 64-bit V8 (the whole maximum is reserved up front), which is what lets
@@ -59,7 +40,7 @@ static napi_value move_pages(napi_env env, napi_callback_info info, int gather) 
   size_t a_len, b_len, count;
   uint32_t* pages;
   if (!us_get_bytes(env, argv[0], &a, &a_len)) return NULL;
-  if (!get_u32_array(env, argv[1], &pages, &count)) return NULL;
+  if (!us_get_u32_array(env, argv[1], &pages, &count, "ERR_NATIVE_ARG", "expected a Uint32Array of page indices")) return NULL;
   if (!us_get_bytes(env, argv[2], &b, &b_len)) return NULL;
   uint8_t* memory = gather ? a : b;
   size_t memory_len = gather ? a_len : b_len;

@@ -1233,15 +1233,9 @@ static napi_value js_uffd_presave(napi_env env, napi_callback_info info) {
   if (argc < 2) return us_throw(env, "ERR_TRACKER", "uffdPresave(handle, pages) needs two arguments");
   us_uffd_tracker* t;
   if (!get_preimage_tracker(env, argv[0], &t, "pre-saving")) return NULL;
-  bool is_ta = false;
-  US_NAPI_OK(env, napi_is_typedarray(env, argv[1], &is_ta));
-  if (!is_ta) return us_throw(env, "ERR_TRACKER", "pages must be a Uint32Array");
-  napi_typedarray_type type;
+  uint32_t* pages;
   size_t length = 0;
-  void* data = NULL;
-  US_NAPI_OK(env, napi_get_typedarray_info(env, argv[1], &type, &length, &data, NULL, NULL));
-  if (type != napi_uint32_array) return us_throw(env, "ERR_TRACKER", "pages must be a Uint32Array");
-  const uint32_t* pages = (const uint32_t*)data;
+  if (!us_get_u32_array(env, argv[1], &pages, &length, "ERR_TRACKER", "pages must be a Uint32Array")) return NULL;
   uint64_t saved = 0;
   int err = 0;
   pthread_mutex_lock(&t->mu);
@@ -1339,18 +1333,13 @@ static napi_value js_uffd_rollback(napi_env env, napi_callback_info info) {
     US_NAPI_OK(env, napi_get_element(env, argv[2], k, &log));
     US_NAPI_OK(env, napi_get_named_property(env, log, "pages", &pv));
     US_NAPI_OK(env, napi_get_named_property(env, log, "data", &dv));
-    bool is_ta = false;
-    US_NAPI_OK(env, napi_is_typedarray(env, pv, &is_ta));
-    if (!is_ta) return us_throw(env, "ERR_TRACKER", "a log's pages must be a Uint32Array");
-    napi_typedarray_type type;
-    void* p = NULL;
-    US_NAPI_OK(env, napi_get_typedarray_info(env, pv, &type, &log_len[k], &p, NULL, NULL));
-    if (type != napi_uint32_array) return us_throw(env, "ERR_TRACKER", "a log's pages must be a Uint32Array");
+    uint32_t* p;
+    if (!us_get_u32_array(env, pv, &p, &log_len[k], "ERR_TRACKER", "a log's pages must be a Uint32Array")) return NULL;
     uint8_t* d;
     size_t d_bytes;
     if (!us_get_bytes(env, dv, &d, &d_bytes)) return NULL;
     if ((uint64_t)d_bytes != (uint64_t)log_len[k] * US_PAGE_BYTES) return us_throw(env, "ERR_TRACKER", "a log's data must hold 4096 bytes per page");
-    log_pages[k] = (const uint32_t*)p;
+    log_pages[k] = p;
     log_data[k] = d;
   }
   pthread_mutex_lock(&t->mu);
@@ -1440,12 +1429,6 @@ static napi_value js_uffd_set_histase(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
-static int set_number(napi_env env, napi_value obj, const char* name, double value) {
-  napi_value v;
-  if (napi_create_double(env, value, &v) != napi_ok) return 0;
-  return napi_set_named_property(env, obj, name, v) == napi_ok;
-}
-
 // uffdStats(handle) -> plain numbers.
 static napi_value js_uffd_stats(napi_env env, napi_callback_info info) {
   size_t argc = 1;
@@ -1494,7 +1477,7 @@ static napi_value js_uffd_stats(napi_env env, napi_callback_info info) {
   size_t field_count = t->mode == US_MODE_SYNC ? sizeof fields / sizeof fields[0] : 13;
   if (t->mode == US_MODE_SYNC) pthread_mutex_unlock(&t->mu);
   for (size_t i = 0; i < field_count; i++) {
-    if (!set_number(env, out, fields[i].name, fields[i].value)) return us_throw(env, "ERR_NATIVE_NAPI", "stats");
+    if (!us_set_number(env, out, fields[i].name, fields[i].value)) return us_throw(env, "ERR_NATIVE_NAPI", "stats");
   }
   return out;
 }
@@ -1559,12 +1542,12 @@ static napi_value js_uffd_probe(napi_env env, napi_callback_info info) {
   napi_value rel;
   US_NAPI_OK(env, napi_create_string_utf8(env, release, NAPI_AUTO_LENGTH, &rel));
   US_NAPI_OK(env, napi_set_named_property(env, out, "kernelRelease", rel));
-  if (!set_number(env, out, "openErrno", open_errno) || !set_number(env, out, "userModeOnlyErrno", umo_errno) ||
-      !set_number(env, out, "privileged", privileged) || !set_number(env, out, "features", (double)features) ||
-      !set_number(env, out, "featuresErrno", features_errno) || !set_number(env, out, "pagemapScanErrno", pagemap_errno) ||
-      !set_number(env, out, "featureWpAsync", (double)US_UFFD_FEATURE_WP_ASYNC) ||
-      !set_number(env, out, "featureWpUnpopulated", (double)US_UFFD_FEATURE_WP_UNPOPULATED) ||
-      !set_number(env, out, "featurePagefaultFlagWp", (double)US_UFFD_FEATURE_PAGEFAULT_FLAG_WP))
+  if (!us_set_number(env, out, "openErrno", open_errno) || !us_set_number(env, out, "userModeOnlyErrno", umo_errno) ||
+      !us_set_number(env, out, "privileged", privileged) || !us_set_number(env, out, "features", (double)features) ||
+      !us_set_number(env, out, "featuresErrno", features_errno) || !us_set_number(env, out, "pagemapScanErrno", pagemap_errno) ||
+      !us_set_number(env, out, "featureWpAsync", (double)US_UFFD_FEATURE_WP_ASYNC) ||
+      !us_set_number(env, out, "featureWpUnpopulated", (double)US_UFFD_FEATURE_WP_UNPOPULATED) ||
+      !us_set_number(env, out, "featurePagefaultFlagWp", (double)US_UFFD_FEATURE_PAGEFAULT_FLAG_WP))
     return us_throw(env, "ERR_NATIVE_NAPI", "probe");
   return out;
 }
