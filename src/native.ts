@@ -22,6 +22,8 @@ export interface NativeAddon {
   uffdPresave(handle: UffdHandle, pages: Uint32Array): number;
   /** Histase's neighbour prediction in the fault handler, on or off. */
   uffdSetHistase(handle: UffdHandle, enabled: boolean, alpha: number): void;
+  // Hot regions of a wp-async tracker (scan_fast_hot in native/src/uffd.c).
+  uffdSetHot(handle: UffdHandle, writtenMinPages: number): void;
   /** In-place rollback: the live epoch's pre-images, then each log (newest first); zeroes from zeroFromBytes; re-arms. Returns pages restored. */
   uffdRollback(handle: UffdHandle, buffer: ArrayBuffer, logs: { pages: Uint32Array; data: Uint8Array }[], zeroFromBytes: number): number;
   uffdProbe(): Partial<UffdProbeFacts>;
