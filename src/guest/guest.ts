@@ -12,6 +12,7 @@ import { AsyncifyState, SafePoints, STACK_CAPTURE_BYTES_DEFAULT } from './safepo
 import { SAFE_POINT_IMPORTS } from './rewrite.js';
 import { applyVcpuState, captureVcpuState, type VcpuState } from './persist.js';
 import { BALLOON_HYPERCALLS } from '../balloon/hypercalls.js';
+import { BALLOON_POLL_HYPERCALLS } from '../balloon/poll.js';
 
 /** How often a running command guest yields to the event loop (signals, sockets, timers). */
 export const YIELD_EVERY_MS_DEFAULT = 10;
@@ -80,6 +81,8 @@ export class Guest {
   private readonly tasks: { fn: SafePointTask; resolve: (v: unknown) => void; reject: (e: unknown) => void }[] = [];
   private readonly hooks: SafePointTask[] = [];
   private inCall = false;
+  /** Calls into a command guest made from inside one of its hypercalls (callNested); they run straight through. */
+  private nestedDepth = 0;
   /** Counts of safe points reached, by reason (for stats and tests). */
   readonly safePointCounts = { yield: 0, pause: 0, wait: 0 };
 
@@ -168,7 +171,8 @@ export class Guest {
           continue;
         }
         const safe = layout.asyncify && isSafePointImport(imp.module, imp.name);
-        ns[imp.name] = safe ? (...args: unknown[]) => lateGuest().safePointCall(fn, args) : fn;
+        const zero = zeroOf(layout.importResults[`${imp.module}.${imp.name}`]);
+        ns[imp.name] = safe ? (...args: unknown[]) => lateGuest().safePointCall(fn, args, zero) : fn;
       } else if (imp.module === 'understudy') {
         const impl = options.hypercalls?.[imp.name] ?? BUILTIN_HYPERCALLS[imp.name];
         if (!impl) {
@@ -176,7 +180,8 @@ export class Guest {
           continue;
         }
         const hyper = (...args: unknown[]) => impl(lateGuest(), ...args);
-        ns[imp.name] = layout.asyncify ? (...args: unknown[]) => lateGuest().safePointCall(hyper, args) : hyper;
+        const zero = zeroOf(layout.importResults[`${imp.module}.${imp.name}`]);
+        ns[imp.name] = layout.asyncify ? (...args: unknown[]) => lateGuest().safePointCall(hyper, args, zero) : hyper;
       } else if (imp.module === 'env' && imp.name === 'abort') {
         ns[imp.name] = (msg: number, file: number, line: number, col: number) => {
           throw new GuestAbort(`guest aborted: ${readAsString(lateGuest().memory, msg)} at ${readAsString(lateGuest().memory, file)}:${line}:${col}`);
@@ -222,13 +227,20 @@ export class Guest {
   }
 
   /** The wrapper around every safe-point import of a command guest. */
-  private safePointCall(fn: (...a: any[]) => unknown, args: unknown[]): unknown {
+  /** `zero`: what the call answers while the guest unwinds (ignored by the guest, but it must have the import's type). */
+  private safePointCall(fn: (...a: any[]) => unknown, args: unknown[], zero: 0 | 0n): unknown {
+    if (this.nestedDepth > 0) {
+      // Inside a nested call the guest's outer stack is live: no unwinding, and no waiting.
+      const result = fn(...args);
+      if (this.wasi.takeWait()) throw new UnderstudyError('ERR_GUEST_STATE', 'a call made from inside a hypercall tried to block');
+      return result;
+    }
     const sp = this.safePoints!;
     if (sp.state() === AsyncifyState.Rewinding) {
       sp.finishRewind();
     } else if (this.pauseRequested || performance.now() >= this.nextYieldAtMs) {
       sp.beginUnwind();
-      return 0;
+      return zero;
     }
     const result = fn(...args);
     const wait = this.wasi.takeWait();
@@ -236,7 +248,7 @@ export class Guest {
       // The call did not happen; it runs again after the rewind.
       this.pendingWait = wait;
       sp.beginUnwind();
-      return 0;
+      return zero;
     }
     return result;
   }
@@ -387,6 +399,28 @@ export class Guest {
     }
   }
 
+  /** True when the module imports `understudy.<name>`. */
+  importsHypercall(name: string): boolean {
+    return WebAssembly.Module.imports(this.module.compiled).some((i) => i.kind === 'function' && i.module === 'understudy' && i.name === name);
+  }
+
+  /**
+   * Calls an export of a running command guest from inside one of its hypercalls (the guest asked
+   * for it, e.g. the balloon SDK's poll: its allocator is idle there). The call runs on top of the
+   * guest's live stack, as a callback would; safe points inside it neither stop nor wait.
+   */
+  callNested(name: string, ...args: (number | bigint)[]): unknown {
+    if (this.kind !== 'command' || this.status !== 'running') throw new UnderstudyError('ERR_GUEST_STATE', 'callNested() is for a running command guest, from inside its hypercall');
+    const fn = this.exports[name];
+    if (typeof fn !== 'function') throw new UnderstudyError('ERR_GUEST_EXPORT', `guest has no export ${name}`);
+    this.nestedDepth++;
+    try {
+      return (fn as (...a: unknown[]) => unknown)(...args);
+    } finally {
+      this.nestedDepth--;
+    }
+  }
+
   /** Sends one request to a reactor handler using the request-buffer ABI (guests/sdk/understudy.h). */
   request(handler: string, body: Uint8Array): Uint8Array {
     const ptr = Number(this.call('us_request_buffer', body.length));
@@ -406,6 +440,11 @@ function checkRange(memory: WebAssembly.Memory, ptr: number, len: number, what: 
     throw new UnderstudyError('ERR_GUEST_STATE', `${what} [${ptr}, +${len}) lies outside guest memory`);
 }
 
+/** The zero of an import's result type (an i64 result must be a BigInt). */
+function zeroOf(type: string | null | undefined): 0 | 0n {
+  return type === 'i64' ? 0n : 0;
+}
+
 function isSafePointImport(module: string, name: string): boolean {
   return SAFE_POINT_IMPORTS.some((s) => s === `${module}.${name}` || s === `${module}.*`);
 }
@@ -417,6 +456,7 @@ const BUILTIN_HYPERCALLS: Hypercalls = {
   safepoint: () => undefined,
   // Ballooning (src/balloon/): the guest hands free pages over, takes them back, reports freed ones.
   ...BALLOON_HYPERCALLS,
+  ...BALLOON_POLL_HYPERCALLS,
   // The guest found its own state broken (guests/sdk/understudy.h). Under
   // rollback this is a detection and the guest is rolled back; otherwise it ends.
   report_error: (_guest: Guest, code: number) => {

@@ -18,7 +18,7 @@ import { UnderstudyError } from '../errors.js';
 import type { Plain } from '../util/plain.js';
 
 /** Bump when the rewrite's output or layout changes: old cache entries and checkpoints no longer match. */
-export const REWRITE_VERSION = 1;
+export const REWRITE_VERSION = 2;
 
 /** Host imports at which a command guest can be stopped. Every function that can reach one of these
  * (directly or through an indirect call) is instrumented by Asyncify; the rest run untouched. */
@@ -48,6 +48,8 @@ export interface GuestLayout {
   tableFunctions: string[];
   startExport: string | null;
   asyncify: boolean;
+  /** Result type of each imported function, by "module.name" (null: none). A stopped call answers its zero. */
+  importResults: Record<string, ValueType | null>;
 }
 
 export interface RewriteResult {
@@ -169,6 +171,12 @@ export function rewriteModule(original: Uint8Array, options: RewriteOptions = {}
       m.setStart(0 as unknown as binaryen.FunctionRef);
     }
 
+    const importResults: Record<string, ValueType | null> = {};
+    for (let i = 0; i < m.getNumFunctions(); i++) {
+      const f = binaryen.getFunctionInfo(m.getFunctionByIndex(i));
+      if (f.module) importResults[`${f.module}.${f.base}`] = f.results === binaryen.none ? null : valueType(f.results);
+    }
+
     const asyncify = kind === 'command' && (options.safePoints ?? true);
     if (asyncify) {
       binaryen.setPassArgument('asyncify-imports', SAFE_POINT_IMPORTS.join(','));
@@ -195,6 +203,7 @@ export function rewriteModule(original: Uint8Array, options: RewriteOptions = {}
       tableFunctions,
       startExport,
       asyncify,
+      importResults,
     };
     return { bytes, layout, stats: { originalBytes: original.length, rewrittenBytes: bytes.length, rewriteMs: performance.now() - started } };
   } finally {
