@@ -6,6 +6,7 @@ import type { TrackErrorCode } from './track/codes.js';
 import type { ModelErrorCode } from './model/codes.js';
 import type { ReplicateErrorCode } from './replicate/codes.js';
 import type { RollbackErrorCode } from './rollback/codes.js';
+import type { CdaErrorCode } from './cda/codes.js';
 
 export type CoreErrorCode =
   // checkpoint files
@@ -32,7 +33,7 @@ export type CoreErrorCode =
   // native addon
   | 'ERR_NATIVE';
 
-export type ErrorCode = CoreErrorCode | WasiErrorCode | TrackErrorCode | ModelErrorCode | ReplicateErrorCode | RollbackErrorCode;
+export type ErrorCode = CoreErrorCode | WasiErrorCode | TrackErrorCode | ModelErrorCode | ReplicateErrorCode | RollbackErrorCode | CdaErrorCode;
 
 export class UnderstudyError extends Error {
   readonly code: ErrorCode;
