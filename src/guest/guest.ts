@@ -12,6 +12,7 @@ import { AsyncifyState, SafePoints, STACK_CAPTURE_BYTES_DEFAULT } from './safepo
 import { SAFE_POINT_IMPORTS } from './rewrite.js';
 import { applyVcpuState, captureVcpuState, type VcpuState } from './persist.js';
 import { BALLOON_HYPERCALLS } from '../balloon/hypercalls.js';
+import { EMUL_IMPORT_MODULE, EMUL_IMPORT_NAME } from '../cda/instrument.js';
 
 /** How often a running command guest yields to the event loop (signals, sockets, timers). */
 export const YIELD_EVERY_MS_DEFAULT = 10;
@@ -19,8 +20,18 @@ export const YIELD_EVERY_MS_DEFAULT = 10;
 export type GuestStatus = 'ready' | 'running' | 'paused' | 'exited' | 'crashed';
 
 /** Hypercalls a subsystem offers guests under the `understudy` import module, by name. Each is
- * called with the guest and the wasm arguments; a command guest may be stopped at any of them. */
+ * called with the guest and the wasm arguments; a command guest may be stopped at any of them.
+ * One that returns i64 (a bigint) is marked with `returnsI64`. */
 export type Hypercalls = Record<string, (guest: Guest, ...args: any[]) => unknown>;
+
+const I64_HYPERCALLS = new WeakSet<object>();
+
+/** Marks a hypercall whose wasm result is i64: when a command guest stops at it, the value
+ * handed back while the stack unwinds (and ignored) must then be a bigint. */
+export function returnsI64<F extends (guest: Guest, ...args: any[]) => unknown>(fn: F): F {
+  I64_HYPERCALLS.add(fn);
+  return fn;
+}
 
 export interface GuestOptions {
   wasi: WasiDevice;
@@ -35,6 +46,11 @@ export interface GuestOptions {
    * entry (~0.3 ms here), so it is off unless asked for.
    */
   watchdogMs?: number;
+  /**
+   * Receives every memory write of a guest rewritten with `cdaStores` (address, length), from
+   * the `understudy_emul.store` import (src/cda/instrument.ts). Not a safe point: it never suspends.
+   */
+  storeRecorder?: (address: number, length: number) => void;
 }
 
 /** Codes a hypercall may throw to end the guest with a detected error (not a trap). */
@@ -176,7 +192,10 @@ export class Guest {
           continue;
         }
         const hyper = (...args: unknown[]) => impl(lateGuest(), ...args);
-        ns[imp.name] = layout.asyncify ? (...args: unknown[]) => lateGuest().safePointCall(hyper, args) : hyper;
+        const unwound = I64_HYPERCALLS.has(impl) ? 0n : 0;
+        ns[imp.name] = layout.asyncify ? (...args: unknown[]) => lateGuest().safePointCall(hyper, args, unwound) : hyper;
+      } else if (imp.module === EMUL_IMPORT_MODULE && imp.name === EMUL_IMPORT_NAME && options.storeRecorder) {
+        ns[imp.name] = options.storeRecorder;
       } else if (imp.module === 'env' && imp.name === 'abort') {
         ns[imp.name] = (msg: number, file: number, line: number, col: number) => {
           throw new GuestAbort(`guest aborted: ${readAsString(lateGuest().memory, msg)} at ${readAsString(lateGuest().memory, file)}:${line}:${col}`);
@@ -222,13 +241,13 @@ export class Guest {
   }
 
   /** The wrapper around every safe-point import of a command guest. */
-  private safePointCall(fn: (...a: any[]) => unknown, args: unknown[]): unknown {
+  private safePointCall(fn: (...a: any[]) => unknown, args: unknown[], unwound: number | bigint = 0): unknown {
     const sp = this.safePoints!;
     if (sp.state() === AsyncifyState.Rewinding) {
       sp.finishRewind();
     } else if (this.pauseRequested || performance.now() >= this.nextYieldAtMs) {
       sp.beginUnwind();
-      return 0;
+      return unwound;
     }
     const result = fn(...args);
     const wait = this.wasi.takeWait();
@@ -236,7 +255,7 @@ export class Guest {
       // The call did not happen; it runs again after the rewind.
       this.pendingWait = wait;
       sp.beginUnwind();
-      return 0;
+      return unwound;
     }
     return result;
   }
@@ -310,6 +329,18 @@ export class Guest {
         t.reject(e);
       }
     }
+  }
+
+  /**
+   * From inside a hypercall of a command guest that can suspend: the call does not
+   * complete now; the guest stops at it, the host awaits `p`, and the same call runs
+   * again after the rewind. Returns false (nothing recorded) when this guest cannot
+   * suspend (a reactor, or a command rewritten without safe points).
+   */
+  suspendHostCall(p: Promise<void>): boolean {
+    if (!this.wasi.canSuspend) return false;
+    this.wasi.recordWait(p);
+    return true;
   }
 
   /** Registers work to run at every safe point (e.g. a checkpoint policy). */

@@ -16,6 +16,7 @@
 import binaryen from 'binaryen';
 import { UnderstudyError } from '../errors.js';
 import type { Plain } from '../util/plain.js';
+import { instrumentStores } from '../cda/instrument.js';
 
 /** Bump when the rewrite's output or layout changes: old cache entries and checkpoints no longer match. */
 export const REWRITE_VERSION = 1;
@@ -48,6 +49,8 @@ export interface GuestLayout {
   tableFunctions: string[];
   startExport: string | null;
   asyncify: boolean;
+  /** Stores report to the critical-data-area service (src/cda/instrument.ts; mode emul). Absent in older cache entries: false. */
+  cdaStores?: boolean;
 }
 
 export interface RewriteResult {
@@ -64,6 +67,8 @@ export interface RewriteOptions {
   /** Command guests: instrument for safe points (default true). Without, a command runs to its end and
    * can be checkpointed only before it starts; this is the baseline the benchmarks compare against. */
   safePoints?: boolean;
+  /** Instrument every memory write to report its address and length (critical data areas, mode emul). Default false. */
+  cdaStores?: boolean;
 }
 
 /** Features V8 in Node 20 runs without flags; the rewrite must not emit anything newer. */
@@ -169,6 +174,9 @@ export function rewriteModule(original: Uint8Array, options: RewriteOptions = {}
       m.setStart(0 as unknown as binaryen.FunctionRef);
     }
 
+    // Before Asyncify: its own stores (into the unwind buffer) are not the guest's.
+    if (options.cdaStores) instrumentStores(m);
+
     const asyncify = kind === 'command' && (options.safePoints ?? true);
     if (asyncify) {
       binaryen.setPassArgument('asyncify-imports', SAFE_POINT_IMPORTS.join(','));
@@ -195,6 +203,7 @@ export function rewriteModule(original: Uint8Array, options: RewriteOptions = {}
       tableFunctions,
       startExport,
       asyncify,
+      cdaStores: options.cdaStores ?? false,
     };
     return { bytes, layout, stats: { originalBytes: original.length, rewrittenBytes: bytes.length, rewriteMs: performance.now() - started } };
   } finally {
