@@ -3,11 +3,12 @@
 // --cda-target recovers it; the same with a CDA backup in its own process.
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
-import { spawn, spawnSync } from 'node:child_process';
+import { spawnSync } from 'node:child_process';
 import { randomBytes } from 'node:crypto';
 import fs from 'node:fs';
 import path from 'node:path';
 import { CLI_PATH, guestPath, tempDir } from '../../src/testing/fixtures.js';
+import { fetchCdaAreas, startCdaBackupProcess } from '../../src/index.js';
 
 function cli(args: string[]) {
   const r = spawnSync(process.execPath, [CLI_PATH, ...args], { timeout: 60_000 });
@@ -31,25 +32,25 @@ test('run --cda-target disk: a crash after cycle 9, then a restart recovers cycl
   assert.match(again.stdout, /^done cycle=10 counter=10 sum=55 aborted=0$/m);
 });
 
-test('run --cda-target backup: the areas live in a cda-backup process; a new primary gets them back', async () => {
+test('run --cda-target backup: the areas live in a cda-backup process; a new primary and fetchCdaAreas get them back', async () => {
   const dir = tempDir('e2e-cda-backup');
   const keyFile = path.join(dir, 'key');
-  fs.writeFileSync(keyFile, randomBytes(32).toString('hex'));
-  const ready = path.join(dir, 'ready.json');
-  const backup = spawn(process.execPath, [CLI_PATH, 'cda-backup', '--listen', '127.0.0.1:0', '--key-file', keyFile, '--ready-file', ready, '--quiet'], { stdio: 'ignore' });
+  const key = randomBytes(32);
+  fs.writeFileSync(keyFile, key.toString('hex'));
+  const backup = await startCdaBackupProcess({ keyFile });
   try {
-    for (let i = 0; i < 300 && !fs.existsSync(ready); i++) await new Promise((r) => setTimeout(r, 20));
-    const { port } = JSON.parse(fs.readFileSync(ready, 'utf8')) as { port: number };
-    const target = ['--cda-target', `backup:127.0.0.1:${port}`, '--key-file', keyFile];
+    const target = ['--cda-target', `backup:127.0.0.1:${backup.port}`, '--key-file', keyFile];
     const first = cli(['run', guestPath('cdatest'), '--cda-mode', 'hash', ...target, '--', '4', '3']);
-    assert.notEqual(first.status, 0);
+    assert.notEqual(first.status, 0, 'trapped after cycle 3');
     assert.match(first.stdout, /^recovered cycle=0 counter=0 sum=0$/m);
+    const held = await fetchCdaAreas({ host: '127.0.0.1', port: backup.port, key });
+    assert.equal(held.cycle, 3);
+    assert.equal(new DataView(held.areas[0]!.bytes.buffer).getBigUint64(0, true), 3n, 'the counter as of cycle 3');
     const second = cli(['run', guestPath('cdatest'), '--cda-mode', 'diff', ...target, '--', '2']);
     assert.equal(second.status, 0, second.stderr);
     assert.match(second.stdout, /^recovered cycle=3 counter=3 sum=6$/m);
     assert.match(second.stdout, /^done cycle=5 counter=5 sum=15 aborted=0$/m);
   } finally {
-    backup.kill('SIGTERM');
-    await new Promise((r) => backup.once('exit', r));
+    await backup.stop();
   }
 });
