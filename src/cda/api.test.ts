@@ -19,6 +19,7 @@ test('criticalArea: transactions commit, a throwing one aborts and rethrows, rec
   };
   const a = await cda.transaction(() => put(10, 1));
   assert.equal(a.commit.cycle, 1);
+  assert.equal(a.commit.stores, 1, 'the writes recorded for the cycle');
   const b = await cda.transaction(async () => {
     await new Promise((r) => setTimeout(r, 1));
     put(20, 2);

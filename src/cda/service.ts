@@ -100,6 +100,8 @@ export interface CommitStats {
   mode: CdaMode;
   /** Dirty units handed over: pages (page modes, diff) or byte ranges (emul). */
   units: number;
+  /** Emul: stores recorded since the previous hand-over (the cycle's writes, and any between cycles); null in page modes. */
+  stores: number | null;
   /** Bytes copied into the staging buffer by the application's thread. */
   stagedBytes: number;
   /** Bytes of the page delta the cycle committed (the record's body, before compression). */
@@ -229,7 +231,7 @@ interface InFlight {
   dirtyPages: Uint32Array | null;
   dirtyRanges: Ranges | null;
   startedAt: number;
-  handover: { units: number; stagedBytes: number; handoverMs: number; collectMs: number; copyMs: number };
+  handover: { units: number; stores: number | null; stagedBytes: number; handoverMs: number; collectMs: number; copyMs: number };
 }
 
 function isInt(v: unknown): v is number {
@@ -255,6 +257,7 @@ export class CriticalAreaService {
   private memory: WebAssembly.Memory | null = null;
   private source: PageSource | null = null;
   private storeLog: StoreLog | null = null;
+  private storesHandedOver = 0;
   private sink: Sink;
 
   private areas: AreaSpec[] = [];
@@ -578,7 +581,9 @@ export class CriticalAreaService {
       const { list, count, bytes } = this.stageRanges(memory, units);
       const t2 = performance.now();
       job = { cycle: this.committed.cycle + 1, layout: this.areas, kind: 'ranges', list, count, staged: new Uint8Array(this.staging, 0, bytes), diff: false };
-      flight = { dirtyPages: null, dirtyRanges: dirty, startedAt: t0, handover: { units: units.length / 2, stagedBytes: bytes, handoverMs: 0, collectMs: t1 - t0, copyMs: t2 - t1 } };
+      const stores = this.storeLog.stores - this.storesHandedOver;
+      this.storesHandedOver = this.storeLog.stores;
+      flight = { dirtyPages: null, dirtyRanges: dirty, startedAt: t0, handover: { units: units.length / 2, stores, stagedBytes: bytes, handoverMs: 0, collectMs: t1 - t0, copyMs: t2 - t1 } };
       this.pendingRanges = [];
     } else {
       const dirty = this.collectAreaPages();
@@ -588,7 +593,7 @@ export class CriticalAreaService {
       const { slots, count, bytes } = this.stagePages(memory, units);
       const t2 = performance.now();
       job = { cycle: this.committed.cycle + 1, layout: this.areas, kind: 'pages', list: slots, count, staged: new Uint8Array(this.staging, 0, bytes), diff: this.mode === 'diff' };
-      flight = { dirtyPages: dirty, dirtyRanges: null, startedAt: t0, handover: { units: units.length, stagedBytes: bytes, handoverMs: 0, collectMs: t1 - t0, copyMs: t2 - t1 } };
+      flight = { dirtyPages: dirty, dirtyRanges: null, startedAt: t0, handover: { units: units.length, stores: null, stagedBytes: bytes, handoverMs: 0, collectMs: t1 - t0, copyMs: t2 - t1 } };
       for (const p of this.pendingList) this.pendingMask[p] = 0;
       this.pendingList = [];
     }
