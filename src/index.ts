@@ -10,3 +10,21 @@ export { Checkpointer, listCheckpoints } from './checkpoint/checkpointer.js';
 export { startSession, restoreSession } from './runtime/session.js';
 export { createTracker, probeTrackers, type DirtyTracker, type TrackerKind } from './track/tracker.js';
 export * as model from './model/index.js';
+export {
+  criticalArea,
+  fetchCdaAreas,
+  startCdaBackupProcess,
+  CriticalAreaService,
+  CdaBackupServer,
+  GuestCda,
+  readCdaDir,
+  CDA_MODES,
+  CdaAnswer,
+  type CdaMode,
+  type CdaOptions,
+  type CdaTargetSpec,
+  type CommitStats,
+  type CdaServiceStats,
+  type CommittedArea,
+  type CdaBackupProcess,
+} from './cda/index.js';

@@ -36,8 +36,13 @@
  *   cda_end() -> i64                  commits every change to the areas since
  *       the previous commit and returns the cycle's number (1, 2, ...) once
  *       the target holds it: acknowledged by the backup, on disk, or copied.
- *       A command guest is suspended while it waits; a reactor's response is
- *       held until the commit is durable.
+ *       A command guest is suspended while it waits. A reactor call cannot
+ *       wait: it gets the number the cycle will have, and the host holds the
+ *       call's response (and output) until the commit is durable; if the
+ *       commit fails, the response is withheld and the areas are put back as
+ *       they were at cda_begin. One commit is in flight at a time: a reactor
+ *       ends at most one cycle per call (cda_begin after cda_end in the same
+ *       call answers US_CDA_ESTATE).
  *   cda_abort() -> i32                ends the cycle without committing: the
  *       areas are put back as they were at cda_begin (0).
  *   cda_recover() -> i64              fills every registered area with its
@@ -45,6 +50,11 @@
  *       0 when nothing was committed (areas untouched). The areas registered
  *       must be the ones committed (same ids, addresses and lengths), or
  *       US_CDA_ELAYOUT. Not inside a cycle.
+ *
+ * How the host finds what changed is its choice (understudy run --cda-mode):
+ * page tracking, word-level differences, or — with the module rewritten so
+ * every store reports itself (mode emul) — the stores as they happen. The
+ * guest's code is the same in every mode.
  *
  * Negative answers (every call):
  */

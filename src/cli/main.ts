@@ -17,6 +17,7 @@ import { registerDoctorCommand } from './doctor.js';
 import { registerModelCommands } from './model.js';
 import { registerReplicateCommands, runReplicated } from './replicate.js';
 import { collect, formatBytes, parseEnv, parseExport, parseMs, parsePositiveInt, parsePreopen } from './options.js';
+import { addCdaFlags, cdaOptionsOf, registerCdaCommands, type CdaFlags } from './cda.js';
 
 interface SessionFlags {
   checkpointDir?: string;
@@ -82,7 +83,7 @@ const CLI_SELF = new URL(import.meta.url).pathname;
 const program = new Command();
 program.name('understudy').description('Run WebAssembly guests that survive failures: checkpoint, restore, replicate, roll back.').version('0.1.0');
 
-addSessionFlags(
+addCdaFlags(addSessionFlags(
   program
     .command('run')
     .description('run a WASI guest (command or reactor) under understudy')
@@ -102,13 +103,18 @@ addSessionFlags(
     .option('--histase', 'with --protect rollback: Histase stride prediction on write faults')
     .option('--watchdog-ms <ms>', 'with --protect rollback: a handler or run between safe points longer than this is a hang', (v) => parseMs(v, '--watchdog-ms'))
     .addOption(new Option('--rollback-to <which>', 'with --protect rollback: the kept checkpoint to roll back to').choices(['older', 'newest']).default('older')),
-).action(async (guestPath: string, args: string[], flags: SessionFlags & { dir?: ReturnType<typeof parsePreopen>[]; env?: [string, string][]; replicas: number; serve?: string; heartbeatMs?: number; primaryTimeoutMs?: number; backupTimeoutMs?: number; stateDir?: string; events?: string; protect?: 'rollback'; cow: CowStrategy; histase?: boolean; watchdogMs?: number; rollbackTo: 'older' | 'newest' }) => {
+)).action(async (guestPath: string, args: string[], flags: SessionFlags & CdaFlags & { dir?: ReturnType<typeof parsePreopen>[]; env?: [string, string][]; replicas: number; serve?: string; heartbeatMs?: number; primaryTimeoutMs?: number; backupTimeoutMs?: number; stateDir?: string; events?: string; protect?: 'rollback'; cow: CowStrategy; histase?: boolean; watchdogMs?: number; rollbackTo: 'older' | 'newest' }) => {
   if (flags.replicas > 2) throw new UnderstudyError('ERR_USAGE', '--replicas is 1 or 2 (a primary and one backup)');
   if (flags.replicas === 2) {
     await runReplicated(guestPath, { ...flags, handler: flags.handler ?? 'handle', tracker: flags.tracker ?? 'auto', digest: true }, CLI_SELF);
     return;
   }
-  const module = await loadGuestModule(guestPath);
+  const cda = cdaOptionsOf(flags);
+  if (cda && (flags.replicas === 2 || flags.protect)) throw new UnderstudyError('ERR_USAGE', '--cda-mode/--cda-target do not combine with --replicas or --protect');
+  // Both would track the guest's memory with a kernel tracker, and a memory has one.
+  if (cda && flags.epochMs !== undefined) throw new UnderstudyError('ERR_USAGE', '--cda-mode/--cda-target do not combine with --epoch-ms (use --checkpoint-every for whole-guest checkpoints)');
+  // Mode emul records every store: the module is rewritten with its stores instrumented.
+  const module = await loadGuestModule(guestPath, { cdaStores: cda?.mode === 'emul' });
   if (flags.protect === 'rollback') {
     if (flags.checkpointDir || flags.checkpointEvery || flags.control) throw new UnderstudyError('ERR_USAGE', '--protect rollback keeps its checkpoints in memory; it does not combine with --checkpoint-dir, --checkpoint-every or --control');
     const result = await startRollbackSession({
@@ -131,6 +137,7 @@ addSessionFlags(
   }
   const result = await startSession({
     ...sessionOptions(flags),
+    cda,
     module,
     args: [guestPath.split('/').pop() ?? guestPath, ...args],
     env: flags.env ?? [],
@@ -265,6 +272,7 @@ program
   });
 
 registerDoctorCommand(program);
+registerCdaCommands(program);
 registerReplicateCommands(program);
 registerModelCommands(program);
 

@@ -12,6 +12,7 @@ import { AsyncifyState, SafePoints, STACK_CAPTURE_BYTES_DEFAULT } from './safepo
 import { SAFE_POINT_IMPORTS } from './rewrite.js';
 import { applyVcpuState, captureVcpuState, type VcpuState } from './persist.js';
 import { BALLOON_HYPERCALLS } from '../balloon/hypercalls.js';
+import { EMUL_IMPORT_MODULE, EMUL_IMPORT_NAME } from '../cda/instrument.js';
 import { BALLOON_POLL_HYPERCALLS } from '../balloon/poll.js';
 
 /** How often a running command guest yields to the event loop (signals, sockets, timers). */
@@ -22,6 +23,12 @@ export type GuestStatus = 'ready' | 'running' | 'paused' | 'exited' | 'crashed';
 /** Hypercalls a subsystem offers guests under the `understudy` import module, by name. Each is
  * called with the guest and the wasm arguments; a command guest may be stopped at any of them. */
 export type Hypercalls = Record<string, (guest: Guest, ...args: any[]) => unknown>;
+
+/** Marks a hypercall whose wasm result is i64. Kept for callers; the rewrite's layout now records
+ * every import's result type (GuestLayout.importResults), which is what a stopped call answers by. */
+export function returnsI64<F extends (guest: Guest, ...args: any[]) => unknown>(fn: F): F {
+  return fn;
+}
 
 export interface GuestOptions {
   wasi: WasiDevice;
@@ -36,6 +43,11 @@ export interface GuestOptions {
    * entry (~0.3 ms here), so it is off unless asked for.
    */
   watchdogMs?: number;
+  /**
+   * Receives every memory write of a guest rewritten with `cdaStores` (address, length), from
+   * the `understudy_emul.store` import (src/cda/instrument.ts). Not a safe point: it never suspends.
+   */
+  storeRecorder?: (address: number, length: number) => void;
 }
 
 /** Codes a hypercall may throw to end the guest with a detected error (not a trap). */
@@ -182,6 +194,8 @@ export class Guest {
         const hyper = (...args: unknown[]) => impl(lateGuest(), ...args);
         const zero = zeroOf(layout.importResults[`${imp.module}.${imp.name}`]);
         ns[imp.name] = layout.asyncify ? (...args: unknown[]) => lateGuest().safePointCall(hyper, args, zero) : hyper;
+      } else if (imp.module === EMUL_IMPORT_MODULE && imp.name === EMUL_IMPORT_NAME && options.storeRecorder) {
+        ns[imp.name] = options.storeRecorder;
       } else if (imp.module === 'env' && imp.name === 'abort') {
         ns[imp.name] = (msg: number, file: number, line: number, col: number) => {
           throw new GuestAbort(`guest aborted: ${readAsString(lateGuest().memory, msg)} at ${readAsString(lateGuest().memory, file)}:${line}:${col}`);
@@ -322,6 +336,18 @@ export class Guest {
         t.reject(e);
       }
     }
+  }
+
+  /**
+   * From inside a hypercall of a command guest that can suspend: the call does not
+   * complete now; the guest stops at it, the host awaits `p`, and the same call runs
+   * again after the rewind. Returns false (nothing recorded) when this guest cannot
+   * suspend (a reactor, or a command rewritten without safe points).
+   */
+  suspendHostCall(p: Promise<void>): boolean {
+    if (!this.wasi.canSuspend) return false;
+    this.wasi.recordWait(p);
+    return true;
   }
 
   /** Registers work to run at every safe point (e.g. a checkpoint policy). */

@@ -34,7 +34,7 @@ export interface LoadOptions extends RewriteOptions {
 
 /** The cache key covers everything the rewrite depends on, so a changed rewrite never meets a stale entry. */
 function cacheKey(sha: string, options: RewriteOptions): string {
-  const config = JSON.stringify({ v: REWRITE_VERSION, imports: SAFE_POINT_IMPORTS, kind: options.kind ?? 'auto', optimize: options.optimize ?? true, safePoints: options.safePoints ?? true });
+  const config = JSON.stringify({ v: REWRITE_VERSION, imports: SAFE_POINT_IMPORTS, kind: options.kind ?? 'auto', optimize: options.optimize ?? true, safePoints: options.safePoints ?? true, ...(options.cdaStores ? { cdaStores: true } : {}) });
   return `${sha}-${sha256Hex(new TextEncoder().encode(config)).slice(0, 16)}`;
 }
 

@@ -16,9 +16,10 @@
 import binaryen from 'binaryen';
 import { UnderstudyError } from '../errors.js';
 import type { Plain } from '../util/plain.js';
+import { instrumentStores } from '../cda/instrument.js';
 
 /** Bump when the rewrite's output or layout changes: old cache entries and checkpoints no longer match. */
-export const REWRITE_VERSION = 2;
+export const REWRITE_VERSION = 3;
 
 /** Host imports at which a command guest can be stopped. Every function that can reach one of these
  * (directly or through an indirect call) is instrumented by Asyncify; the rest run untouched. */
@@ -48,6 +49,8 @@ export interface GuestLayout {
   tableFunctions: string[];
   startExport: string | null;
   asyncify: boolean;
+  /** Stores report to the critical-data-area service (src/cda/instrument.ts; mode emul). Absent in older cache entries: false. */
+  cdaStores?: boolean;
   /** Result type of each imported function, by "module.name" (null: none). A stopped call answers its zero. */
   importResults: Record<string, ValueType | null>;
 }
@@ -66,6 +69,8 @@ export interface RewriteOptions {
   /** Command guests: instrument for safe points (default true). Without, a command runs to its end and
    * can be checkpointed only before it starts; this is the baseline the benchmarks compare against. */
   safePoints?: boolean;
+  /** Instrument every memory write to report its address and length (critical data areas, mode emul). Default false. */
+  cdaStores?: boolean;
 }
 
 /** Features V8 in Node 20 runs without flags; the rewrite must not emit anything newer. */
@@ -171,6 +176,9 @@ export function rewriteModule(original: Uint8Array, options: RewriteOptions = {}
       m.setStart(0 as unknown as binaryen.FunctionRef);
     }
 
+    // Before Asyncify: its own stores (into the unwind buffer) are not the guest's.
+    if (options.cdaStores) instrumentStores(m);
+
     const importResults: Record<string, ValueType | null> = {};
     for (let i = 0; i < m.getNumFunctions(); i++) {
       const f = binaryen.getFunctionInfo(m.getFunctionByIndex(i));
@@ -203,6 +211,7 @@ export function rewriteModule(original: Uint8Array, options: RewriteOptions = {}
       tableFunctions,
       startExport,
       asyncify,
+      cdaStores: options.cdaStores ?? false,
       importResults,
     };
     return { bytes, layout, stats: { originalBytes: original.length, rewrittenBytes: bytes.length, rewriteMs: performance.now() - started } };

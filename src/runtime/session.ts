@@ -24,6 +24,8 @@ import { OutputGate, processOutput, type OutputTarget } from '../output/gate.js'
 import { WasiDevice, type InputSource } from '../wasi/index.js';
 import type { CowStrategy } from '../rollback/engine.js';
 import { runWithRollback, type RollbackRunResult } from '../rollback/runner.js';
+import { GuestCda } from '../cda/guest.js';
+import type { CdaOptions } from '../cda/service.js';
 
 export interface SessionOptions {
   checkpointDir?: string;
@@ -51,6 +53,8 @@ export interface SessionOptions {
   onProgress?: Progress;
   /** Log lines about the session (not guest output) go here. */
   log?: (line: string) => void;
+  /** Critical data areas (src/cda): the guest's cda_* hypercalls commit to this target. */
+  cda?: CdaOptions;
 }
 
 export interface StartOptions extends SessionOptions {
@@ -72,8 +76,41 @@ export interface SessionResult {
 export async function startSession(opts: StartOptions): Promise<SessionResult> {
   const output = new OutputGate(opts.outputTarget ?? processOutput);
   const wasi = WasiDevice.create({ args: opts.args, env: opts.env, preopens: opts.preopens, stdin: opts.stdin, output });
-  const guest = await Guest.create(opts.module, { wasi, yieldEveryMs: opts.yieldEveryMs, stackCaptureBytes: opts.stackCaptureBytes });
-  return drive(guest, output, opts, 1);
+  const cda = opts.cda ? await openCda(opts.cda, opts.log) : null;
+  try {
+    const guest = await Guest.create(opts.module, {
+      wasi,
+      yieldEveryMs: opts.yieldEveryMs,
+      stackCaptureBytes: opts.stackCaptureBytes,
+      hypercalls: cda?.hypercalls,
+      storeRecorder: cda?.storeRecorder,
+    });
+    return await drive(guest, output, opts, 1, cda);
+  } finally {
+    if (cda) {
+      await cda.service.whenSettled();
+      const s = cda.service.stats();
+      const med = (xs: number[]) => (xs.length ? [...xs].sort((a, b) => a - b)[xs.length >> 1]! : 0);
+      opts.log?.(
+        `critical data areas: ${s.commits} cycles committed (last ${s.committedCycle}), ${s.aborts} aborted, ${s.failures} failed; hand-over ${med(cda.commits.map((c) => c.handoverMs)).toFixed(3)} ms of ${med(cda.commits.map((c) => c.totalMs)).toFixed(3)} ms per commit (medians)`,
+      );
+      await cda.close();
+    }
+  }
+}
+
+/** The guest's critical data areas, with the target's last committed state read before the guest runs. */
+async function openCda(options: CdaOptions, log?: (line: string) => void): Promise<GuestCda> {
+  const cda = new GuestCda(options);
+  try {
+    await cda.ready;
+  } catch (e) {
+    await cda.close();
+    throw e;
+  }
+  const s = cda.service.stats();
+  log?.(`critical data areas: mode ${s.mode}, target ${s.target}, last committed cycle ${s.committedCycle}${s.logStop ? ` (commit log: ${s.logStop.code}: ${s.logStop.message})` : ''}`);
+  return cda;
 }
 
 export interface RestoreSessionOptions extends SessionOptions {
@@ -165,7 +202,7 @@ async function protect(guest: Guest, output: OutputGate, opts: SessionOptions, f
   };
 }
 
-async function drive(guest: Guest, output: OutputGate, opts: SessionOptions, firstSequence: number): Promise<SessionResult> {
+async function drive(guest: Guest, output: OutputGate, opts: SessionOptions, firstSequence: number, cda: GuestCda | null = null): Promise<SessionResult> {
   const protection = await protect(guest, output, opts, firstSequence);
   const control = opts.controlSocket
     ? await ControlServer.listen(opts.controlSocket, async (req) => {
@@ -191,7 +228,7 @@ async function drive(guest: Guest, output: OutputGate, opts: SessionOptions, fir
     let exitCode: number;
     try {
       if (guest.kind === 'command') exitCode = await guest.run();
-      else exitCode = await serveLines(guest, output, opts, protection);
+      else exitCode = await serveLines(guest, output, opts, protection, cda);
     } finally {
       await protection?.close();
     }
@@ -204,12 +241,24 @@ async function drive(guest: Guest, output: OutputGate, opts: SessionOptions, fir
 }
 
 /** A reactor served from lines of input: each line is one request, each response one line of output. */
-async function serveLines(guest: Guest, output: OutputGate, opts: SessionOptions, protection: Protection | null): Promise<number> {
+async function serveLines(guest: Guest, output: OutputGate, opts: SessionOptions, protection: Protection | null, cda: GuestCda | null): Promise<number> {
   const handler = opts.handler ?? 'handle';
   const rl = readline.createInterface({ input: opts.requests ?? process.stdin, crlfDelay: Infinity });
+  // With critical data areas, a request's response (and any output of the call) is held until
+  // the cycle the call ended is durable; a cycle that failed releases nothing.
+  if (cda) output.hold();
+  let n = 0;
   for await (const line of rl) {
+    n++;
+    const mark = output.mark();
+    const counters = output.save();
     const resp = guest.request(handler, Buffer.from(line, 'utf8'));
     output.write('stdout', Buffer.concat([resp, Buffer.from('\n')]));
+    const settled = await cda?.settle();
+    if (settled && !settled.ok) {
+      output.rollback(mark, counters);
+      opts.log?.(`request ${n}: its cycle was not committed (${settled.error.code}: ${settled.error.message}); the areas are as before it, its response is withheld`);
+    } else if (cda) output.release(output.mark());
     await protection?.afterRequest();
   }
   return 0;

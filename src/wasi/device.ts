@@ -173,6 +173,11 @@ export class WasiDevice {
     this.core.canSuspend = v;
   }
 
+  /** From a host call: it did not happen and must be retried after `p` (the guest suspends; see Guest.suspendHostCall). */
+  recordWait(p: Promise<void>): void {
+    this.core.recordWait(p);
+  }
+
   takeWait(): Promise<void> | null {
     const w = this.core.wait;
     this.core.wait = null;
