@@ -5,7 +5,8 @@
 //   3. bytes per epoch: full pages vs byte-run diff vs diff + compression;
 //   4. epoch-length sensitivity: slowdown and delta size at 20..200 ms.
 //   node dist/bench/incremental.js [--runs 3] [--workloads heapwalk,kvstore] [--epochs 20,50,100,200]
-//                                  [--hot 128,0]   wp-async hot-region thresholds compared (0 = exact)
+//                                  [--hot 256,0]   wp-async hot-region thresholds compared (0 = exact)
+//                                  [--trackers wp-async,wp-sync,hash]   (default: every supported one)
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -24,12 +25,16 @@ const { values } = parseArgs({
     epochs: { type: 'string', default: '20,50,100,200' },
     'epoch-ms': { type: 'string', default: '20' },
     hot: { type: 'string', default: `${HOT_WRITTEN_MIN_PAGES_DEFAULT},0` },
+    trackers: { type: 'string', default: '' },
   },
 });
 const runs = Number(values.runs);
 const epochMs = Number(values['epoch-ms']);
 const sensitivity = values.epochs!.split(',').map(Number);
-const kinds = probeTrackers().filter((p) => p.supported).map((p) => p.kind);
+const wanted = values.trackers ? values.trackers.split(',') : null;
+const kinds = probeTrackers()
+  .filter((p) => p.supported && (!wanted || wanted.includes(p.kind)))
+  .map((p) => p.kind);
 const workloads = WORKLOADS.filter((w) => values.workloads!.split(',').includes(w.name));
 
 const hots = values.hot!.split(',').map(Number);
