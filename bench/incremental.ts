@@ -5,6 +5,7 @@
 //   3. bytes per epoch: full pages vs byte-run diff vs diff + compression;
 //   4. epoch-length sensitivity: slowdown and delta size at 20..200 ms.
 //   node dist/bench/incremental.js [--runs 3] [--workloads heapwalk,kvstore] [--epochs 20,50,100,200]
+//                                  [--hot 128,0]   wp-async hot-region thresholds compared (0 = exact)
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -12,6 +13,7 @@ import { parseArgs } from 'node:util';
 import { EpochCheckpointer, type EpochStats } from '../src/checkpoint/epochs.js';
 import type { GuestModule } from '../src/guest/module.js';
 import { createTracker, probeTrackers, type TrackerKind } from '../src/track/tracker.js';
+import { HOT_WRITTEN_MIN_PAGES_DEFAULT } from '../src/track/uffd.js';
 import { machine, median, table } from './stats.js';
 import { WORKLOADS, type Workload } from './workloads.js';
 
@@ -21,6 +23,7 @@ const { values } = parseArgs({
     workloads: { type: 'string', default: WORKLOADS.map((w) => w.name).join(',') },
     epochs: { type: 'string', default: '20,50,100,200' },
     'epoch-ms': { type: 'string', default: '20' },
+    hot: { type: 'string', default: `${HOT_WRITTEN_MIN_PAGES_DEFAULT},0` },
   },
 });
 const runs = Number(values.runs);
@@ -29,7 +32,9 @@ const sensitivity = values.epochs!.split(',').map(Number);
 const kinds = probeTrackers().filter((p) => p.supported).map((p) => p.kind);
 const workloads = WORKLOADS.filter((w) => values.workloads!.split(',').includes(w.name));
 
-type Mode = { kind: 'none' } | { kind: 'track'; tracker: TrackerKind } | { kind: 'epochs'; tracker: TrackerKind; epochMs: number };
+const hots = values.hot!.split(',').map(Number);
+/** `hot`: the wp-async hot-region threshold (undefined: the default, for other trackers). */
+type Mode = { kind: 'none' } | { kind: 'track'; tracker: TrackerKind; hot?: number } | { kind: 'epochs'; tracker: TrackerKind; epochMs: number; hot?: number };
 
 interface Result {
   /** Guest-thread busy time (the run time for unpaced workloads). */
@@ -46,7 +51,7 @@ async function runOnce(w: Workload, module: GuestModule, mode: Mode): Promise<Re
   let dispose = () => {};
   let dir = '';
   if (mode.kind === 'track') {
-    const tracker = createTracker(guest.memory, mode.tracker, { preimageBytesMax: 0 });
+    const tracker = createTracker(guest.memory, mode.tracker, { preimageBytesMax: 0, hotWrittenMinPages: mode.hot });
     let last = performance.now();
     const tick = () => {
       if (performance.now() - last >= epochMs) {
@@ -60,7 +65,7 @@ async function runOnce(w: Workload, module: GuestModule, mode: Mode): Promise<Re
     dispose = () => tracker.dispose();
   } else if (mode.kind === 'epochs') {
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'us-bench-inc-'));
-    ep = await EpochCheckpointer.start(guest, output, { dir, epochMs: mode.epochMs, tracker: mode.tracker });
+    ep = await EpochCheckpointer.start(guest, output, { dir, epochMs: mode.epochMs, tracker: mode.tracker, hotWrittenMinPages: mode.hot });
     between = async () => {
       await ep!.epochIfDue();
     };
@@ -73,7 +78,13 @@ async function runOnce(w: Workload, module: GuestModule, mode: Mode): Promise<Re
 }
 
 function label(m: Mode): string {
-  return m.kind === 'none' ? 'none' : m.kind === 'track' ? `track ${m.tracker}` : `epochs ${m.tracker} @${m.epochMs}ms`;
+  const hot = m.kind === 'none' || m.hot === undefined || hots.length < 2 ? '' : m.hot === 0 ? ' exact' : ` hot≥${m.hot}`;
+  return m.kind === 'none' ? 'none' : m.kind === 'track' ? `track ${m.tracker}${hot}` : `epochs ${m.tracker}${hot} @${m.epochMs}ms`;
+}
+
+/** One mode per tracker, and per hot threshold for wp-async (the first threshold is the reference). */
+function variants<M extends Mode>(make: (k: TrackerKind, hot?: number) => M): M[] {
+  return kinds.flatMap((k) => (k === 'wp-async' ? hots.map((h) => make(k, h)) : [make(k)]));
 }
 
 const overheadRows: (string | number)[][] = [];
@@ -82,8 +93,13 @@ const sensRows: (string | number)[][] = [];
 const mib = (n: number) => (n / 2 ** 20).toFixed(2);
 for (const w of workloads) {
   const module = await w.module();
-  const modes: Mode[] = [{ kind: 'none' }, ...kinds.map((k) => ({ kind: 'track' as const, tracker: k })), ...kinds.map((k) => ({ kind: 'epochs' as const, tracker: k, epochMs }))];
-  for (const e of sensitivity) if (e !== epochMs) modes.push({ kind: 'epochs', tracker: kinds[0]!, epochMs: e });
+  const modes: Mode[] = [
+    { kind: 'none' },
+    ...variants((tracker, hot) => ({ kind: 'track' as const, tracker, hot })),
+    ...variants((tracker, hot) => ({ kind: 'epochs' as const, tracker, epochMs, hot })),
+  ];
+  const refHot = kinds[0] === 'wp-async' ? hots[0] : undefined;
+  for (const e of sensitivity) if (e !== epochMs) modes.push({ kind: 'epochs', tracker: kinds[0]!, epochMs: e, hot: refHot });
   const times = new Map<string, number[]>();
   const last = new Map<string, Result>();
   // Interleave modes within each run so drift on a shared machine hits all alike.
@@ -101,7 +117,7 @@ for (const w of workloads) {
     const pauses = res.epochs.map((e) => e.pauseMs);
     overheadRows.push([w.name, label(m), t.toFixed(0), `${(((t - base) / base) * 100).toFixed(1)} %`, m.kind === 'none' ? '' : String(m.kind === 'track' ? res.collects : res.epochs.length), pauses.length ? median(pauses).toFixed(2) : '']);
   }
-  const ref = last.get(label({ kind: 'epochs', tracker: kinds[0]!, epochMs }))!;
+  const ref = last.get(label({ kind: 'epochs', tracker: kinds[0]!, epochMs, hot: refHot }))!;
   const sum = (f: (e: EpochStats) => number) => ref.epochs.reduce((n, e) => n + f(e), 0) / Math.max(1, ref.epochs.length);
   const full = sum((e) => e.listedPages * 4096);
   const changed = sum((e) => (e.listedPages - e.counts.unchanged) * 4096);
@@ -109,7 +125,7 @@ for (const w of workloads) {
   const stored = sum((e) => e.storedBytes);
   bytesRows.push([w.name, String(ref.epochs.length), mib(full), mib(changed), mib(diff), mib(stored), `${(full / Math.max(1, stored)).toFixed(1)}x`]);
   for (const e of sensitivity) {
-    const m: Mode = { kind: 'epochs', tracker: kinds[0]!, epochMs: e };
+    const m: Mode = { kind: 'epochs', tracker: kinds[0]!, epochMs: e, hot: refHot };
     const t = median(times.get(label(m))!);
     const res = last.get(label(m))!;
     const per = res.epochs.reduce((n, x) => n + x.storedBytes, 0) / Math.max(1, res.epochs.length);

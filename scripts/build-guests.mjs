@@ -130,6 +130,21 @@ function build(target) {
   }
 }
 
+// Quoted #include lines of a C file (a guest may include another guest's
+// source, as kvballoon.c includes kvstore.c), followed transitively inside
+// the guest's folder, so that a change to an included file rebuilds it.
+// Headers are inputs of every guest already.
+const INCLUDE_RE = /^\s*#\s*include\s+"([^"]+\.c)"/gm;
+function includedSources(source, seen = new Set()) {
+  for (const m of fs.readFileSync(source, "utf8").matchAll(INCLUDE_RE)) {
+    const file = path.resolve(path.dirname(source), m[1]);
+    if (seen.has(file) || !fs.existsSync(file)) continue;
+    seen.add(file);
+    includedSources(file, seen);
+  }
+  return [...seen];
+}
+
 function cTargets(srcDir, outDir) {
   const sdkHeaders = listTree(SDK, (n) => n.endsWith(".h"));
   const localHeaders = listFiles(srcDir, (n) => n.endsWith(".h"));
@@ -140,7 +155,7 @@ function cTargets(srcDir, outDir) {
       source,
       output,
       kind: markers.reactor ? "reactor" : "command",
-      inputs: [source, SCRIPT, ...sdkHeaders, ...localHeaders],
+      inputs: [source, SCRIPT, ...sdkHeaders, ...localHeaders, ...includedSources(source)],
       compile: (tmp) => {
         const model = markers.reactor ? ["-mexec-model=reactor"] : [];
         run(source, "clang", [...CFLAGS, ...model, ...markers.cflags, source, "-o", tmp]);

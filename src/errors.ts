@@ -7,6 +7,7 @@ import type { ModelErrorCode } from './model/codes.js';
 import type { ReplicateErrorCode } from './replicate/codes.js';
 import type { RollbackErrorCode } from './rollback/codes.js';
 import type { CdaErrorCode } from './cda/codes.js';
+import type { WorkloadErrorCode } from './cda/workloads/codes.js';
 
 export type CoreErrorCode =
   // checkpoint files
@@ -33,7 +34,7 @@ export type CoreErrorCode =
   // native addon
   | 'ERR_NATIVE';
 
-export type ErrorCode = CoreErrorCode | WasiErrorCode | TrackErrorCode | ModelErrorCode | ReplicateErrorCode | RollbackErrorCode | CdaErrorCode;
+export type ErrorCode = CoreErrorCode | WasiErrorCode | TrackErrorCode | ModelErrorCode | ReplicateErrorCode | RollbackErrorCode | CdaErrorCode | WorkloadErrorCode;
 
 export class UnderstudyError extends Error {
   readonly code: ErrorCode;

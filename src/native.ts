@@ -22,6 +22,8 @@ export interface NativeAddon {
   uffdPresave(handle: UffdHandle, pages: Uint32Array): number;
   /** Histase's neighbour prediction in the fault handler, on or off. */
   uffdSetHistase(handle: UffdHandle, enabled: boolean, alpha: number): void;
+  // Hot regions of a wp-async tracker (scan_fast_hot in native/src/uffd.c).
+  uffdSetHot(handle: UffdHandle, writtenMinPages: number): void;
   /** In-place rollback: the live epoch's pre-images, then each log (newest first); zeroes from zeroFromBytes; re-arms. Returns pages restored. */
   uffdRollback(handle: UffdHandle, buffer: ArrayBuffer, logs: { pages: Uint32Array; data: Uint8Array }[], zeroFromBytes: number): number;
   uffdProbe(): Partial<UffdProbeFacts>;
@@ -42,9 +44,17 @@ export interface NativeAddon {
   discardPages(memory: Uint8Array, firstPage: number, pageCount: number): 'madvise' | 'zero-fill';
   /** Pre-faults the pages writable in one call (MADV_POPULATE_WRITE); returns 0 or the errno (a hint; callers ignore failure). */
   populatePages(memory: Uint8Array, firstPage: number, pageCount: number): number;
+  /** Pre-faults (first, count) page extents on a thread of its own, ahead of a reader (native/src/balloon.c). */
+  prefaultStart(memory: Uint8Array, extents: Uint32Array): PrefaultHandle;
+  /** Waits for that thread; its first errno, 0 if every extent was populated (a hint either way). */
+  prefaultJoin(handle: PrefaultHandle): number;
 }
 
 /** An opaque native tracker (a napi external); freed by GC after dispose. */
+export interface PrefaultHandle {
+  readonly __brand: 'PrefaultHandle';
+}
+
 export interface UffdHandle {
   readonly __brand: 'UffdHandle';
 }

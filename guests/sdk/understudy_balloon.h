@@ -49,6 +49,21 @@
  *
  * ptr and len must be multiples of 4096 and the range inside memory.
  *
+ * Command guests: the host calls the exports above between a reactor's
+ * calls, but a command may be stopped anywhere, even inside malloc. So a
+ * command says where it may be called: it calls
+ *
+ *   us_balloon_poll()              from its main loop, where the allocator
+ *                                  is idle (not from inside a malloc hook)
+ *
+ * which makes the hypercall balloon_poll() -> i32 (0: done, 1: call again;
+ * at most US_BALLOON_POLL_CALLS_MAX calls). Inside it the host may call
+ * us_balloon_stats/inflate/deflate on top of the guest's stack: before a
+ * snapshot it inflates (first call), the snapshot is taken when the guest
+ * makes the second call, and the second call deflates. A poll costs one
+ * host call when nothing is asked. A command that never polls gets
+ * exclusion without help.
+ *
  * A balloon chunk is a malloc'd block of US_BALLOON_CHUNK_BYTES (1 MiB), or
  * US_BALLOON_SMALL_CHUNK_BYTES (64 KiB) once no 1 MiB block fits. Its first
  * bytes hold the list link (so the list costs no other memory); the whole
@@ -80,6 +95,17 @@ __attribute__((import_module("understudy"), import_name("balloon_take")))
 int32_t us_hc_balloon_take(uint32_t ptr, uint32_t len);
 __attribute__((import_module("understudy"), import_name("balloon_report_free")))
 int32_t us_hc_balloon_report_free(uint32_t ptr, uint32_t len);
+__attribute__((import_module("understudy"), import_name("balloon_poll")))
+int32_t us_hc_balloon_poll(void);
+
+/* A snapshot needs two polls (inflate, then snapshot + deflate); the bound
+ * keeps a confused host from holding the program. */
+#define US_BALLOON_POLL_CALLS_MAX 4
+
+static inline void us_balloon_poll(void) {
+    for (int i = 0; i < US_BALLOON_POLL_CALLS_MAX && us_hc_balloon_poll() == 1; i++) {
+    }
+}
 
 void* __real_malloc(size_t n);
 void __real_free(void* p);

@@ -10,6 +10,14 @@
 //       Linux 5.14+), so a restore that is about to write them pays one
 //       kernel entry instead of one fault per page. A hint: failure is not an
 //       error (the caller writes the pages anyway).
+//   prefaultStart(memory, extents) -> handle
+//   prefaultJoin(handle) -> errno (0: every extent populated)
+//       the same for a list of extents (Uint32Array of first, count pairs),
+//       on a thread of its own that runs ahead of the caller: restore reads
+//       and checksums extent i while the kernel allocates and zeroes the
+//       pages of the extents after it (the two costs of loading a sparse
+//       image, docs/exclusion.md), on two cores in parallel. The caller must
+//       keep the memory alive (and not grow it) until prefaultJoin.
 //
 // On Linux a discard is madvise(MADV_DONTNEED) on the private anonymous
 // mapping V8 gives a wasm memory; elsewhere, or for a range that is not
@@ -18,9 +26,11 @@
 #include "addon.h"
 
 #include <errno.h>
+#include <stdlib.h>
 #include <string.h>
 
 #ifdef __linux__
+#include <pthread.h>
 #include <sys/mman.h>
 #ifndef MADV_POPULATE_WRITE
 #define MADV_POPULATE_WRITE 23  // Linux 5.14 uapi; older headers lack it
@@ -106,8 +116,125 @@ static napi_value js_populate_pages(napi_env env, napi_callback_info info) {
   return out;
 }
 
+// ---- prefault ahead of a reader ----
+
+typedef struct {
+  uint8_t* memory;    // the wasm memory's first byte; the caller keeps it alive until join
+  uint32_t* extents;  // our copy: (first page, page count) pairs, validated inside memory
+  size_t pairs;
+  int err;            // first madvise failure (0: none); a hint, reported by join
+  int started;
+  int joined;
+#ifdef __linux__
+  pthread_t thread;
+#endif
+} us_prefault;
+
+#ifdef __linux__
+static void* prefault_main(void* arg) {
+  us_prefault* p = (us_prefault*)arg;
+  for (size_t i = 0; i < p->pairs; i++) {
+    // SAFETY: each pair was checked against the memory's length in
+    // prefaultStart, and the caller keeps the mapping alive and unresized
+    // until join; POPULATE_WRITE faults pages in without changing contents,
+    // so it may race freely with the reader writing the same pages.
+    uint8_t* start = p->memory + (size_t)p->extents[2 * i] * US_PAGE_BYTES;
+    size_t bytes = (size_t)p->extents[2 * i + 1] * US_PAGE_BYTES;
+    if (bytes && madvise(start, bytes, MADV_POPULATE_WRITE) != 0 && !p->err) p->err = errno;
+  }
+  return NULL;
+}
+#endif
+
+static int prefault_join(us_prefault* p) {
+#ifdef __linux__
+  if (p->started && !p->joined) pthread_join(p->thread, NULL);
+#endif
+  p->joined = 1;
+  return p->err;
+}
+
+static void prefault_finalize(napi_env env, void* data, void* hint) {
+  (void)env;
+  (void)hint;
+  us_prefault* p = (us_prefault*)data;
+  // A handle dropped without join: the thread may still touch the memory, so
+  // it is joined before its state is freed.
+  prefault_join(p);
+  free(p->extents);
+  free(p);
+}
+
+static napi_value js_prefault_start(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  US_NAPI_OK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 2) return us_throw(env, "ERR_NATIVE_ARG", "expected (memory, extents)");
+  uint8_t* memory;
+  size_t length;
+  if (!us_get_bytes(env, argv[0], &memory, &length)) return NULL;
+  uint32_t* extents;
+  size_t count;
+  if (!us_get_u32_array(env, argv[1], &extents, &count, "ERR_NATIVE_ARG", "extents must be a Uint32Array of (first, count) pairs"))
+    return NULL;
+  if (count % 2) return us_throw(env, "ERR_NATIVE_ARG", "extents must hold (first, count) pairs");
+  const uint64_t pages = length / US_PAGE_BYTES;
+  for (size_t i = 0; i < count; i += 2) {
+    // SAFETY: i + 1 < count, inside the typed array.
+    if ((uint64_t)extents[i] + extents[i + 1] > pages) return us_throw(env, "ERR_NATIVE_RANGE", "an extent lies outside the memory");
+  }
+  us_prefault* p = (us_prefault*)calloc(1, sizeof *p);
+  if (!p) return us_throw(env, "ERR_NATIVE_NOMEM", "out of memory for a prefault");
+  p->memory = memory;
+  p->pairs = count / 2;
+  p->extents = (uint32_t*)malloc(count ? count * sizeof *extents : 1);
+  if (!p->extents) {
+    free(p);
+    return us_throw(env, "ERR_NATIVE_NOMEM", "out of memory for a prefault");
+  }
+  // SAFETY: both hold `count` uint32s; the copy outlives the JS array.
+  if (count) memcpy(p->extents, extents, count * sizeof *extents);
+#ifdef __linux__
+  if ((uintptr_t)memory % US_PAGE_BYTES) {
+    p->err = EINVAL;
+  } else {
+    // SAFETY: p stays allocated until prefault_join has joined the thread
+    // (join, or the finalizer, which joins first).
+    int perr = pthread_create(&p->thread, NULL, prefault_main, p);
+    if (perr) p->err = perr;  // no thread: the reader faults the pages itself
+    else p->started = 1;
+  }
+#else
+  p->err = ENOSYS;
+#endif
+  napi_value handle;
+  if (napi_create_external(env, p, prefault_finalize, NULL, &handle) != napi_ok) {
+    prefault_join(p);
+    free(p->extents);
+    free(p);
+    return us_throw(env, "ERR_NATIVE_NAPI", "napi_create_external failed");
+  }
+  return handle;
+}
+
+static napi_value js_prefault_join(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  US_NAPI_OK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  napi_valuetype type = napi_undefined;
+  if (argc >= 1) US_NAPI_OK(env, napi_typeof(env, argv[0], &type));
+  if (type != napi_external) return us_throw(env, "ERR_NATIVE_ARG", "expected a prefault handle");
+  void* data = NULL;
+  US_NAPI_OK(env, napi_get_value_external(env, argv[0], &data));
+  napi_value out;
+  US_NAPI_OK(env, napi_create_int32(env, prefault_join((us_prefault*)data), &out));
+  return out;
+}
+
 napi_value us_init_balloon(napi_env env, napi_value exports) {
   if (!us_register(env, exports, "discardPages", js_discard_pages)) return NULL;
   if (!us_register(env, exports, "populatePages", js_populate_pages)) return NULL;
+  if (!us_register(env, exports, "prefaultStart", js_prefault_start)) return NULL;
+  if (!us_register(env, exports, "prefaultJoin", js_prefault_join)) return NULL;
   return exports;
 }

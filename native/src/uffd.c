@@ -119,10 +119,34 @@ typedef struct {
   float* his_stride;       // per 2 MiB region (US_REGION_PAGES); < 0: no history yet
   uint64_t region_capacity;
   uint64_t presaved_total, histase_total, predicted_written_total, predicted_unwritten_total, dirty_total;
+
+  // Hot regions (async mode; see scan_fast_hot). Per 2 MiB region of the fast
+  // range: the epochs left in its lease (0: tracked page by page) and the
+  // length of its next lease; the pages counted written by this collect.
+  uint32_t hot_written_min;  // 0: hot regions off
+  uint8_t* hot_left;
+  uint8_t* hot_lease;
+  uint32_t* hot_count;
+  uint64_t hot_region_capacity;
+  uint64_t hot_leases_total, hot_pages_reported_total, hot_regions_now;
+  int hot_unprotect_errno;  // last failure to un-protect a region turning hot (0: none); harmless, see scan_fast_hot
 } us_uffd_tracker;
 
 // Histase's unit of history: 512 pages (2 MiB), what one L1 page table maps.
 #define US_REGION_PAGES 512u
+// Hot regions: a region with at least hot_written_min of its 512 pages
+// written in an epoch is left unprotected and reported whole for its lease
+// (the threshold is set from JS: src/track/uffd.ts explains the default).
+// A lease starts at this many epochs and doubles each time the region is
+// found hot again when it ends, up to the maximum: a region written every
+// epoch pays its faults in one epoch of 33; one that cools is tracked again
+// within 2 epochs of its first cool lease. (Leases fit a uint8_t.)
+#define US_HOT_LEASE_INITIAL 2u
+#define US_HOT_LEASE_MAX 32u
+// hot_left while a collect runs: the lease ended in this collect, so the
+// region's count this time is a superset (pages unprotected during the lease)
+// and gives no verdict.
+#define US_HOT_EXPIRED 255u
 
 static uint64_t now_ns(void) {
   struct timespec ts;
@@ -533,6 +557,23 @@ static int ensure_capacity(us_uffd_tracker* t, uint64_t pages) {
     for (uint64_t r = t->region_capacity; r < regions; r++) his[r] = -1.0f;
     t->his_stride = his;
     t->region_capacity = regions;
+  } else {
+    uint64_t regions = (pages + US_REGION_PAGES - 1) / US_REGION_PAGES;
+    uint8_t* left = (uint8_t*)realloc(t->hot_left, (size_t)regions);
+    if (!left) return 0;
+    t->hot_left = left;
+    uint8_t* lease = (uint8_t*)realloc(t->hot_lease, (size_t)regions);
+    if (!lease) return 0;
+    t->hot_lease = lease;
+    uint32_t* count = (uint32_t*)realloc(t->hot_count, (size_t)regions * sizeof *count);
+    if (!count) return 0;
+    t->hot_count = count;
+    // SAFETY: each array has `regions` entries; the new tail starts tracked.
+    for (uint64_t r = t->hot_region_capacity; r < regions; r++) {
+      left[r] = 0;
+      lease[r] = US_HOT_LEASE_INITIAL;
+    }
+    t->hot_region_capacity = regions;
   }
   t->capacity_pages = pages;
   return 1;
@@ -731,6 +772,12 @@ static void tracker_release(us_uffd_tracker* t) {
   free(t->preimages);
   free(t->predicted);
   free(t->his_stride);
+  free(t->hot_left);
+  free(t->hot_lease);
+  free(t->hot_count);
+  t->hot_left = t->hot_lease = NULL;
+  t->hot_count = NULL;
+  t->hot_region_capacity = 0;
   t->predicted = NULL;
   t->his_stride = NULL;
   t->region_capacity = 0;
@@ -958,6 +1005,111 @@ static void promote_tail(us_uffd_tracker* t, uint64_t scratch_region) {
   t->promoted_bytes_total += bytes;
 }
 
+// The fast range with hot regions (seed 002's observation, applied to the
+// log-dirty mode: the pages an epoch writes predict the next epoch's). A
+// region of 512 pages of which at least half were written in an epoch is
+// "hot": it is left unprotected for a lease of epochs and every page of it is
+// reported by every collect of the lease, so writes to it take no fault. A
+// page reported but not written costs a copy; the delta encoder drops it (its
+// content equals the previous version), so checkpoints are unchanged. When
+// the lease ends the region is scanned with the rest, which re-protects it
+// (the scan reports every page unprotected during the lease: a superset, no
+// verdict); the epoch after that is tracked page by page again and decides
+// whether the region is hot once more (the lease doubles) or not (it resets).
+// Invariant kept: every page of [0, fast_bytes) is either scanned (and
+// re-protected) or reported, in every collect, so no write is ever lost; the
+// fast scan's precondition holds because an unprotected entry of a hot
+// region is exactly what the fast scan counts as written.
+// Appends to t->vec like scan_regions (ascending, disjoint). Only regions
+// wholly inside the fast range can turn hot. Returns 0 or an errno.
+static int scan_fast_hot(us_uffd_tracker* t, uint64_t* regions) {
+  const uint64_t base = (uint64_t)(uintptr_t)t->base;
+  const uint64_t region_bytes = (uint64_t)US_REGION_PAGES * US_PAGE_BYTES;
+  const uint64_t full_regions = t->fast_bytes / region_bytes;
+  const uint64_t all_regions = (t->fast_bytes + region_bytes - 1) / region_bytes;
+  if (all_regions > t->hot_region_capacity) return EIO;
+  const uint64_t first_entry = *regions;
+  uint64_t hot_pages = 0;
+  for (uint64_t r = 0; r < all_regions;) {
+    // SAFETY: r < all_regions <= hot_region_capacity (checked above).
+    if (t->hot_left[r] > 1) {
+      // Mid-lease: every page is reported, nothing is scanned.
+      int err = vec_reserve(t, *regions + 1);
+      if (err) return err;
+      // SAFETY: vec has room for *regions + 1 entries (reserved above).
+      t->vec[*regions].start = base + r * region_bytes;
+      t->vec[*regions].end = base + r * region_bytes + region_bytes;
+      t->vec[*regions].categories = US_PAGE_IS_WRITTEN;
+      (*regions)++;
+      t->hot_left[r]--;
+      hot_pages += US_REGION_PAGES;
+      r++;
+      continue;
+    }
+    // A run of tracked regions (and ones whose lease ends now): one scan.
+    const uint64_t from = r;
+    while (r < all_regions && t->hot_left[r] <= 1) {
+      if (t->hot_left[r] == 1) t->hot_left[r] = US_HOT_EXPIRED;
+      r++;
+    }
+    const uint64_t end = r * region_bytes < t->fast_bytes ? r * region_bytes : t->fast_bytes;
+    int err = scan_regions(t, base + from * region_bytes, base + end, &US_SCAN_WRITTEN_FAST, regions);
+    if (err) return err;
+  }
+  t->hot_pages_reported_total += hot_pages;
+
+  // Verdicts: count each tracked region's written pages ...
+  // SAFETY: full_regions <= all_regions <= hot_region_capacity.
+  memset(t->hot_count, 0, (size_t)full_regions * sizeof *t->hot_count);
+  for (uint64_t i = first_entry; i < *regions; i++) {
+    // SAFETY: i < *regions, entries this call filled and validated (inside
+    // the fast range, page aligned).
+    uint64_t a = (t->vec[i].start - base) / US_PAGE_BYTES, b = (t->vec[i].end - base) / US_PAGE_BYTES;
+    while (a < b) {
+      const uint64_t reg = a / US_REGION_PAGES;
+      const uint64_t stop = (reg + 1) * US_REGION_PAGES < b ? (reg + 1) * US_REGION_PAGES : b;
+      if (reg < full_regions) t->hot_count[reg] += (uint32_t)(stop - a);
+      a = stop;
+    }
+  }
+  // ... then start leases, un-protecting each run of regions turning hot with one ioctl.
+  uint64_t run_from = 0, run_len = 0, hot_now = 0;
+  for (uint64_t r = 0; r <= full_regions; r++) {
+    int turns_hot = 0;
+    if (r < full_regions) {
+      if (t->hot_left[r] == US_HOT_EXPIRED) {
+        t->hot_left[r] = 0;
+      } else if (t->hot_left[r] == 0) {
+        if (t->hot_count[r] >= t->hot_written_min) {
+          const unsigned lease = t->hot_lease[r];
+          t->hot_left[r] = (uint8_t)lease;
+          t->hot_lease[r] = (uint8_t)(lease * 2 > US_HOT_LEASE_MAX ? US_HOT_LEASE_MAX : lease * 2);
+          t->hot_leases_total++;
+          turns_hot = 1;
+        } else {
+          t->hot_lease[r] = US_HOT_LEASE_INITIAL;
+        }
+      }
+      if (t->hot_left[r] > 0) hot_now++;
+    }
+    if (turns_hot) {
+      if (run_len == 0) run_from = r;
+      run_len++;
+      continue;
+    }
+    if (run_len) {
+      // A failure leaves the pages protected: they fault on their first
+      // write (as if the region were not hot) and are reported anyway.
+      int err = uffd_protect(t->uffd, base + run_from * region_bytes, run_len * region_bytes, 0);
+      if (err) t->hot_unprotect_errno = err;
+      run_len = 0;
+    }
+  }
+  // Regions past the whole ones (the partial last) are never hot.
+  t->hot_regions_now = hot_now;
+  return 0;
+}
+
 // Async collect. PAGEMAP_SCAN lists the written pages and re-protects them in
 // the same walk, atomically per entry, so no write can fall between
 // "reported" and "protected":
@@ -979,7 +1131,8 @@ static napi_value collect_async(napi_env env, us_uffd_tracker* t, napi_value buf
   const uint64_t base = (uint64_t)(uintptr_t)t->base;
   uint64_t regions = 0;
   int err = 0;
-  if (t->fast_bytes > 0) err = scan_regions(t, base, base + t->fast_bytes, &US_SCAN_WRITTEN_FAST, &regions);
+  if (t->fast_bytes > 0)
+    err = t->hot_written_min ? scan_fast_hot(t, &regions) : scan_regions(t, base, base + t->fast_bytes, &US_SCAN_WRITTEN_FAST, &regions);
   if (!err && t->registered_bytes > t->fast_bytes)
     err = scan_regions(t, base + t->fast_bytes, base + t->registered_bytes, &US_SCAN_WRITTEN_FILTERED, &regions);
   if (err) return throw_step(env, "ERR_TRACKER", "PAGEMAP_SCAN", err, NULL, -1);
@@ -1429,6 +1582,31 @@ static napi_value js_uffd_set_histase(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+// uffdSetHot(handle, writtenMinPages): hot regions of an async tracker
+// (scan_fast_hot): a region with at least this many of its 512 pages written
+// in an epoch turns hot; 0 turns them off, which ends every lease at the next
+// collect (its regions are scanned and re-protected there, reporting a
+// superset once).
+static napi_value js_uffd_set_hot(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  US_NAPI_OK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 2) return us_throw(env, "ERR_TRACKER", "uffdSetHot(handle, writtenMinPages) needs two arguments");
+  us_uffd_tracker* t;
+  if (!get_tracker(env, argv[0], &t)) return NULL;
+  if (t->mode != US_MODE_ASYNC) return us_throw(env, "ERR_TRACKER", "hot regions are a wp-async feature");
+  uint32_t written_min = 0;
+  if (napi_get_value_uint32(env, argv[1], &written_min) != napi_ok || written_min > US_REGION_PAGES)
+    return us_throw(env, "ERR_TRACKER", "writtenMinPages must be an integer from 0 (off) to 512");
+  if (written_min == 0 && t->hot_written_min) {
+    // SAFETY: hot_left has hot_region_capacity entries. Every lease ends:
+    // the plain scan of the next collect reports and re-protects the region.
+    for (uint64_t r = 0; r < t->hot_region_capacity; r++) t->hot_left[r] = 0;
+  }
+  t->hot_written_min = written_min;
+  return NULL;
+}
+
 // uffdStats(handle) -> plain numbers.
 static napi_value js_uffd_stats(napi_env env, napi_callback_info info) {
   size_t argc = 1;
@@ -1457,6 +1635,10 @@ static napi_value js_uffd_stats(napi_env env, napi_callback_info info) {
       {"fastScanBytes", (double)t->fast_bytes},
       {"promotedBytesTotal", (double)t->promoted_bytes_total},
       {"promoteErrno", (double)t->promote_errno},
+      {"hotRegions", (double)t->hot_regions_now},
+      {"hotLeasesTotal", (double)t->hot_leases_total},
+      {"hotPagesReportedTotal", (double)t->hot_pages_reported_total},
+      {"hotUnprotectErrno", (double)t->hot_unprotect_errno},
       {"faults", (double)t->faults},
       {"faultNsTotal", (double)t->fault_ns_total},
       {"faultNsMax", (double)t->fault_ns_max},
@@ -1472,9 +1654,9 @@ static napi_value js_uffd_stats(napi_env env, napi_callback_info info) {
       {"predictedUnwrittenTotal", (double)t->predicted_unwritten_total},
       {"dirtyPagesTotal", (double)t->dirty_total},
   };
-  // The first 13 fields apply to both modes (the fast-scan ones are 0 in sync
-  // mode); the rest are the sync handler's.
-  size_t field_count = t->mode == US_MODE_SYNC ? sizeof fields / sizeof fields[0] : 13;
+  // The first 17 fields apply to both modes (the fast-scan and hot ones are 0
+  // in sync mode); the rest are the sync handler's.
+  size_t field_count = t->mode == US_MODE_SYNC ? sizeof fields / sizeof fields[0] : 17;
   if (t->mode == US_MODE_SYNC) pthread_mutex_unlock(&t->mu);
   for (size_t i = 0; i < field_count; i++) {
     if (!us_set_number(env, out, fields[i].name, fields[i].value)) return us_throw(env, "ERR_NATIVE_NAPI", "stats");
@@ -1565,6 +1747,7 @@ napi_value us_init_uffd(napi_env env, napi_value exports) {
   if (!us_register(env, exports, "uffdPresave", js_uffd_presave)) return NULL;
   if (!us_register(env, exports, "uffdSetHistase", js_uffd_set_histase)) return NULL;
   if (!us_register(env, exports, "uffdRollback", js_uffd_rollback)) return NULL;
+  if (!us_register(env, exports, "uffdSetHot", js_uffd_set_hot)) return NULL;
   return exports;
 }
 
@@ -1595,6 +1778,7 @@ napi_value us_init_uffd(napi_env env, napi_value exports) {
   if (!us_register(env, exports, "uffdPresave", js_uffd_unsupported)) return NULL;
   if (!us_register(env, exports, "uffdSetHistase", js_uffd_unsupported)) return NULL;
   if (!us_register(env, exports, "uffdRollback", js_uffd_unsupported)) return NULL;
+  if (!us_register(env, exports, "uffdSetHot", js_uffd_unsupported)) return NULL;
   return exports;
 }
 

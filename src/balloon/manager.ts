@@ -2,12 +2,11 @@
 // the guest's performance monitor for its usage, set the balloon's target to the allocator's free
 // pages, inflate (bounded in pages per step and in time), snapshot, deflate.
 //
-// Only reactor guests are ballooned: between calls their wasm stack is empty and the allocator is
-// not in the middle of anything, so the host can call the SDK's exports. A command stopped at a
-// safe point could be called into as well (Asyncify's state is normal once the unwind stopped, and
-// the shadow stack pointer sits below the stopped frames), but the stopped code may hold the
-// allocator's state in locals; that needs the guest's cooperation (a poll at its own safe points)
-// and is not done here. Commands get exclusion without help, as before.
+// A reactor is asked between calls: its wasm stack is empty and its allocator idle, so the host
+// calls the SDK's exports. A command is asked only where it says it may be: at its calls to the
+// SDK's us_balloon_poll (src/balloon/poll.ts), where the host calls the same exports on top of the
+// guest's stack. A command stopped at any other safe point may be inside its allocator. Guests
+// without the SDK get exclusion without help.
 import type { Guest } from '../guest/guest.js';
 import { UnderstudyError } from '../errors.js';
 import { PAGE_BYTES } from '../native.js';
@@ -43,15 +42,25 @@ const INFLATE_CALLS_MAX = 4096;
 
 const EXPORTS = ['us_balloon_stats', 'us_balloon_inflate', 'us_balloon_deflate'] as const;
 
-/** True when the guest carries the balloon SDK and can be asked now (a reactor). */
+/** True when the guest carries the balloon SDK's exports. */
+export function hasBalloonExports(guest: Guest): boolean {
+  return EXPORTS.every((e) => typeof guest.exports[e] === 'function');
+}
+
+/** True when the guest carries the balloon SDK and can be asked now (a reactor between calls). */
 export function hasBalloon(guest: Guest): boolean {
-  return guest.kind === 'reactor' && EXPORTS.every((e) => typeof guest.exports[e] === 'function');
+  return guest.kind === 'reactor' && hasBalloonExports(guest);
+}
+
+/** Calls an SDK export: a reactor between calls, a command from inside its us_balloon_poll. */
+function callSdk(guest: Guest, name: (typeof EXPORTS)[number], ...args: number[]): number {
+  return Number(guest.kind === 'reactor' ? guest.call(name, ...args) : guest.callNested(name, ...args));
 }
 
 /** Asks the guest's performance monitor; null for a guest without the SDK. */
 export function readStats(guest: Guest): GuestMemoryStats | null {
-  if (!hasBalloon(guest)) return null;
-  const ptr = Number(guest.call('us_balloon_stats')) >>> 0;
+  if (!hasBalloonExports(guest)) return null;
+  const ptr = callSdk(guest, 'us_balloon_stats') >>> 0;
   const bytes = guest.memory.buffer.byteLength;
   if (ptr % 4 || ptr + STATS_WORDS * 4 > bytes) throw new UnderstudyError('ERR_BALLOON_STATS', `the guest's statistics [${ptr}, +${STATS_WORDS * 4}) lie outside memory`);
   const w = new Uint32Array(guest.memory.buffer, ptr, STATS_WORDS);
@@ -88,7 +97,7 @@ export function inflate(guest: Guest, targetPages: number, policy: BalloonPolicy
   let calls = 0;
   let refused = false;
   while (pages < targetPages && calls < INFLATE_CALLS_MAX) {
-    const got = Number(guest.call('us_balloon_inflate', targetPages, step));
+    const got = callSdk(guest, 'us_balloon_inflate', targetPages, step);
     calls++;
     if (got < 0) {
       refused = true;
@@ -104,7 +113,7 @@ export function inflate(guest: Guest, targetPages: number, policy: BalloonPolicy
 /** Gives every balloon page back to the guest's allocator. */
 export function deflate(guest: Guest): { releasedPages: number; ms: number } {
   const t0 = performance.now();
-  const releasedPages = Number(guest.call('us_balloon_deflate'));
+  const releasedPages = callSdk(guest, 'us_balloon_deflate');
   return { releasedPages, ms: performance.now() - t0 };
 }
 

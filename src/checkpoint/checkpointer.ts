@@ -9,6 +9,7 @@ import type { OutputGate } from '../output/gate.js';
 import { assert } from '../util/assert.js';
 import { type CheckpointMeta } from './snapshot.js';
 import { writeBalloonedCheckpoint } from '../balloon/manager.js';
+import { pollsBalloon, requestBalloonedSnapshot } from '../balloon/poll.js';
 import type { Progress } from './file.js';
 
 export const CHECKPOINT_SUFFIX = '.usck';
@@ -72,14 +73,28 @@ export class Checkpointer {
     const every = options.everyMs ?? 0;
     if (every > 0 && guest.kind === 'command') {
       guest.onSafePoint(() => {
-        if (performance.now() - this.lastAtMs >= every) this.takeNow();
+        if (this.balloonPending || performance.now() - this.lastAtMs < every) return;
+        if (pollsBalloon(guest)) void this.take().catch(() => undefined);
+        else this.takeNow();
       });
     }
   }
 
-  /** Takes a checkpoint at the guest's next safe point. */
-  take(): Promise<TakenCheckpoint> {
-    return this.guest.atSafePoint(() => this.takeNow());
+  /** A command's ballooned snapshot is waiting for the guest's poll. */
+  private balloonPending = false;
+
+  /**
+   * Takes a checkpoint at the guest's next safe point; a command that polls its balloon SDK is
+   * asked to inflate first, at its next poll (src/balloon/poll.ts).
+   */
+  async take(): Promise<TakenCheckpoint> {
+    if (!pollsBalloon(this.guest) || this.balloonPending) return this.guest.atSafePoint(() => this.takeNow());
+    this.balloonPending = true;
+    try {
+      return (await requestBalloonedSnapshot(this.guest, () => this.takeNow())).result;
+    } finally {
+      this.balloonPending = false;
+    }
   }
 
   /** For reactors driven by a timer: take one if the interval has passed (the caller ensures no call is running). */

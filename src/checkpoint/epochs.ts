@@ -29,6 +29,8 @@ export interface EpochOptions extends ChainWriterOptions {
   /** Instead of time: an epoch every this many safe points (deterministic; tests). */
   everySafePoints?: number;
   tracker?: TrackerKind | 'auto';
+  /** wp-async hot-region threshold (TrackerOptions.hotWrittenMinPages; default the tracker's). */
+  hotWrittenMinPages?: number;
   /** Encode on this thread instead of a worker (tests; byte-identical output either way). */
   inline?: boolean;
   queueMax?: number;
@@ -191,7 +193,7 @@ export class EpochCheckpointer {
     fs.mkdirSync(options.dir, { recursive: true });
     const first = options.firstSequence ?? 1;
     // Tracking starts before the base is read, so no write after the base can be missed.
-    const tracker = createTracker(guest.memory, options.tracker ?? 'auto', { preimageBytesMax: 0 });
+    const tracker = createTracker(guest.memory, options.tracker ?? 'auto', { preimageBytesMax: 0, hotWrittenMinPages: options.hotWrittenMinPages });
     const writerOptions: ChainWriterOptions = { keep: options.keep, codec: options.codec, fsync: options.fsync };
     const sink: Sink = options.inline ? new InlineSink(options.dir, writerOptions) : new WorkerSink(options.dir, writerOptions);
     try {

@@ -6,7 +6,7 @@ import assert from 'node:assert/strict';
 import fs from 'node:fs';
 import path from 'node:path';
 import fc from 'fast-check';
-import { CheckpointFile, writeCheckpointFile } from './file.js';
+import { CheckpointFile, restoreTuning, writeCheckpointFile } from './file.js';
 import {
   MEMORY_EXTENT_BYTES,
   MEMORY_PAGES_HEADER_BYTES,
@@ -63,7 +63,8 @@ function readImage(file: string, into: Uint8Array): void {
 
 test('random sparse images round-trip exactly; exactly the non-zero pages are stored, untouched ones are not even present', () => {
   fc.assert(
-    fc.property(imageArb, ([wasmPages, kinds, seed]) => {
+    fc.property(imageArb, fc.constantFrom('ahead' as const, 'inline' as const, 'none' as const), ([wasmPages, kinds, seed], populate) => {
+      restoreTuning.populate = populate;
       const memory = buildImage(wasmPages, kinds, seed);
       const stored = native.storedPages(memory);
       const dataPages = kinds.flatMap((k, p) => (k === 'data' ? [p] : []));
@@ -88,6 +89,20 @@ test('random sparse images round-trip exactly; exactly the non-zero pages are st
     }),
     { numRuns: 60 },
   );
+  restoreTuning.populate = 'ahead';
+});
+
+test('the prefault thread checks its extents, changes no byte, and joins once', () => {
+  const memory = new Uint8Array(new WebAssembly.Memory({ initial: 2 }).buffer);
+  memory.fill(9, 0, 3 * P);
+  const handle = native.prefaultStart(memory, Uint32Array.of(0, 4, 10, 22));
+  assert.equal(native.prefaultJoin(handle), 0);
+  assert.equal(native.prefaultJoin(handle), 0, 'a second join is a no-op');
+  assert.ok(memory.subarray(0, 3 * P).every((b) => b === 9) && memory.subarray(3 * P).every((b) => b === 0));
+  const code = (e: unknown) => (e as { code?: string }).code;
+  assert.throws(() => native.prefaultStart(memory, Uint32Array.of(30, 3)), (e) => code(e) === 'ERR_NATIVE_RANGE');
+  assert.throws(() => native.prefaultStart(memory, Uint32Array.of(1)), (e) => code(e) === 'ERR_NATIVE_ARG');
+  assert.throws(() => native.prefaultStart(memory, [0, 1] as unknown as Uint32Array), (e) => code(e) === 'ERR_NATIVE_ARG');
 });
 
 test('restoring a sparse image into a fresh memory touches no excluded page', () => {

@@ -185,9 +185,16 @@ function checkPadding(fd: number, layout: Layout): void {
 }
 
 /** An open, structurally validated checkpoint file. Sections are verified as they are read. */
-/** Restore tuning (the benchmark compares both). populate: pre-fault each stored extent with
- * MADV_POPULATE_WRITE before reading it (docs/benchmarks.md, ballooning: fast restore). */
-export const restoreTuning = { populate: true };
+/**
+ * Restore tuning (the benchmark compares them; docs/exclusion.md, fast restore). How the pages of
+ * the stored extents are faulted in before the read writes them:
+ *   'ahead'  MADV_POPULATE_WRITE on a native thread running ahead of the reader, so the kernel
+ *            allocates and zeroes pages on one core while the other reads and checksums;
+ *   'inline' MADV_POPULATE_WRITE of each extent just before reading it (one kernel entry per
+ *            extent instead of a fault per page);
+ *   'none'   a fault per page during the read.
+ */
+export const restoreTuning: { populate: 'ahead' | 'inline' | 'none' } = { populate: 'ahead' };
 
 export class CheckpointFile {
   private constructor(
@@ -281,14 +288,20 @@ export class CheckpointFile {
     let at = entry.offset + head.dataOffset;
     const total = head.storedPages * MEMORY_PAGE_BYTES;
     let done = 0;
-    for (let i = 0; i < extents.length; i += 2) {
-      const view = into.subarray(extents[i]! * MEMORY_PAGE_BYTES, (extents[i]! + extents[i + 1]!) * MEMORY_PAGE_BYTES);
-      // One kernel entry faults the whole extent in, instead of one fault per page during the read
-      // (a hint: EINVAL for an unaligned destination, or an old kernel, is ignored).
-      if (restoreTuning.populate) native.populatePages(into, extents[i]!, extents[i + 1]!);
-      readAll(this.fd, view, at, onProgress && ((n) => onProgress((done += n), total)));
-      crc = native.crc32c(view, crc);
-      at += view.length;
+    const populate = restoreTuning.populate;
+    // Pre-faulting is a hint either way: an error (an unaligned destination, an old kernel) only
+    // means the read faults the pages itself.
+    const ahead = populate === 'ahead' && extents.length > 0 ? native.prefaultStart(into, Uint32Array.from(extents)) : null;
+    try {
+      for (let i = 0; i < extents.length; i += 2) {
+        const view = into.subarray(extents[i]! * MEMORY_PAGE_BYTES, (extents[i]! + extents[i + 1]!) * MEMORY_PAGE_BYTES);
+        if (populate === 'inline') native.populatePages(into, extents[i]!, extents[i + 1]!);
+        readAll(this.fd, view, at, onProgress && ((n) => onProgress((done += n), total)));
+        crc = native.crc32c(view, crc);
+        at += view.length;
+      }
+    } finally {
+      if (ahead) native.prefaultJoin(ahead);
     }
     assert(at === entry.offset + entry.length);
     if (crc !== entry.crc) throw new UnderstudyError('ERR_CKPT_CHECKSUM', 'MemoryPages section checksum mismatch');

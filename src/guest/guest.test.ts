@@ -10,6 +10,7 @@ import { WasiDevice } from '../wasi/index.js';
 import { BytesInput } from '../io/input.js';
 import { compileC, guestPath, tempDir } from '../testing/fixtures.js';
 import { isUnderstudyError } from '../errors.js';
+import binaryen from 'binaryen';
 
 const cacheDir = tempDir('cache');
 const EMPTY = new Uint8Array(0);
@@ -231,4 +232,35 @@ test('a module with an import understudy does not provide is refused clearly', a
 
 test('bytes that are not a module are refused as ERR_MODULE_INVALID', async () => {
   await assert.rejects(loadGuestModule(Uint8Array.of(0, 97, 115, 109, 9, 9), { cacheDir: null }), (e) => isUnderstudyError(e, 'ERR_MODULE_INVALID'));
+});
+
+test('a command stopped in a hypercall that returns i64 or f64 answers a zero of that type, and resumes with the real value', async () => {
+  // _start calls understudy.big (i64) and understudy.real (f64) 50 times each and stores the sums.
+  const wat = `(module
+    (import "understudy" "big" (func $big (param i32) (result i64)))
+    (import "understudy" "real" (func $real (result f64)))
+    (memory (export "memory") 1)
+    (func (export "_start") (local $i i32) (local $s i64) (local $r f64)
+      (loop $l
+        (local.set $s (i64.add (local.get $s) (call $big (local.get $i))))
+        (local.set $r (f64.add (local.get $r) (call $real)))
+        (local.set $i (i32.add (local.get $i) (i32.const 1)))
+        (br_if $l (i32.lt_u (local.get $i) (i32.const 50))))
+      (i64.store (i32.const 1024) (local.get $s))
+      (f64.store (i32.const 1032) (local.get $r))))`;
+  const mod = binaryen.parseText(wat);
+  const bytes = mod.emitBinary();
+  mod.dispose();
+  const module = await loadGuestModule(bytes, { cacheDir: null });
+  const output = new OutputGate(new CollectedOutput());
+  const guest = await Guest.create(module, {
+    wasi: WasiDevice.create({ args: [], env: [], preopens: [], output }),
+    yieldEveryMs: 0, // every hypercall stops the guest first
+    hypercalls: { big: (_g: Guest, i: number) => BigInt(i) * 10_000_000_000n, real: () => 0.5 },
+  });
+  assert.equal(await guest.run(), 0);
+  const view = new DataView(guest.memory.buffer);
+  assert.equal(view.getBigInt64(1024, true), 1225n * 10_000_000_000n);
+  assert.equal(view.getFloat64(1032, true), 25);
+  assert.ok(guest.safePointCounts.yield >= 100, 'the guest was stopped at the calls');
 });

@@ -13,6 +13,7 @@ import { SAFE_POINT_IMPORTS } from './rewrite.js';
 import { applyVcpuState, captureVcpuState, type VcpuState } from './persist.js';
 import { BALLOON_HYPERCALLS } from '../balloon/hypercalls.js';
 import { EMUL_IMPORT_MODULE, EMUL_IMPORT_NAME } from '../cda/instrument.js';
+import { BALLOON_POLL_HYPERCALLS } from '../balloon/poll.js';
 
 /** How often a running command guest yields to the event loop (signals, sockets, timers). */
 export const YIELD_EVERY_MS_DEFAULT = 10;
@@ -20,16 +21,12 @@ export const YIELD_EVERY_MS_DEFAULT = 10;
 export type GuestStatus = 'ready' | 'running' | 'paused' | 'exited' | 'crashed';
 
 /** Hypercalls a subsystem offers guests under the `understudy` import module, by name. Each is
- * called with the guest and the wasm arguments; a command guest may be stopped at any of them.
- * One that returns i64 (a bigint) is marked with `returnsI64`. */
+ * called with the guest and the wasm arguments; a command guest may be stopped at any of them. */
 export type Hypercalls = Record<string, (guest: Guest, ...args: any[]) => unknown>;
 
-const I64_HYPERCALLS = new WeakSet<object>();
-
-/** Marks a hypercall whose wasm result is i64: when a command guest stops at it, the value
- * handed back while the stack unwinds (and ignored) must then be a bigint. */
+/** Marks a hypercall whose wasm result is i64. Kept for callers; the rewrite's layout now records
+ * every import's result type (GuestLayout.importResults), which is what a stopped call answers by. */
 export function returnsI64<F extends (guest: Guest, ...args: any[]) => unknown>(fn: F): F {
-  I64_HYPERCALLS.add(fn);
   return fn;
 }
 
@@ -96,6 +93,8 @@ export class Guest {
   private readonly tasks: { fn: SafePointTask; resolve: (v: unknown) => void; reject: (e: unknown) => void }[] = [];
   private readonly hooks: SafePointTask[] = [];
   private inCall = false;
+  /** Calls into a command guest made from inside one of its hypercalls (callNested); they run straight through. */
+  private nestedDepth = 0;
   /** Counts of safe points reached, by reason (for stats and tests). */
   readonly safePointCounts = { yield: 0, pause: 0, wait: 0 };
 
@@ -184,7 +183,8 @@ export class Guest {
           continue;
         }
         const safe = layout.asyncify && isSafePointImport(imp.module, imp.name);
-        ns[imp.name] = safe ? (...args: unknown[]) => lateGuest().safePointCall(fn, args) : fn;
+        const zero = zeroOf(layout.importResults[`${imp.module}.${imp.name}`]);
+        ns[imp.name] = safe ? (...args: unknown[]) => lateGuest().safePointCall(fn, args, zero) : fn;
       } else if (imp.module === 'understudy') {
         const impl = options.hypercalls?.[imp.name] ?? BUILTIN_HYPERCALLS[imp.name];
         if (!impl) {
@@ -192,8 +192,8 @@ export class Guest {
           continue;
         }
         const hyper = (...args: unknown[]) => impl(lateGuest(), ...args);
-        const unwound = I64_HYPERCALLS.has(impl) ? 0n : 0;
-        ns[imp.name] = layout.asyncify ? (...args: unknown[]) => lateGuest().safePointCall(hyper, args, unwound) : hyper;
+        const zero = zeroOf(layout.importResults[`${imp.module}.${imp.name}`]);
+        ns[imp.name] = layout.asyncify ? (...args: unknown[]) => lateGuest().safePointCall(hyper, args, zero) : hyper;
       } else if (imp.module === EMUL_IMPORT_MODULE && imp.name === EMUL_IMPORT_NAME && options.storeRecorder) {
         ns[imp.name] = options.storeRecorder;
       } else if (imp.module === 'env' && imp.name === 'abort') {
@@ -241,13 +241,20 @@ export class Guest {
   }
 
   /** The wrapper around every safe-point import of a command guest. */
-  private safePointCall(fn: (...a: any[]) => unknown, args: unknown[], unwound: number | bigint = 0): unknown {
+  /** `zero`: what the call answers while the guest unwinds (ignored by the guest, but it must have the import's type). */
+  private safePointCall(fn: (...a: any[]) => unknown, args: unknown[], zero: 0 | 0n): unknown {
+    if (this.nestedDepth > 0) {
+      // Inside a nested call the guest's outer stack is live: no unwinding, and no waiting.
+      const result = fn(...args);
+      if (this.wasi.takeWait()) throw new UnderstudyError('ERR_GUEST_STATE', 'a call made from inside a hypercall tried to block');
+      return result;
+    }
     const sp = this.safePoints!;
     if (sp.state() === AsyncifyState.Rewinding) {
       sp.finishRewind();
     } else if (this.pauseRequested || performance.now() >= this.nextYieldAtMs) {
       sp.beginUnwind();
-      return unwound;
+      return zero;
     }
     const result = fn(...args);
     const wait = this.wasi.takeWait();
@@ -255,7 +262,7 @@ export class Guest {
       // The call did not happen; it runs again after the rewind.
       this.pendingWait = wait;
       sp.beginUnwind();
-      return unwound;
+      return zero;
     }
     return result;
   }
@@ -418,6 +425,28 @@ export class Guest {
     }
   }
 
+  /** True when the module imports `understudy.<name>`. */
+  importsHypercall(name: string): boolean {
+    return WebAssembly.Module.imports(this.module.compiled).some((i) => i.kind === 'function' && i.module === 'understudy' && i.name === name);
+  }
+
+  /**
+   * Calls an export of a running command guest from inside one of its hypercalls (the guest asked
+   * for it, e.g. the balloon SDK's poll: its allocator is idle there). The call runs on top of the
+   * guest's live stack, as a callback would; safe points inside it neither stop nor wait.
+   */
+  callNested(name: string, ...args: (number | bigint)[]): unknown {
+    if (this.kind !== 'command' || this.status !== 'running') throw new UnderstudyError('ERR_GUEST_STATE', 'callNested() is for a running command guest, from inside its hypercall');
+    const fn = this.exports[name];
+    if (typeof fn !== 'function') throw new UnderstudyError('ERR_GUEST_EXPORT', `guest has no export ${name}`);
+    this.nestedDepth++;
+    try {
+      return (fn as (...a: unknown[]) => unknown)(...args);
+    } finally {
+      this.nestedDepth--;
+    }
+  }
+
   /** Sends one request to a reactor handler using the request-buffer ABI (guests/sdk/understudy.h). */
   request(handler: string, body: Uint8Array): Uint8Array {
     const ptr = Number(this.call('us_request_buffer', body.length));
@@ -437,6 +466,11 @@ function checkRange(memory: WebAssembly.Memory, ptr: number, len: number, what: 
     throw new UnderstudyError('ERR_GUEST_STATE', `${what} [${ptr}, +${len}) lies outside guest memory`);
 }
 
+/** The zero of an import's result type (an i64 result must be a BigInt). */
+function zeroOf(type: string | null | undefined): 0 | 0n {
+  return type === 'i64' ? 0n : 0;
+}
+
 function isSafePointImport(module: string, name: string): boolean {
   return SAFE_POINT_IMPORTS.some((s) => s === `${module}.${name}` || s === `${module}.*`);
 }
@@ -448,6 +482,7 @@ const BUILTIN_HYPERCALLS: Hypercalls = {
   safepoint: () => undefined,
   // Ballooning (src/balloon/): the guest hands free pages over, takes them back, reports freed ones.
   ...BALLOON_HYPERCALLS,
+  ...BALLOON_POLL_HYPERCALLS,
   // The guest found its own state broken (guests/sdk/understudy.h). Under
   // rollback this is a detection and the guest is rolled back; otherwise it ends.
   report_error: (_guest: Guest, code: number) => {

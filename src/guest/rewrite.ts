@@ -19,7 +19,7 @@ import type { Plain } from '../util/plain.js';
 import { instrumentStores } from '../cda/instrument.js';
 
 /** Bump when the rewrite's output or layout changes: old cache entries and checkpoints no longer match. */
-export const REWRITE_VERSION = 1;
+export const REWRITE_VERSION = 3;
 
 /** Host imports at which a command guest can be stopped. Every function that can reach one of these
  * (directly or through an indirect call) is instrumented by Asyncify; the rest run untouched. */
@@ -51,6 +51,8 @@ export interface GuestLayout {
   asyncify: boolean;
   /** Stores report to the critical-data-area service (src/cda/instrument.ts; mode emul). Absent in older cache entries: false. */
   cdaStores?: boolean;
+  /** Result type of each imported function, by "module.name" (null: none). A stopped call answers its zero. */
+  importResults: Record<string, ValueType | null>;
 }
 
 export interface RewriteResult {
@@ -177,6 +179,12 @@ export function rewriteModule(original: Uint8Array, options: RewriteOptions = {}
     // Before Asyncify: its own stores (into the unwind buffer) are not the guest's.
     if (options.cdaStores) instrumentStores(m);
 
+    const importResults: Record<string, ValueType | null> = {};
+    for (let i = 0; i < m.getNumFunctions(); i++) {
+      const f = binaryen.getFunctionInfo(m.getFunctionByIndex(i));
+      if (f.module) importResults[`${f.module}.${f.base}`] = f.results === binaryen.none ? null : valueType(f.results);
+    }
+
     const asyncify = kind === 'command' && (options.safePoints ?? true);
     if (asyncify) {
       binaryen.setPassArgument('asyncify-imports', SAFE_POINT_IMPORTS.join(','));
@@ -204,6 +212,7 @@ export function rewriteModule(original: Uint8Array, options: RewriteOptions = {}
       startExport,
       asyncify,
       cdaStores: options.cdaStores ?? false,
+      importResults,
     };
     return { bytes, layout, stats: { originalBytes: original.length, rewrittenBytes: bytes.length, rewriteMs: performance.now() - started } };
   } finally {

@@ -9,6 +9,7 @@ import type { Readable } from 'node:stream';
 import { Checkpointer, type TakenCheckpoint } from '../checkpoint/checkpointer.js';
 import { openCheckpoint, restoreFromCheckpoint, type GuestImage } from '../checkpoint/snapshot.js';
 import { deflateAfterRestore } from '../balloon/manager.js';
+import { deflateAtNextPoll } from '../balloon/poll.js';
 import { EpochCheckpointer, type EpochStats } from '../checkpoint/epochs.js';
 import { isChainDir, openChainPoint } from '../checkpoint/chain.js';
 import type { CodecName } from '../checkpoint/compress.js';
@@ -128,6 +129,7 @@ export async function restoreSession(opts: RestoreSessionOptions): Promise<Sessi
     });
     // A snapshot taken with the balloon inflated: give the guest its whole memory back.
     deflateAfterRestore(guest);
+    deflateAtNextPoll(guest);
     opts.log?.(`restored checkpoint ${opened.meta.sequence} (${guest.kind}, ${(opened.meta.memoryBytes / 2 ** 20).toFixed(1)} MiB memory, restore generation ${guest.wasi.restoreGeneration})`);
     return drive(guest, output, opts, opened.meta.sequence + 1);
   } finally {

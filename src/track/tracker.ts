@@ -28,7 +28,9 @@ export interface DirtyTracker {
    * Pages written since attach() or the previous collect(), sorted ascending,
    * as 4 KiB page indices; re-arms tracking atomically (a write racing with
    * collect lands in this or the next set, never lost). Covers pages added by
-   * memory.grow since.
+   * memory.grow since. wp-async with hot regions may also list pages that
+   * were not written (never fewer); compare with the previous version when
+   * exactness matters.
    */
   collect(): Uint32Array;
   /** Stats: faults, scan time etc. (plain numbers). */
@@ -73,6 +75,12 @@ export interface TrackerProbe {
 export interface TrackerOptions {
   /** wp-sync: bytes of pre-images kept per epoch (default PREIMAGE_BYTES_MAX_DEFAULT; 0 = none). */
   preimageBytesMax?: number;
+  /**
+   * wp-async hot regions: a 2 MiB region with at least this many of its 512 pages written in an
+   * epoch is reported whole for a lease (default HOT_WRITTEN_MIN_PAGES_DEFAULT; 0 = off). collect()
+   * is then a superset of the written pages.
+   */
+  hotWrittenMinPages?: number;
   /** What 'auto' believes this machine supports (default probeTrackers); tests inject "the kernel lacks it". */
   probe?: () => readonly TrackerProbe[];
   /** Where UNDERSTUDY_TRACKER is read from (default process.env). */
@@ -128,7 +136,7 @@ function createKind(memory: WebAssembly.Memory, kind: TrackerKind, options: Trac
         throw new UnderstudyError('ERR_TRACKER_UNSUPPORTED', `${kind} needs Linux userfaultfd; this is ${process.platform}`);
       }
       try {
-        if (kind === 'wp-async') return WpAsyncTracker.create(memory);
+        if (kind === 'wp-async') return WpAsyncTracker.create(memory, { hotWrittenMinPages: options.hotWrittenMinPages });
         const preimageBytesMax = options.preimageBytesMax ?? (explicit ? PREIMAGE_BYTES_MAX_DEFAULT : 0);
         return WpSyncTracker.create(memory, preimageBytesMax);
       } catch (e) {

@@ -74,14 +74,46 @@ abstract class UffdTracker implements DirtyTracker {
 export class WpAsyncTracker extends UffdTracker {
   readonly kind = 'wp-async' as const;
 
-  static create(memory: WebAssembly.Memory): WpAsyncTracker {
+  /**
+   * Hot regions (on by default): a 2 MiB region with at least
+   * `hotWrittenMinPages` of its 512 pages written in an epoch is left
+   * unprotected for a lease of epochs and reported whole, so a guest that
+   * rewrites the same memory every epoch stops paying a fault per page
+   * (native/src/uffd.c, scan_fast_hot). collect() then lists a superset of
+   * the written pages; consumers that compare with the previous version (the
+   * delta encoder) drop the extra ones. 0: exactly the written pages.
+   */
+  static create(memory: WebAssembly.Memory, options: { hotWrittenMinPages?: number } = {}): WpAsyncTracker {
+    let handle: UffdHandle;
     try {
-      return new WpAsyncTracker(memory, native.uffdCreate(memory.buffer, 'async', 0));
+      handle = native.uffdCreate(memory.buffer, 'async', 0);
+    } catch (e) {
+      rethrowNative(e);
+    }
+    const tracker = new WpAsyncTracker(memory, handle);
+    tracker.setHotWrittenMinPages(options.hotWrittenMinPages ?? HOT_WRITTEN_MIN_PAGES_DEFAULT);
+    return tracker;
+  }
+
+  /** 0 turns hot regions off (every lease ends at the next collect). */
+  setHotWrittenMinPages(pages: number): void {
+    const handle = this.live();
+    try {
+      native.uffdSetHot(handle, pages);
     } catch (e) {
       rethrowNative(e);
     }
   }
 }
+
+/**
+ * A region turns hot when this many of its 512 pages were written in an epoch. Its unwritten
+ * pages then cost a 4 KiB copy each per epoch in the pause (~0.3 us here) where its written
+ * ones each saved a write-protect fault (~1 us here). Half, not the break-even of the tracking
+ * alone (near a quarter): the copies lengthen the pause, and at a quarter the epoch pipeline
+ * of a random-write guest (kvstore) paused 2.8x longer (docs/benchmarks.md, tracking overhead).
+ */
+export const HOT_WRITTEN_MIN_PAGES_DEFAULT = 256;
 
 export class WpSyncTracker extends UffdTracker implements PreimageTracker {
   readonly kind = 'wp-sync' as const;
