@@ -185,9 +185,13 @@ class WorkerSink implements Sink {
 
   constructor() {
     this.worker = new Worker(new URL('./worker.js', import.meta.url));
+    // The worker keeps the process alive only while a request is in flight: a program that
+    // forgets close() still exits, and one that awaits a commit does not exit under it.
+    this.worker.unref();
     this.worker.on('message', (r: Reply) => {
       const w = this.waiting.shift();
       assert(w, 'a CDA worker reply nobody waits for');
+      if (this.waiting.length === 0) this.worker.unref();
       if (r.type === 'failed') w.reject(new UnderstudyError(r.code as ErrorCode, r.message));
       else w.resolve(r);
     });
@@ -201,6 +205,7 @@ class WorkerSink implements Sink {
     if (this.dead) return Promise.reject(this.dead);
     return new Promise((resolve, reject) => {
       this.waiting.push({ resolve, reject });
+      this.worker.ref();
       this.worker.postMessage(msg);
     });
   }

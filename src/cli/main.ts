@@ -111,6 +111,8 @@ addCdaFlags(addSessionFlags(
   }
   const cda = cdaOptionsOf(flags);
   if (cda && (flags.replicas === 2 || flags.protect)) throw new UnderstudyError('ERR_USAGE', '--cda-mode/--cda-target do not combine with --replicas or --protect');
+  // Both would track the guest's memory with a kernel tracker, and a memory has one.
+  if (cda && flags.epochMs !== undefined) throw new UnderstudyError('ERR_USAGE', '--cda-mode/--cda-target do not combine with --epoch-ms (use --checkpoint-every for whole-guest checkpoints)');
   // Mode emul records every store: the module is rewritten with its stores instrumented.
   const module = await loadGuestModule(guestPath, { cdaStores: cda?.mode === 'emul' });
   if (flags.protect === 'rollback') {

@@ -87,7 +87,15 @@ export async function startSession(opts: StartOptions): Promise<SessionResult> {
     });
     return await drive(guest, output, opts, 1, cda);
   } finally {
-    await cda?.close();
+    if (cda) {
+      await cda.service.whenSettled();
+      const s = cda.service.stats();
+      const med = (xs: number[]) => (xs.length ? [...xs].sort((a, b) => a - b)[xs.length >> 1]! : 0);
+      opts.log?.(
+        `critical data areas: ${s.commits} cycles committed (last ${s.committedCycle}), ${s.aborts} aborted, ${s.failures} failed; hand-over ${med(cda.commits.map((c) => c.handoverMs)).toFixed(3)} ms of ${med(cda.commits.map((c) => c.totalMs)).toFixed(3)} ms per commit (medians)`,
+      );
+      await cda.close();
+    }
   }
 }
 
