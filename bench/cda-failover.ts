@@ -37,7 +37,7 @@ const jobs: CdaTrialOptions[] = [];
 for (let i = 0; i < trials; i++) {
   for (const workload of WORKLOAD_NAMES) {
     for (const form of PRIMARY_FORMS) {
-      jobs.push({ workload, form, seed: firstSeed + jobs.length, modes, cycles, killCycleMin: 5, killCycleMax: Math.floor((cycles * 3) / 4) });
+      jobs.push({ workload, form, seed: firstSeed + jobs.length, modes, cycles, killCycleMin: 5, killCycleMax: Math.floor(cycles / 2) });
     }
   }
 }

@@ -23,6 +23,8 @@ const supported = (kind: string) => probeTrackers().find((p) => p.kind === kind)
 /** Page modes fall back to diff (over the best tracker there is) where the kernel lacks them. */
 const modeHere = (m: CdaMode): CdaMode => ((m === 'wp-async' || m === 'wp-sync') && !supported(m) ? 'diff' : m);
 
+const KILL_ATTEMPTS_MAX = 3;
+
 interface Case {
   form: PrimaryForm;
   workload: WorkloadName;
@@ -48,7 +50,12 @@ test('SIGKILL of a CDA primary: the backup holds exactly the reference arena of 
   await Promise.all(
     CASES.map((c) =>
       t.test(`${c.form} ${c.workload}, ${modeHere(c.mode)}, OPT=${c.opt}${c.inProcess ? '' : ', backup and restart as processes'}`, async () => {
-        const r = await runCdaFailoverTrial({ ...c, mode: modeHere(c.mode), cycles: 200, killCycleMin: 5, killCycleMax: 40 });
+        // A loaded machine may leave the kill so late that the primary finished first (nothing to check
+        // but the digest): then the trial runs again with the next seed, at most KILL_ATTEMPTS_MAX times.
+        let r = await runCdaFailoverTrial({ ...c, mode: modeHere(c.mode), cycles: 200, killCycleMin: 5, killCycleMax: 40 });
+        for (let attempt = 1; r.finishedFirst && attempt < KILL_ATTEMPTS_MAX; attempt++) {
+          r = await runCdaFailoverTrial({ ...c, seed: c.seed + 1000 * attempt, mode: modeHere(c.mode), cycles: 200, killCycleMin: 5, killCycleMax: 40 });
+        }
         assert.deepEqual(r.failures, [], JSON.stringify(r));
         // What the harness checked, restated so a silent harness cannot pass.
         assert.ok(!r.finishedFirst, `the kill landed before the end (killed at ${r.killAt}, printed ${r.printed})`);
