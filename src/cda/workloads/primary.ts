@@ -15,12 +15,11 @@
 //   recovered cycle=120 ops=120                      (after a recovery only)
 //   progress cycle=121 ops=121                       (with progress)
 //   done workload=hash ops=2000 cycles=2000 count=1913 digest=1c0ffee0
-import { isUnderstudyError } from '../../errors.js';
+import { UnderstudyError, isUnderstudyError } from '../../errors.js';
 import { criticalArea } from '../index.js';
 import type { CdaOptions } from '../service.js';
 import { ArenaView } from './arena.js';
-import { SEED_DEFAULT } from './factory.js';
-import { createWorkload } from './factory.js';
+import { CYCLES_MAX, OPT_MAX, SEED_DEFAULT, createWorkload } from './factory.js';
 import { ARENA_BYTES_DEFAULT, digest, type WorkloadName } from './layout.js';
 
 /** A cycle the target failed is rolled back by the service and run again this many times (cdabench's CDA_RETRIES_MAX). */
@@ -46,6 +45,10 @@ export async function runCdaPrimary(o: PrimaryOptions, say: (line: string) => vo
   const seed = o.seed ?? SEED_DEFAULT;
   const arenaBytes = o.arenaBytes ?? ARENA_BYTES_DEFAULT;
   const progress = o.progress ?? 0;
+  const int = (v: number, min: number, max: number) => Number.isInteger(v) && v >= min && v <= max;
+  if (!int(opt, 1, OPT_MAX) || !int(ops, 0, OPT_MAX * CYCLES_MAX) || ops % opt !== 0 || !int(progress, 0, CYCLES_MAX)) {
+    throw new UnderstudyError('ERR_CDA_WORKLOAD_OPTIONS', `opt ${opt} in [1, ${OPT_MAX}], ops ${ops} a multiple of it, progress ${progress} in [0, ${CYCLES_MAX}]`);
+  }
   const memory = criticalArea.arena(arenaBytes);
   const cda = criticalArea(memory, o.cda);
   try {
