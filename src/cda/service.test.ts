@@ -252,3 +252,27 @@ test('the worker thread commits the same bytes as inline', async () => {
   }
   assert.equal(results[0], results[1]);
 });
+
+test('wp-async counts exactly the pages a cycle wrote: no hot region is reported whole (regression)', { skip: !supported('wp-async') }, async () => {
+  // A 2 MiB region with half its pages written in one epoch used to be
+  // reported whole for a lease of epochs: the next cycles then handed over
+  // 512 pages for a 1-page transaction.
+  const memory = new WebAssembly.Memory({ initial: 64 }); // 4 MiB
+  const s = new CriticalAreaService({ mode: 'wp-async', inline: true });
+  s.bindMemory(memory);
+  await s.ready;
+  s.register(0, 4 << 20);
+  await s.transaction(() => undefined); // the first commit carries the new area
+  const u8 = new Uint8Array(memory.buffer);
+  const big = await s.transaction(() => {
+    for (let p = 0; p < 400; p++) u8[p * 4096] = 1;
+  });
+  assert.equal(big.commit.units, 400);
+  for (let c = 0; c < 3; c++) {
+    const small = await s.transaction(() => {
+      u8[(c + 1) * 4096 + 8] = 2;
+    });
+    assert.equal(small.commit.units, 1, `cycle ${small.commit.cycle}: the one page written, not its region`);
+  }
+  await s.close();
+});

@@ -37,7 +37,9 @@ export class KernelPageSource implements PageSource {
 
   static create(memory: WebAssembly.Memory, kind: 'wp-async' | 'wp-sync'): KernelPageSource {
     // wp-sync here is the fault-per-first-write tracker only: no pre-images (the service keeps its own).
-    return new KernelPageSource(kind, createTracker(memory, kind, { preimageBytesMax: 0 }));
+    // No wp-async hot regions: a cycle is a transaction, and a region reported whole for a lease
+    // would hand over (and commit) 512 pages for a one-page transaction.
+    return new KernelPageSource(kind, createTracker(memory, kind, { preimageBytesMax: 0, hotWrittenMinPages: 0 }));
   }
 
   collect(): Uint32Array {
