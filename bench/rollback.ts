@@ -47,11 +47,8 @@ async function runOnce(w: Workload, module: GuestModule, cfg: Config | null, epo
     if (guest.kind === 'command') guest.onSafePoint(() => void engine.checkpointIfDue());
     const ms = await w.drive(guest, async () => void engine.checkpointIfDue());
     // Close the last (partial) epoch for the counts: its faults and pre-images.
-    const before = engine.epochs.reduce((a, e) => a + e.faults, 0);
-    const last = engine.tracker.takePreimages();
-    const stats = engine.stats();
-    const epochs = [...engine.epochs, { sequence: -1, faults: stats.faults! - before, pages: last.pages.length, presaved: 0, pauseMs: 0 }];
-    return { ms, epochs, stats };
+    engine.finish();
+    return { ms, epochs: engine.epochs, stats: engine.stats() };
   } finally {
     engine.dispose();
   }

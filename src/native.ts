@@ -22,8 +22,17 @@ export interface NativeAddon {
   uffdPresave(handle: UffdHandle, pages: Uint32Array): number;
   /** Histase's neighbour prediction in the fault handler, on or off. */
   uffdSetHistase(handle: UffdHandle, enabled: boolean, alpha: number): void;
-  /** In-place rollback: the live epoch's pre-images, then each log (newest first); zeroes from zeroFromBytes; re-arms. Returns pages restored. */
-  uffdRollback(handle: UffdHandle, buffer: ArrayBuffer, logs: { pages: Uint32Array; data: Uint8Array }[], zeroFromBytes: number): number;
+  /** In-place rollback: the live epoch's pre-images, then each undo log (newest first); zeroes from zeroFromBytes; re-arms. Returns pages restored. */
+  uffdRollback(handle: UffdHandle, buffer: ArrayBuffer, logs: number[], zeroFromBytes: number): number;
+  /** Ends the epoch: its pre-image store becomes undo log `log` (no copy); the background job filters, pre-saves (COWP) and checksums it. With `scan`, a collect scan of this instant starts. */
+  uffdSeal(handle: UffdHandle, buffer: ArrayBuffer, presave: boolean, scan?: { image: Uint8Array; bytes: number }): { log: number; slots: number; complete: number; grownPages: number };
+  uffdRelease(handle: UffdHandle, log: number): void;
+  uffdLogInfo(handle: UffdHandle, log: number, finish: boolean): { slots: number; kept: number; complete: number; done: number };
+  uffdVerify(handle: UffdHandle, log: number): 'ok' | 'checksum' | 'incomplete';
+  uffdFlipLogBit(handle: UffdHandle, log: number, bit: number): void;
+  uffdScanPoll(handle: UffdHandle): 'none' | 'copying' | 'merging' | 'done' | 'failed';
+  uffdScanEnd(handle: UffdHandle): { storedPages: Uint32Array; copyMs: number; mergeMs: number; mergedPages: number; epochs: number };
+  uffdScanAbort(handle: UffdHandle): void;
   uffdProbe(): Partial<UffdProbeFacts>;
   // Per-page delta encoding (native/src/delta.c); the format is documented in
   // src/checkpoint/delta-codec.ts, which is the interface to use.

@@ -101,16 +101,19 @@ addSessionFlags(
     .addOption(new Option('--cow <strategy>', 'with --protect rollback: copy-on-write before the write (cowb) or pre-save last epoch\'s pages (cowp)').choices(['cowb', 'cowp']).default('cowp'))
     .option('--histase', 'with --protect rollback: Histase stride prediction on write faults')
     .option('--watchdog-ms <ms>', 'with --protect rollback: a handler or run between safe points longer than this is a hang', (v) => parseMs(v, '--watchdog-ms'))
-    .addOption(new Option('--rollback-to <which>', 'with --protect rollback: the kept checkpoint to roll back to').choices(['older', 'newest']).default('older')),
-).action(async (guestPath: string, args: string[], flags: SessionFlags & { dir?: ReturnType<typeof parsePreopen>[]; env?: [string, string][]; replicas: number; serve?: string; heartbeatMs?: number; primaryTimeoutMs?: number; backupTimeoutMs?: number; stateDir?: string; events?: string; protect?: 'rollback'; cow: CowStrategy; histase?: boolean; watchdogMs?: number; rollbackTo: 'older' | 'newest' }) => {
+    .addOption(new Option('--rollback-to <which>', 'with --protect rollback: the kept checkpoint to roll back to').choices(['older', 'newest']).default('older'))
+    .option('--collect-every <ms>', 'with --protect rollback: every <ms>, a full checkpoint to --checkpoint-dir, collected while the guest keeps running', (v) => parseMs(v, '--collect-every')),
+).action(async (guestPath: string, args: string[], flags: SessionFlags & { dir?: ReturnType<typeof parsePreopen>[]; env?: [string, string][]; replicas: number; serve?: string; heartbeatMs?: number; primaryTimeoutMs?: number; backupTimeoutMs?: number; stateDir?: string; events?: string; protect?: 'rollback'; cow: CowStrategy; histase?: boolean; watchdogMs?: number; rollbackTo: 'older' | 'newest'; collectEvery?: number }) => {
   if (flags.replicas > 2) throw new UnderstudyError('ERR_USAGE', '--replicas is 1 or 2 (a primary and one backup)');
   if (flags.replicas === 2) {
     await runReplicated(guestPath, { ...flags, handler: flags.handler ?? 'handle', tracker: flags.tracker ?? 'auto', digest: true }, CLI_SELF);
     return;
   }
+  if (flags.collectEvery !== undefined && flags.protect !== 'rollback') throw new UnderstudyError('ERR_USAGE', '--collect-every needs --protect rollback (it merges the epochs\' pre-images); without it use --checkpoint-every');
   const module = await loadGuestModule(guestPath);
   if (flags.protect === 'rollback') {
-    if (flags.checkpointDir || flags.checkpointEvery || flags.control) throw new UnderstudyError('ERR_USAGE', '--protect rollback keeps its checkpoints in memory; it does not combine with --checkpoint-dir, --checkpoint-every or --control');
+    if (flags.checkpointEvery || flags.control) throw new UnderstudyError('ERR_USAGE', '--protect rollback keeps its checkpoints in memory; for full checkpoints on disk while the guest runs use --collect-every <ms> with --checkpoint-dir (--checkpoint-every and --control stop the guest, and do not combine with it)');
+    if (flags.checkpointDir && flags.collectEvery === undefined) throw new UnderstudyError('ERR_USAGE', '--checkpoint-dir with --protect rollback needs --collect-every <ms>');
     const result = await startRollbackSession({
       module,
       args: [guestPath.split('/').pop() ?? guestPath, ...args],
@@ -122,6 +125,7 @@ addSessionFlags(
       watchdogMs: flags.watchdogMs,
       target: flags.rollbackTo,
       handler: flags.handler,
+      collect: flags.collectEvery === undefined ? undefined : { dir: flags.checkpointDir ?? 'checkpoints', everyMs: flags.collectEvery, keep: flags.keep },
       stdin: new StreamInput(process.stdin),
       yieldEveryMs: flags.yieldEvery,
       log: log(flags),
@@ -173,7 +177,7 @@ program
     const input = flags.input ? new Uint8Array(fs.readFileSync(flags.input)) : new Uint8Array(0);
     const reactor = module.layout.kind === 'reactor';
     const requests = reactor ? Buffer.from(input).toString('utf8').split('\n').filter((l) => l.length > 0).map((l) => Buffer.from(l, 'utf8')) : undefined;
-    const kinds = flags.kind === 'all' ? INJECT_KINDS.filter((k) => !(reactor && k === 'hang')) : [flags.kind];
+    const kinds = flags.kind === 'all' ? [...INJECT_KINDS] : [flags.kind];
     const rows: (string | number)[][] = [];
     for (const kind of kinds) {
       const { trials } = await runCampaign(

@@ -6,7 +6,9 @@
 //                   reactors, at a random request (fail-stop, like the seed's SIGTERM)
 //   bitflip-global  one random bit of a random mutable global, at a random safe point / request
 //   bitflip-memory  one random bit of a random byte of linear memory, at a random safe point / request
-//   hang            commands: a random host call never returns (caught by the watchdog)
+//   hang            commands: a random host call never returns; reactors: at a random
+//                   request the handler runs, then loops in wasm without returning
+//                   (both caught by the watchdog)
 //
 // The injector sits outside the guest, as the seed's did (dom0): it fires once
 // per trial, so recovery does not re-inject the same error.
@@ -123,6 +125,18 @@ async function runOnce(o: CampaignOptions, hooks: RunHooks, onPoint?: (g: Guest)
   }
 }
 
+/** A wasm function that never returns: `(loop (br 0))`, compiled once. */
+let spinFn: (() => void) | null = null;
+function spin(): void {
+  spinFn ??= new WebAssembly.Instance(
+    new WebAssembly.Module(
+      // (module (func (export "spin") (loop (br 0))))
+      Uint8Array.of(0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, 0x01, 0x04, 0x01, 0x60, 0x00, 0x00, 0x03, 0x02, 0x01, 0x00, 0x07, 0x08, 0x01, 0x04, 0x73, 0x70, 0x69, 0x6e, 0x00, 0x00, 0x0a, 0x09, 0x01, 0x07, 0x00, 0x03, 0x40, 0x0c, 0x00, 0x0b, 0x0b),
+    ),
+  ).exports.spin as () => void;
+  spinFn();
+}
+
 /** Counts host calls (commands) or handler calls (reactors) of a device's guest. */
 function countingHooks(counter: { calls: number }): RunHooks {
   return {
@@ -140,7 +154,6 @@ function countingHooks(counter: { calls: number }): RunHooks {
 export async function runCampaign(o: CampaignOptions, onTrial?: (t: Trial, i: number) => void): Promise<{ reference: RunOutcome; trials: Trial[] }> {
   if (!Number.isInteger(o.trials) || o.trials < 1 || o.trials > TRIALS_MAX) throw new UnderstudyError('ERR_USAGE', `trials must be 1..${TRIALS_MAX}`);
   const reactor = o.module.layout.kind === 'reactor';
-  if (o.kind === 'hang' && reactor) throw new UnderstudyError('ERR_USAGE', 'hang injection needs a command guest (it stops a host call, and reactor handlers may make none)');
   const counter = { calls: 0 };
   const reference = await runOnce(o, countingHooks(counter));
   if (reference.error) throw new UnderstudyError('ERR_USAGE', `the fault-free run failed: ${reference.error}`);
@@ -159,7 +172,7 @@ export async function runCampaign(o: CampaignOptions, onTrial?: (t: Trial, i: nu
     let onPoint: ((g: Guest) => void) | undefined;
     if (o.kind === 'crash' || o.kind === 'hang') {
       const at = prng.int(1, Math.max(1, reference.calls));
-      if (reactor) {
+      if (reactor && o.kind === 'crash') {
         what = `trap at request ${at}`;
         let n = 0;
         hooks = {
@@ -169,6 +182,26 @@ export async function runCampaign(o: CampaignOptions, onTrial?: (t: Trial, i: nu
               if (++n === at && fire()) throw new UnderstudyError('ERR_GUEST_TRAP', 'injected trap');
               return request(handler, body);
             };
+          },
+        };
+      } else if (reactor) {
+        // A handler that loops: at request `at` the handler export is replaced, for that one call,
+        // by one that runs the real handler (its writes to memory happen) and then spins in a wasm
+        // loop, inside the guest's watchdog like any handler.
+        what = `handler loops after request ${at}`;
+        const handlerName = o.handler ?? 'handle';
+        let n = 0;
+        hooks = {
+          onGuest(g) {
+            const real = g.exports[handlerName] as (...a: unknown[]) => unknown;
+            const looping = (...a: unknown[]): unknown => {
+              const r = real(...a);
+              if (++n === at && fire()) spin();
+              return r;
+            };
+            // Guest.exports is a getter over the instance's frozen exports; an own property on this
+            // guest object shadows it, so Guest.call() finds the wrapper.
+            Object.defineProperty(g, 'exports', { value: { ...g.exports, [handlerName]: looping }, configurable: true });
           },
         };
       } else {
