@@ -137,6 +137,78 @@ function spin(): void {
   spinFn();
 }
 
+/** Where and how one crash or hang is injected (the one trial's error). */
+export interface FaultSpec {
+  kind: 'crash' | 'hang';
+  /** The host call (commands) or request (reactors), counted from 1 over the whole run. */
+  at: number;
+  reactor: boolean;
+  handler?: string;
+  /** Called when the error fires; false means it fired already (recovery replays that call). */
+  fire: () => boolean;
+  /** Says what was injected where. */
+  note?: (what: string) => void;
+}
+
+/**
+ * Hooks that inject one crash or hang. Crash: a trap inside host call `at` (commands) or at request
+ * `at` (reactors, fail-stop). Hang: host call `at` never returns (commands); at request `at` the
+ * handler runs, then spins in a wasm loop (reactors). The watchdog stops a hang.
+ */
+export function faultHooks(f: FaultSpec): RunHooks {
+  const { kind, at } = f;
+  let n = 0;
+  if (f.reactor && kind === 'crash') {
+    f.note?.(`trap at request ${at}`);
+    return {
+      onGuest(g) {
+        const request = g.request.bind(g);
+        g.request = (handler, body) => {
+          if (++n === at && f.fire()) throw new UnderstudyError('ERR_GUEST_TRAP', 'injected trap');
+          return request(handler, body);
+        };
+      },
+    };
+  }
+  if (f.reactor) {
+    // A handler that loops: at request `at` the handler export is replaced, for that one call, by
+    // one that runs the real handler (its writes to memory happen) and then spins in a wasm loop,
+    // inside the guest's watchdog like any handler.
+    f.note?.(`handler loops after request ${at}`);
+    const handlerName = f.handler ?? 'handle';
+    return {
+      onGuest(g) {
+        const real = g.exports[handlerName] as (...a: unknown[]) => unknown;
+        const looping = (...a: unknown[]): unknown => {
+          const r = real(...a);
+          if (++n === at && f.fire()) spin();
+          return r;
+        };
+        // Guest.exports is a getter over the instance's frozen exports; an own property on this
+        // guest object shadows it, so Guest.call() finds the wrapper.
+        Object.defineProperty(g, 'exports', { value: { ...g.exports, [handlerName]: looping }, configurable: true });
+      },
+    };
+  }
+  let what = `${kind === 'crash' ? 'trap' : 'never-returning call'} at host call ${at}`;
+  f.note?.(what);
+  return {
+    onDevice(device) {
+      for (const [name, fn] of Object.entries(device.imports)) {
+        device.imports[name] = (...args: unknown[]) => {
+          if (++n === at && f.fire()) {
+            what += ` (${name})`;
+            f.note?.(what);
+            if (kind === 'crash') throw new WebAssembly.RuntimeError('injected trap');
+            for (;;);
+          }
+          return fn(...args);
+        };
+      }
+    },
+  };
+}
+
 /** Counts host calls (commands) or handler calls (reactors) of a device's guest. */
 function countingHooks(counter: { calls: number }): RunHooks {
   return {
@@ -172,56 +244,7 @@ export async function runCampaign(o: CampaignOptions, onTrial?: (t: Trial, i: nu
     let onPoint: ((g: Guest) => void) | undefined;
     if (o.kind === 'crash' || o.kind === 'hang') {
       const at = prng.int(1, Math.max(1, reference.calls));
-      if (reactor && o.kind === 'crash') {
-        what = `trap at request ${at}`;
-        let n = 0;
-        hooks = {
-          onGuest(g) {
-            const request = g.request.bind(g);
-            g.request = (handler, body) => {
-              if (++n === at && fire()) throw new UnderstudyError('ERR_GUEST_TRAP', 'injected trap');
-              return request(handler, body);
-            };
-          },
-        };
-      } else if (reactor) {
-        // A handler that loops: at request `at` the handler export is replaced, for that one call,
-        // by one that runs the real handler (its writes to memory happen) and then spins in a wasm
-        // loop, inside the guest's watchdog like any handler.
-        what = `handler loops after request ${at}`;
-        const handlerName = o.handler ?? 'handle';
-        let n = 0;
-        hooks = {
-          onGuest(g) {
-            const real = g.exports[handlerName] as (...a: unknown[]) => unknown;
-            const looping = (...a: unknown[]): unknown => {
-              const r = real(...a);
-              if (++n === at && fire()) spin();
-              return r;
-            };
-            // Guest.exports is a getter over the instance's frozen exports; an own property on this
-            // guest object shadows it, so Guest.call() finds the wrapper.
-            Object.defineProperty(g, 'exports', { value: { ...g.exports, [handlerName]: looping }, configurable: true });
-          },
-        };
-      } else {
-        what = `${o.kind === 'crash' ? 'trap' : 'never-returning call'} at host call ${at}`;
-        let n = 0;
-        hooks = {
-          onDevice(device) {
-            for (const [name, fn] of Object.entries(device.imports)) {
-              device.imports[name] = (...args: unknown[]) => {
-                if (++n === at && fire()) {
-                  what += ` (${name})`;
-                  if (o.kind === 'crash') throw new WebAssembly.RuntimeError('injected trap');
-                  for (;;);
-                }
-                return fn(...args);
-              };
-            }
-          },
-        };
-      }
+      hooks = faultHooks({ kind: o.kind, at, reactor, handler: o.handler, fire, note: (s) => (what = s) });
     } else {
       const at = prng.int(1, Math.max(1, reference.points));
       const choice = prng.next();

@@ -22,7 +22,7 @@ import { StreamInput } from '../io/input.js';
 import { OutputGate, processOutput, type OutputTarget } from '../output/gate.js';
 import { WasiDevice, type InputSource } from '../wasi/index.js';
 import type { CowStrategy } from '../rollback/engine.js';
-import { runWithRollback, type RollbackRunResult } from '../rollback/runner.js';
+import { runWithRollback, type RollbackRunResult, type RunHooks } from '../rollback/runner.js';
 
 export interface SessionOptions {
   checkpointDir?: string;
@@ -235,6 +235,8 @@ export interface RollbackSessionOptions {
   yieldEveryMs?: number;
   /** Full checkpoints on disk, collected while the guest runs (`--collect-every`, `--checkpoint-dir`, `--keep`). */
   collect?: { dir: string; everyMs: number; keep?: number };
+  /** Error injection (tests: `run --inject`). */
+  hooks?: RunHooks;
   log?: (line: string) => void;
 }
 
@@ -262,6 +264,7 @@ export async function startRollbackSession(opts: RollbackSessionOptions): Promis
     outputTarget: opts.outputTarget,
     yieldEveryMs: opts.yieldEveryMs,
     log: opts.log,
+    hooks: opts.hooks,
     collect: opts.collect && {
       ...opts.collect,
       onWritten: (c) =>
