@@ -29,6 +29,7 @@
 
 #define US_UFFDIO_REGISTER_MODE_WP ((uint64_t)1 << 1)
 #define US_UFFDIO_WRITEPROTECT_MODE_WP ((uint64_t)1 << 0)
+#define US_UFFDIO_WRITEPROTECT_MODE_DONTWAKE ((uint64_t)1 << 1)  // un-protect without waking faulting threads
 
 #define US_UFFD_EVENT_PAGEFAULT 0x12
 #define US_UFFD_PAGEFAULT_FLAG_WRITE ((uint64_t)1 << 0)

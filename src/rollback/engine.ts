@@ -41,6 +41,12 @@ export interface RollbackOptions {
   strategy?: CowStrategy;
   histase?: boolean;
   histaseAlpha?: number;
+  /**
+   * Where each sealed log's job (compare predicted pages, COWP pre-saving, checksum) runs: on the
+   * fault handler's thread beside the guest ('background': the guest's pause is only the seal), or
+   * in the pause ('pause': better when no core is free, see docs/benchmarks.md). Default 'pause'.
+   */
+  jobIn?: 'background' | 'pause';
   preimageBytesMax?: number;
   assertions?: readonly GuestAssertion[];
   /** Where a rolled-back device reads stdin from, positioned at the checkpoint (see ReplayInput). */
@@ -198,7 +204,7 @@ export class RollbackEngine {
     const t0 = performance.now();
     this.collector?.poll();
     const collect = this.collector?.due(this.now(), opts.collect === true) ?? false;
-    const sealed = this.tracker.seal(this.strategy === 'cowp', collect ? this.collector!.scanTarget() : undefined);
+    const sealed = this.tracker.seal(this.strategy === 'cowp', collect ? this.collector!.scanTarget() : undefined, this.options.jobIn ?? 'pause');
     if (collect) this.collector!.started(t0);
     const newest = this.kept[this.kept.length - 1]!;
     newest.undo = { log: sealed.log, complete: sealed.complete };

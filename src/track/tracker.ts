@@ -97,10 +97,11 @@ export interface PreimageTracker extends DirtyTracker {
   setHistase(enabled: boolean, alpha?: number): void;
   /**
    * Ends the epoch (guest paused): its pre-images become an undo log held until release(); the next
-   * epoch starts. With `presave` (COWP) the log's pages are pre-saved for the next epoch by the
-   * background job. With `scan`, a collect scan of memory as of this instant starts (scanPoll).
+   * epoch starts. With `presave` (COWP) the log's pages are pre-saved for the next epoch by its job,
+   * which runs in the background (the handler thread, between faults) or, with jobIn 'pause', here
+   * before the guest resumes. With `scan`, a collect scan of memory as of this instant starts.
    */
-  seal(presave: boolean, scan?: { image: Uint8Array; bytes: number }): SealedEpoch;
+  seal(presave: boolean, scan?: { image: Uint8Array; bytes: number }, jobIn?: 'background' | 'pause'): SealedEpoch;
   release(log: number): void;
   /** With `finish`, the log's background job is completed first. */
   logInfo(log: number, finish?: boolean): UndoLogInfo;

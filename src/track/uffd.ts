@@ -135,9 +135,9 @@ export class WpSyncTracker extends UffdTracker implements PreimageTracker {
     return this.native(() => native.uffdPresave(this.live(), pages));
   }
 
-  seal(presave: boolean, scan?: { image: Uint8Array; bytes: number }): SealedEpoch {
+  seal(presave: boolean, scan?: { image: Uint8Array; bytes: number }, jobIn: 'background' | 'pause' = 'background'): SealedEpoch {
     const handle = this.live();
-    const r = this.native(() => (scan ? native.uffdSeal(handle, this.memory.buffer, presave, scan) : native.uffdSeal(handle, this.memory.buffer, presave)));
+    const r = this.native(() => native.uffdSeal(handle, this.memory.buffer, presave, scan ?? null, jobIn === 'pause'));
     return { log: r.log, slots: r.slots, complete: r.complete === 1, grownPages: r.grownPages };
   }
 
