@@ -5,7 +5,8 @@
 //      with the faults and the pause per epoch that explain it;
 //   3. recovery time against the number of pages restored;
 //   4. where the log's job runs (in the pause or beside the guest), COWP at 50 ms;
-//   5. collect: full checkpoints written while the guest runs (seed 003 §3.1), against stopping it.
+//   5. collect: full checkpoints written while the guest runs (seed 003 §3.1), against stopping it;
+//   6. unit costs on this machine, for the arithmetic of what an epoch must cost.
 //   node dist/bench/rollback.js [--runs 3] [--workloads heapwalk-long,...] [--parts 1,2,3,4,5] [--epochs 50,200,600,1000]
 // The default workloads are the long ones (bench/workloads.ts), so that 1,000 ms epochs come
 // several to a run.
@@ -16,6 +17,7 @@ import type { GuestModule } from '../src/guest/module.js';
 import { writeFullCheckpoint } from '../src/checkpoint/snapshot.js';
 import { RollbackEngine, type CowStrategy, type RollbackEpochStats, type RollbackOptions } from '../src/rollback/engine.js';
 import { tempDir } from '../src/testing/fixtures.js';
+import { createTracker } from '../src/track/tracker.js';
 import { machine, median, table } from './stats.js';
 import { LONG_WORKLOADS, WORKLOADS, type Workload } from './workloads.js';
 
@@ -24,7 +26,7 @@ const { values } = parseArgs({
   options: {
     runs: { type: 'string', default: '3' },
     workloads: { type: 'string', default: LONG_WORKLOADS.map((w) => w.name).join(',') },
-    parts: { type: 'string', default: '1,2,3,4,5' },
+    parts: { type: 'string', default: '1,2,3,4,5,6' },
     epochs: { type: 'string', default: '50,200,600,1000' },
   },
 });
@@ -271,4 +273,74 @@ if (parts.includes(5)) {
   }
   console.log(`\n## 5. collect: a full checkpoint every 1,000 ms while the guest runs (COWP, 50 ms epochs; medians over the collects of the last of ${runs} runs)\n`);
   console.log(table(['guest', 'collects', 'file MiB', 'guest paused ms', 'scan copy ms', 'merge ms', 'epochs spanned', 'pages merged', 'write ms (worker)', 'instant to durable ms', 'run time against COWP alone', 'stopped-guest checkpoint: pause ms'], rows));
+}
+
+if (parts.includes(6)) {
+  // A 35 MiB memory, every page present; N = 8,000 pages written once each, one byte per page.
+  const memory = new WebAssembly.Memory({ initial: 560 });
+  const mem = new Uint8Array(memory.buffer);
+  const pages = mem.length / 4096;
+  for (let p = 0; p < pages; p++) mem[p * 4096] = 1;
+  const n = 8000;
+  const perWrite = (f: () => void): number => {
+    const t0 = performance.now();
+    f();
+    return (1000 * (performance.now() - t0)) / n;
+  };
+  const rows: (string | number)[][] = [];
+  const samples = (k: number, f: () => number): number => median(Array.from({ length: k }, f));
+  rows.push(['a first write, no tracking', samples(5, () => perWrite(() => { for (let p = 0; p < n; p++) mem[p * 4096 + 1]! ^= 1; })).toFixed(3)]);
+  for (const kind of ['wp-async', 'wp-sync'] as const) {
+    const t = createTracker(memory, kind);
+    try {
+      let unprotect = 0;
+      const us = samples(5, () => {
+        const s0 = t.stats();
+        const r = perWrite(() => { for (let p = 0; p < n; p++) mem[p * 4096 + 2]! ^= 1; });
+        const s1 = t.stats();
+        if (kind === 'wp-sync') unprotect = (s1.faultUnprotectNsTotal! - s0.faultUnprotectNsTotal!) / 1000 / n;
+        t.collect();
+        return r;
+      });
+      rows.push([`a first write, ${kind} (${kind === 'wp-sync' ? 'fault served by the handler thread, pre-image copied' : 'fault resolved in the kernel'})`, us.toFixed(2)]);
+      if (kind === 'wp-sync') rows.push(['  of which the un-protect ioctl (handler thread)', unprotect.toFixed(2)]);
+    } finally {
+      t.dispose();
+    }
+  }
+  const store = new Uint8Array(n * 4096);
+  rows.push(['copy 4 KiB (memory to a reused buffer)', samples(5, () => perWrite(() => { for (let p = 0; p < n; p++) store.set(mem.subarray(p * 4096, p * 4096 + 4096), p * 4096); })).toFixed(2)]);
+  const t = createTracker(memory, 'wp-sync');
+  try {
+    for (const [label, stride] of [['contiguous', 1], ['scattered (stride 3)', 3]] as const) {
+      const k = Math.floor(pages / stride);
+      const v = samples(5, () => {
+        for (let i = 0; i < k; i++) mem[i * stride * 4096 + 3]! ^= 1;
+        const s0 = t.stats();
+        const sealed = t.seal(false, undefined, 'pause');
+        const s1 = t.stats();
+        t.release(sealed.log);
+        return (s1.sealProtectNsTotal! - s0.sealProtectNsTotal!) / 1000 / k;
+      });
+      rows.push([`seal: re-protect per page written, ${label}, ${k} pages`, v.toFixed(2)]);
+    }
+    for (const [label, stride] of [['contiguous', 1], ['scattered (stride 3)', 3]] as const) {
+      const k = Math.floor(pages / stride);
+      let prev: number | null = null;
+      const v = samples(5, () => {
+        for (let i = 0; i < k; i++) mem[i * stride * 4096 + 4]! ^= 1;
+        const s0 = t.stats();
+        const sealed = t.seal(true, undefined, 'pause');
+        const s1 = t.stats();
+        if (prev !== null) t.release(prev);
+        prev = sealed.log;
+        return (s1.jobNsTotal! - s0.jobNsTotal!) / 1000 / k;
+      });
+      rows.push([`COWP job in the pause per page (compare, copy, un-protect), ${label}`, v.toFixed(2)]);
+    }
+  } finally {
+    t.dispose();
+  }
+  console.log('\n## 6. Unit costs on this machine (µs, median of 5; 35 MiB memory, 8,000 pages)\n');
+  console.log(table(['operation', 'µs per page'], rows));
 }

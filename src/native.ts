@@ -13,7 +13,7 @@ export interface NativeAddon {
   readonly uffdBuilt: boolean;
   // userfaultfd trackers (native/src/uffd.c); on non-Linux builds every call
   // but uffdProbe throws ERR_TRACKER_UNSUPPORTED.
-  uffdCreate(buffer: ArrayBuffer, mode: 'async' | 'sync', preimageBytesMax?: number): UffdHandle;
+  uffdCreate(buffer: ArrayBuffer, mode: 'async' | 'sync', preimageBytesMax?: number, faultsBySignal?: boolean): UffdHandle;
   uffdCollect(handle: UffdHandle, buffer: ArrayBuffer): Uint32Array;
   uffdTakePreimages(handle: UffdHandle, into?: Uint8Array): { pages: Uint32Array; data: Uint8Array; byteLength: number; complete: boolean };
   uffdStats(handle: UffdHandle): Record<string, number>;

@@ -31,6 +31,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -118,6 +119,9 @@ typedef struct {
   int mu_ready;
   pthread_mutex_t mu;
   int wake_fd;             // eventfd: a background job was posted (wakes the handler's poll); -1 otherwise
+  int sigbus;              // faults arrive as SIGBUS on the faulting thread (served there), not as messages
+  pthread_t mu_owner;      // the thread holding mu (valid while mu_held)
+  int mu_held;
   uint64_t* seen;          // one bit per page: un-protected this epoch, i.e. in the live store
   int preimages_enabled;
   uint64_t preimage_bytes_max;  // per undo log (store)
@@ -584,6 +588,19 @@ static int ensure_capacity(us_uffd_tracker* t, uint64_t pages) {
   }
   t->capacity_pages = pages;
   return 1;
+}
+
+// The tracker's lock, with its owner noted: the SIGBUS handler refuses (loudly)
+// to wait for a lock its own thread holds.
+static void lock_mu(us_uffd_tracker* t) {
+  pthread_mutex_lock(&t->mu);
+  t->mu_owner = pthread_self();
+  __atomic_store_n(&t->mu_held, 1, __ATOMIC_RELEASE);
+}
+
+static void unlock_mu(us_uffd_tracker* t) {
+  __atomic_store_n(&t->mu_held, 0, __ATOMIC_RELEASE);
+  pthread_mutex_unlock(&t->mu);
 }
 
 // ---- undo logs ----
@@ -1064,16 +1081,16 @@ static void* sync_handler_main(void* arg) {
     int r = poll(fds, 3, busy ? 0 : -1);
     if (r < 0) {
       if (errno == EINTR) continue;
-      pthread_mutex_lock(&t->mu);
+      lock_mu(t);
       handler_fail(t, "poll (fault handler)", errno);
-      pthread_mutex_unlock(&t->mu);
+      unlock_mu(t);
       return NULL;
     }
     if (fds[1].revents) return NULL;
     if (fds[0].revents & (POLLERR | POLLNVAL)) {
-      pthread_mutex_lock(&t->mu);
+      lock_mu(t);
       handler_fail(t, "poll (fault handler): userfaultfd error", EIO);
-      pthread_mutex_unlock(&t->mu);
+      unlock_mu(t);
       return NULL;
     }
     if (fds[2].revents & POLLIN) {
@@ -1086,13 +1103,13 @@ static void* sync_handler_main(void* arg) {
       // SAFETY: msgs has room for US_MSG_BATCH messages of the asserted size.
       ssize_t n = read(t->uffd, msgs, sizeof msgs);
       if (n < 0 && errno != EAGAIN && errno != EINTR) {
-        pthread_mutex_lock(&t->mu);
+        lock_mu(t);
         handler_fail(t, "read (fault handler)", errno);
-        pthread_mutex_unlock(&t->mu);
+        unlock_mu(t);
         return NULL;
       }
       size_t count = n > 0 ? (size_t)n / sizeof(struct us_uffd_msg) : 0;
-      pthread_mutex_lock(&t->mu);
+      lock_mu(t);
       for (size_t i = 0; i < count; i++) {
         if (msgs[i].event != US_UFFD_EVENT_PAGEFAULT) continue;  // no other events were asked for
         if (!(msgs[i].arg.pagefault.flags & US_UFFD_PAGEFAULT_FLAG_WP)) {
@@ -1101,15 +1118,107 @@ static void* sync_handler_main(void* arg) {
         }
         serve_fault(t, msgs[i].arg.pagefault.address);
       }
-      pthread_mutex_unlock(&t->mu);
+      unlock_mu(t);
       if (count == US_MSG_BATCH) continue;  // more may be queued: faults before the job
     }
     if (busy) {
-      pthread_mutex_lock(&t->mu);
+      lock_mu(t);
       job_run(t, US_JOB_CHUNK_SLOTS);
-      pthread_mutex_unlock(&t->mu);
+      unlock_mu(t);
     }
   }
+}
+
+
+// ---- faults as SIGBUS (sync mode with pre-images) ----
+//
+// With UFFD_FEATURE_SIGBUS a write-protect fault does not queue a message for
+// the handler thread: the kernel sends SIGBUS to the faulting thread itself,
+// which serves the fault in the signal handler (save the pre-image, un-protect)
+// and returns, and the write is retried. No other thread has to be scheduled,
+// which on a busy machine is most of what a fault costs (the handler thread
+// waits for a CPU while the guest waits for it). The trackers in this mode are
+// listed for the handler; a SIGBUS outside them goes to the previous handler.
+// Limits: a write by the kernel (read(2) into guest memory) to a protected
+// page fails with EFAULT instead of faulting; understudy's guest runtime makes
+// none (its file system and stdin copy in user space). The faulting thread
+// must not hold the tracker's lock (no code of ours writes guest memory while
+// holding it).
+#define US_SIGBUS_TRACKERS_MAX 64u
+static us_uffd_tracker* sigbus_trackers[US_SIGBUS_TRACKERS_MAX];  // atomic loads/stores
+static struct sigaction sigbus_previous;
+static pthread_mutex_t sigbus_install_mu = PTHREAD_MUTEX_INITIALIZER;
+static int sigbus_installed;
+
+static void serve_fault(us_uffd_tracker* t, uint64_t address);
+
+static void on_sigbus(int sig, siginfo_t* info, void* context) {
+  const uint64_t addr = (uint64_t)(uintptr_t)info->si_addr;
+  for (uint32_t i = 0; i < US_SIGBUS_TRACKERS_MAX; i++) {
+    us_uffd_tracker* t = __atomic_load_n(&sigbus_trackers[i], __ATOMIC_ACQUIRE);
+    if (!t) continue;
+    const uint64_t base = (uint64_t)(uintptr_t)t->base;
+    // The registered size only grows; a stale read can only miss a page grown
+    // just now, which is not registered yet (so it cannot be this fault).
+    if (addr < base || addr >= base + __atomic_load_n(&t->registered_bytes, __ATOMIC_ACQUIRE)) continue;
+    if (__atomic_load_n(&t->mu_held, __ATOMIC_ACQUIRE) && pthread_equal(t->mu_owner, pthread_self())) {
+      static const char msg[] = "understudy: a write-protect fault while holding the tracker's lock\n";
+      ssize_t w = write(2, msg, sizeof msg - 1);
+      (void)w;
+      abort();
+    }
+    lock_mu(t);
+    serve_fault(t, addr);
+    unlock_mu(t);
+    return;
+  }
+  // Not ours: as if we were not here.
+  if (sigbus_previous.sa_flags & SA_SIGINFO) {
+    sigbus_previous.sa_sigaction(sig, info, context);
+  } else if (sigbus_previous.sa_handler == SIG_IGN) {
+    return;
+  } else if (sigbus_previous.sa_handler == SIG_DFL) {
+    signal(SIGBUS, SIG_DFL);
+    raise(SIGBUS);
+  } else {
+    sigbus_previous.sa_handler(sig);
+  }
+}
+
+// Lists t for the SIGBUS handler (installed on first use). 0 or an errno.
+static int sigbus_register(us_uffd_tracker* t) {
+  pthread_mutex_lock(&sigbus_install_mu);
+  int err = 0;
+  if (!sigbus_installed) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = on_sigbus;
+    sa.sa_flags = SA_SIGINFO | SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    // SAFETY: sa and sigbus_previous are live; the handler is async-signal-safe but for the
+    // tracker's mutex, which the faulting thread cannot hold (checked above).
+    if (sigaction(SIGBUS, &sa, &sigbus_previous) != 0) err = errno;
+    else sigbus_installed = 1;
+  }
+  uint32_t i = 0;
+  if (!err) {
+    for (; i < US_SIGBUS_TRACKERS_MAX; i++) {
+      if (!__atomic_load_n(&sigbus_trackers[i], __ATOMIC_ACQUIRE)) {
+        __atomic_store_n(&sigbus_trackers[i], t, __ATOMIC_RELEASE);
+        break;
+      }
+    }
+    if (i == US_SIGBUS_TRACKERS_MAX) err = EMFILE;
+  }
+  pthread_mutex_unlock(&sigbus_install_mu);
+  return err;
+}
+
+static void sigbus_unregister(us_uffd_tracker* t) {
+  pthread_mutex_lock(&sigbus_install_mu);
+  for (uint32_t i = 0; i < US_SIGBUS_TRACKERS_MAX; i++)
+    if (__atomic_load_n(&sigbus_trackers[i], __ATOMIC_ACQUIRE) == t) __atomic_store_n(&sigbus_trackers[i], NULL, __ATOMIC_RELEASE);
+  pthread_mutex_unlock(&sigbus_install_mu);
 }
 
 // ---- lifecycle ----
@@ -1121,6 +1230,7 @@ static void tracker_release(us_uffd_tracker* t) {
   t->disposed = 1;
   // A collect scan reads guest memory and the stores: stopped first.
   if (t->scan) scan_stop(t);
+  if (t->sigbus) sigbus_unregister(t);
   if (t->thread_started) {
     uint64_t one = 1;
     // SAFETY: stop_fd is our eventfd; an 8-byte write adds to its counter.
@@ -1175,10 +1285,12 @@ static napi_value create_failed(napi_env env, us_uffd_tracker* t, const char* co
   return throw_step(env, code, step, err, detail, features);
 }
 
-// uffdCreate(buffer: ArrayBuffer, mode: 'async' | 'sync', preimageBytesMax: number) -> handle
+// uffdCreate(buffer: ArrayBuffer, mode: 'async' | 'sync', preimageBytesMax: number, faultsBySignal?: boolean) -> handle
+// faultsBySignal (sync mode with pre-images): faults are served on the
+// faulting thread, in a SIGBUS handler (see "faults as SIGBUS").
 static napi_value js_uffd_create(napi_env env, napi_callback_info info) {
-  size_t argc = 3;
-  napi_value argv[3];
+  size_t argc = 4;
+  napi_value argv[4];
   US_NAPI_OK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   if (argc < 2) return us_throw(env, "ERR_TRACKER", "uffdCreate(buffer, mode, preimageBytesMax?) needs two arguments");
   uint8_t* base;
@@ -1213,8 +1325,15 @@ static napi_value js_uffd_create(napi_env env, napi_callback_info info) {
   t->uffd = open_uffd(mode == US_MODE_ASYNC, &t->user_mode_only);
   if (t->uffd < 0) return create_failed(env, t, "ERR_TRACKER_UNSUPPORTED", "userfaultfd", errno, NULL, -1);
 
+  bool by_signal = false;
+  if (argc >= 4) {
+    napi_valuetype type;
+    US_NAPI_OK(env, napi_typeof(env, argv[3], &type));
+    if (type == napi_boolean) US_NAPI_OK(env, napi_get_value_bool(env, argv[3], &by_signal));
+  }
+  t->sigbus = t->preimages_enabled && by_signal;
   const uint64_t wanted = mode == US_MODE_ASYNC ? (US_UFFD_FEATURE_WP_ASYNC | US_UFFD_FEATURE_WP_UNPOPULATED)
-                                                : US_UFFD_FEATURE_WP_UNPOPULATED;
+                                                : US_UFFD_FEATURE_WP_UNPOPULATED | (t->sigbus ? US_UFFD_FEATURE_SIGBUS : 0);
   struct us_uffdio_api api = {.api = US_UFFD_API, .features = wanted, .ioctls = 0};
   // SAFETY: api is a live uffdio_api of the asserted size.
   if (ioctl(t->uffd, US_UFFDIO_API, &api) < 0) {
@@ -1288,6 +1407,10 @@ static napi_value js_uffd_create(napi_env env, napi_callback_info info) {
     int perr = pthread_create(&t->thread, NULL, sync_handler_main, t);
     if (perr) return create_failed(env, t, "ERR_TRACKER", "pthread_create", perr, NULL, -1);
     t->thread_started = 1;
+    if (t->sigbus) {
+      perr = sigbus_register(t);
+      if (perr) return create_failed(env, t, "ERR_TRACKER", "sigaction (SIGBUS)", perr, NULL, -1);
+    }
   }
 
   napi_value handle;
@@ -1552,14 +1675,14 @@ static int check_handler(napi_env env, us_uffd_tracker* t) {
 static napi_value collect_sync(napi_env env, us_uffd_tracker* t, napi_value buffer) {
   const uint64_t t0 = now_ns();
   collect_stats_begin(t);
-  pthread_mutex_lock(&t->mu);
+  lock_mu(t);
   if (!check_handler(env, t)) {
-    pthread_mutex_unlock(&t->mu);
+    unlock_mu(t);
     return NULL;
   }
   uint64_t old_bytes;
   if (!follow_growth(env, t, buffer, &old_bytes)) {
-    pthread_mutex_unlock(&t->mu);
+    unlock_mu(t);
     return NULL;
   }
   uint64_t grown = 0;
@@ -1574,7 +1697,7 @@ static napi_value collect_sync(napi_env env, us_uffd_tracker* t, napi_value buff
       if (!(s->pages[i] & US_SLOT_DROPPED)) t->out[n++] = s->pages[i] & US_SLOT_PAGE;
     store_unref(t, (uint32_t)sealed);
   }
-  pthread_mutex_unlock(&t->mu);
+  unlock_mu(t);
   if (err) return throw_step(env, "ERR_TRACKER", "collect (re-protect)", err, NULL, -1);
   qsort(t->out, (size_t)n, 4, cmp_u32);
   collect_stats_end(t, t0, n, grown);
@@ -1629,14 +1752,14 @@ static napi_value js_uffd_seal(napi_env env, napi_callback_info info) {
     }
   }
   const uint64_t t_seal = now_ns();
-  pthread_mutex_lock(&t->mu);
+  lock_mu(t);
   if (!check_handler(env, t)) {
-    pthread_mutex_unlock(&t->mu);
+    unlock_mu(t);
     return NULL;
   }
   uint64_t old_bytes;
   if (!follow_growth(env, t, argv[1], &old_bytes)) {
-    pthread_mutex_unlock(&t->mu);
+    unlock_mu(t);
     return NULL;
   }
   uint64_t grown = 0;
@@ -1657,7 +1780,7 @@ static napi_value js_uffd_seal(napi_env env, napi_callback_info info) {
   }
   const us_store* s = sealed >= 0 ? t->stores[sealed] : NULL;
   const double slots = s ? (double)s->count : 0, complete = s ? store_complete(s) : 0, id = sealed >= 0 ? log_id(t, (uint32_t)sealed) : -1;
-  pthread_mutex_unlock(&t->mu);
+  unlock_mu(t);
   if (sealed >= 0) wake_handler(t);
   if (err) return throw_step(env, "ERR_TRACKER", "seal (re-protect)", err, err == ENOMEM ? "no free undo log store (too many logs held)" : NULL, -1);
   t->seals++;
@@ -1695,16 +1818,16 @@ static napi_value js_uffd_release(napi_env env, napi_callback_info info) {
   if (argc < 2) return us_throw(env, "ERR_TRACKER", "uffdRelease(handle, log) needs two arguments");
   us_uffd_tracker* t;
   if (!get_preimage_tracker(env, argv[0], &t, "releasing an undo log")) return NULL;
-  pthread_mutex_lock(&t->mu);
+  lock_mu(t);
   int index;
   if (!get_log(env, t, argv[1], &index)) {
-    pthread_mutex_unlock(&t->mu);
+    unlock_mu(t);
     return NULL;
   }
   // The job's store stays until its job is done (it pre-saves for the live epoch).
   if (index == t->job) job_finish(t);
   store_unref(t, (uint32_t)index);
-  pthread_mutex_unlock(&t->mu);
+  unlock_mu(t);
   return NULL;
 }
 
@@ -1720,16 +1843,16 @@ static napi_value js_uffd_log_info(napi_env env, napi_callback_info info) {
   if (!get_preimage_tracker(env, argv[0], &t, "undo logs")) return NULL;
   bool finish = false;
   if (napi_get_value_bool(env, argv[2], &finish) != napi_ok) return us_throw(env, "ERR_TRACKER", "finish must be a boolean");
-  pthread_mutex_lock(&t->mu);
+  lock_mu(t);
   int index;
   if (!get_log(env, t, argv[1], &index)) {
-    pthread_mutex_unlock(&t->mu);
+    unlock_mu(t);
     return NULL;
   }
   if (finish && index == t->job) job_finish(t);
   const us_store* s = t->stores[index];
   const double slots = (double)s->count, kept = (double)(s->count - s->dropped), complete = store_complete(s), done = index != t->job;
-  pthread_mutex_unlock(&t->mu);
+  unlock_mu(t);
   napi_value out;
   US_NAPI_OK(env, napi_create_object(env, &out));
   if (!us_set_number(env, out, "slots", slots) || !us_set_number(env, out, "kept", kept) || !us_set_number(env, out, "complete", complete) ||
@@ -1749,16 +1872,16 @@ static napi_value js_uffd_verify(napi_env env, napi_callback_info info) {
   if (argc < 2) return us_throw(env, "ERR_TRACKER", "uffdVerify(handle, log) needs two arguments");
   us_uffd_tracker* t;
   if (!get_preimage_tracker(env, argv[0], &t, "undo logs")) return NULL;
-  pthread_mutex_lock(&t->mu);
+  lock_mu(t);
   int index;
   if (!get_log(env, t, argv[1], &index)) {
-    pthread_mutex_unlock(&t->mu);
+    unlock_mu(t);
     return NULL;
   }
   if (index == t->job) job_finish(t);
   const us_store* s = t->stores[index];
   const char* verdict = !store_complete(s) ? "incomplete" : store_crc_now(s) == s->crc ? "ok" : "checksum";
-  pthread_mutex_unlock(&t->mu);
+  unlock_mu(t);
   napi_value out;
   US_NAPI_OK(env, napi_create_string_utf8(env, verdict, NAPI_AUTO_LENGTH, &out));
   return out;
@@ -1776,23 +1899,23 @@ static napi_value js_uffd_flip_log_bit(napi_env env, napi_callback_info info) {
   if (!get_preimage_tracker(env, argv[0], &t, "undo logs")) return NULL;
   double bit = -1;
   if (napi_get_value_double(env, argv[2], &bit) != napi_ok) return us_throw(env, "ERR_TRACKER", "bit must be a number");
-  pthread_mutex_lock(&t->mu);
+  lock_mu(t);
   int index;
   if (!get_log(env, t, argv[1], &index)) {
-    pthread_mutex_unlock(&t->mu);
+    unlock_mu(t);
     return NULL;
   }
   if (index == t->job) job_finish(t);
   us_store* s = t->stores[index];
   const double bits = (double)s->data_count * US_PAGE_BYTES * 8;
   if (!(bit >= 0 && bit < bits) || bit != (double)(uint64_t)bit) {
-    pthread_mutex_unlock(&t->mu);
+    unlock_mu(t);
     return us_throw(env, "ERR_TRACKER", "bit lies outside the log's pre-images");
   }
   const uint64_t b = (uint64_t)bit;
   // SAFETY: b / 8 < data_count pages, inside the backed part of the reservation.
   s->data[b / 8] ^= (uint8_t)(1u << (b % 8));
-  pthread_mutex_unlock(&t->mu);
+  unlock_mu(t);
   return NULL;
 }
 
@@ -1834,20 +1957,20 @@ static napi_value js_uffd_take_preimages(napi_env env, napi_callback_info info) 
   // one that runs it); the job may add pre-saved pages to the live store, but
   // appends only. JS values are created with the lock released (allocation
   // may run GC and finalizers).
-  pthread_mutex_lock(&t->mu);
+  lock_mu(t);
   const us_store* live = t->stores[t->live];
   const uint64_t stored = live->data_count;
   const int complete = store_complete(live);
   const uint64_t armed_bytes = t->registered_bytes;
   us_page_slot* order = (us_page_slot*)malloc((size_t)(stored ? stored : 1) * sizeof *order);
   if (!order) {
-    pthread_mutex_unlock(&t->mu);
+    unlock_mu(t);
     return us_throw(env, "ERR_NATIVE_NOMEM", "out of memory for the pre-images");
   }
   uint64_t count = 0;
   for (uint64_t i = 0; i < stored; i++)
     if (!live_predicted_unchanged(t, i)) order[count++] = (us_page_slot){.page = live->pages[i] & US_SLOT_PAGE, .slot = (uint32_t)i};
-  pthread_mutex_unlock(&t->mu);
+  unlock_mu(t);
   qsort(order, (size_t)count, sizeof *order, cmp_page_slot);
 
   // The destination: `into` (a reused buffer, so no fresh pages are touched)
@@ -1887,7 +2010,7 @@ static napi_value js_uffd_take_preimages(napi_env env, napi_callback_info info) 
     free(order);
     return us_throw(env, "ERR_NATIVE_NOMEM", "out of memory for the pre-images");
   }
-  pthread_mutex_lock(&t->mu);
+  lock_mu(t);
   live = t->stores[t->live];
   for (uint64_t i = 0; i < count; i++) {
     // SAFETY: slot < data_count of the live store (unchanged since the first
@@ -1895,7 +2018,7 @@ static napi_value js_uffd_take_preimages(napi_env env, napi_callback_info info) 
     memcpy(dst + i * US_PAGE_BYTES, live->data + (uint64_t)order[i].slot * US_PAGE_BYTES, US_PAGE_BYTES);
     pages[i] = order[i].page;
   }
-  pthread_mutex_unlock(&t->mu);
+  unlock_mu(t);
   free(order);
   napi_value out = NULL, pages_v, data_v, bytes_v, complete_v;
   pages_v = make_u32_array(env, pages, count);
@@ -1929,7 +2052,7 @@ static napi_value js_uffd_presave(napi_env env, napi_callback_info info) {
   if (!us_get_u32_array(env, argv[1], &pages, &length, "ERR_TRACKER", "pages must be a Uint32Array")) return NULL;
   uint64_t saved = 0;
   int err = 0;
-  pthread_mutex_lock(&t->mu);
+  lock_mu(t);
   const uint64_t registered_pages = t->registered_bytes / US_PAGE_BYTES;
   for (size_t i = 0; i < length && !err;) {
     // A run of consecutive listed pages is un-protected with one ioctl.
@@ -1953,7 +2076,7 @@ static napi_value js_uffd_presave(napi_env env, napi_callback_info info) {
     i = j;
   }
   t->presaved_total += saved;
-  pthread_mutex_unlock(&t->mu);
+  unlock_mu(t);
   if (err) return throw_step(env, "ERR_TRACKER", "UFFDIO_WRITEPROTECT (un-protect pre-saved pages)", err, NULL, -1);
   napi_value out;
   US_NAPI_OK(env, napi_create_double(env, (double)saved, &out));
@@ -1997,21 +2120,21 @@ static napi_value js_uffd_rollback(napi_env env, napi_callback_info info) {
   napi_value ids[US_STORES_MAX];
   for (uint32_t k = 0; k < log_count; k++) US_NAPI_OK(env, napi_get_element(env, argv[2], k, &ids[k]));
   if (t->scan) scan_stop(t);
-  pthread_mutex_lock(&t->mu);
+  lock_mu(t);
   if (!check_handler(env, t)) {
-    pthread_mutex_unlock(&t->mu);
+    unlock_mu(t);
     return NULL;
   }
   uint64_t old_bytes;
   if (!follow_growth(env, t, argv[1], &old_bytes)) {
-    pthread_mutex_unlock(&t->mu);
+    unlock_mu(t);
     return NULL;
   }
   job_finish(t);
   int logs[US_STORES_MAX];
   for (uint32_t k = 0; k < log_count; k++) {
     if (!get_log(env, t, ids[k], &logs[k])) {
-      pthread_mutex_unlock(&t->mu);
+      unlock_mu(t);
       return NULL;
     }
   }
@@ -2019,7 +2142,7 @@ static napi_value js_uffd_rollback(napi_env env, napi_callback_info info) {
   int complete = store_complete(live);
   for (uint32_t k = 0; k < log_count; k++) complete = complete && store_complete(t->stores[logs[k]]);
   if (!complete) {
-    pthread_mutex_unlock(&t->mu);
+    unlock_mu(t);
     return us_throw(env, "ERR_TRACKER_PREIMAGES_INCOMPLETE", "an epoch's pre-images are incomplete (its store overflowed); it cannot be rolled back");
   }
   // The pages to touch, each once: the live epoch's (un-protected now) and the logs'.
@@ -2067,7 +2190,7 @@ static napi_value js_uffd_rollback(napi_env env, napi_callback_info info) {
   memset(t->mark, 0, (size_t)((t->capacity_pages + 63) / 64) * 8);
   memset(t->seen, 0, (size_t)((t->capacity_pages + 63) / 64) * 8);
   live->count = live->data_count = live->dropped = 0;
-  pthread_mutex_unlock(&t->mu);
+  unlock_mu(t);
   if (err) return throw_step(env, "ERR_TRACKER", "UFFDIO_WRITEPROTECT (in-place rollback)", err, NULL, -1);
   napi_value out;
   US_NAPI_OK(env, napi_create_double(env, (double)restored, &out));
@@ -2163,16 +2286,16 @@ static void* scan_main(void* arg) {
   t0 = now_ns();
   __atomic_store_n(&sc->phase, US_SCAN_MERGING, __ATOMIC_RELEASE);
   for (uint32_t i = 0;; i++) {
-    pthread_mutex_lock(&t->mu);
+    lock_mu(t);
     if (__atomic_load_n(&sc->stop, __ATOMIC_ACQUIRE) || i >= sc->pinned_count) {
-      pthread_mutex_unlock(&t->mu);
+      unlock_mu(t);
       goto stopped;
     }
     const uint32_t index = sc->pinned[i];
     us_store* s = t->stores[index];
     if (!store_complete(s)) {
       sc->failure = "an epoch's pre-images overflowed their store";
-      pthread_mutex_unlock(&t->mu);
+      unlock_mu(t);
       goto stopped;
     }
     uint64_t m = 0;
@@ -2187,19 +2310,19 @@ static void* scan_main(void* arg) {
       m = to;
       if (m == s->count) {
         sc->pinning = 0;
-        pthread_mutex_unlock(&t->mu);
+        unlock_mu(t);
         goto merged;
       }
-      pthread_mutex_unlock(&t->mu);
-      pthread_mutex_lock(&t->mu);
+      unlock_mu(t);
+      lock_mu(t);
       if (__atomic_load_n(&sc->stop, __ATOMIC_ACQUIRE) || !store_complete(s)) {
         if (!sc->failure && !store_complete(s)) sc->failure = "an epoch's pre-images overflowed their store";
-        pthread_mutex_unlock(&t->mu);
+        unlock_mu(t);
         goto stopped;
       }
     }
     const uint64_t end = s->data_count;  // sealed: final
-    pthread_mutex_unlock(&t->mu);
+    unlock_mu(t);
     scan_merge_slots(t, sc, s, m, end);
   }
 merged:
@@ -2270,10 +2393,10 @@ static void scan_stop(us_uffd_tracker* t) {
   if (!sc) return;
   __atomic_store_n(&sc->stop, 1, __ATOMIC_RELEASE);
   if (sc->thread_started) pthread_join(sc->thread, NULL);
-  pthread_mutex_lock(&t->mu);
+  lock_mu(t);
   for (uint32_t i = 0; i < sc->pinned_count; i++) store_unref(t, sc->pinned[i]);
   t->scan = NULL;
-  pthread_mutex_unlock(&t->mu);
+  unlock_mu(t);
   if (sc->image_ref) napi_delete_reference(sc->env, sc->image_ref);
   free(sc->merged);
   free(sc->stored);
@@ -2378,10 +2501,10 @@ static napi_value js_uffd_set_histase(napi_env env, napi_callback_info info) {
   if (napi_get_value_bool(env, argv[1], &enabled) != napi_ok) return us_throw(env, "ERR_TRACKER", "enabled must be a boolean");
   if (napi_get_value_double(env, argv[2], &alpha) != napi_ok || !(alpha >= 0 && alpha < 1))
     return us_throw(env, "ERR_TRACKER", "alpha must be a number in [0, 1)");
-  pthread_mutex_lock(&t->mu);
+  lock_mu(t);
   t->histase = enabled;
   t->histase_alpha = (float)alpha;
-  pthread_mutex_unlock(&t->mu);
+  unlock_mu(t);
   return NULL;
 }
 
@@ -2395,7 +2518,7 @@ static napi_value js_uffd_stats(napi_env env, napi_callback_info info) {
   if (!get_tracker(env, argv[0], &t)) return NULL;
   napi_value out;
   US_NAPI_OK(env, napi_create_object(env, &out));
-  if (t->mode == US_MODE_SYNC) pthread_mutex_lock(&t->mu);
+  if (t->mode == US_MODE_SYNC) lock_mu(t);
   uint64_t live_count = 0, live_data = 0, live_overflow = 0, store_bytes = 0, free_stores = 0;
   if (t->mode == US_MODE_SYNC && t->stores_allocated) {
     const us_store* live = t->stores[t->live];
@@ -2450,7 +2573,7 @@ static napi_value js_uffd_stats(napi_env env, napi_callback_info info) {
   // The first 13 fields apply to both modes (the fast-scan ones are 0 in sync
   // mode); the rest are the sync handler's.
   size_t field_count = t->mode == US_MODE_SYNC ? sizeof fields / sizeof fields[0] : 13;
-  if (t->mode == US_MODE_SYNC) pthread_mutex_unlock(&t->mu);
+  if (t->mode == US_MODE_SYNC) unlock_mu(t);
   for (size_t i = 0; i < field_count; i++) {
     if (!us_set_number(env, out, fields[i].name, fields[i].value)) return us_throw(env, "ERR_NATIVE_NAPI", "stats");
   }

@@ -24,6 +24,7 @@
 
 // uffdio_api.features bits.
 #define US_UFFD_FEATURE_PAGEFAULT_FLAG_WP ((uint64_t)1 << 0)
+#define US_UFFD_FEATURE_SIGBUS ((uint64_t)1 << 7)           // 4.14: a fault sends SIGBUS to the faulting thread instead of a message
 #define US_UFFD_FEATURE_WP_UNPOPULATED ((uint64_t)1 << 13)  // 6.4: protect never-touched pages too
 #define US_UFFD_FEATURE_WP_ASYNC ((uint64_t)1 << 15)        // 6.7: the kernel resolves WP faults itself
 

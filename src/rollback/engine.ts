@@ -47,6 +47,8 @@ export interface RollbackOptions {
    * in the pause ('pause': better when no core is free, see docs/benchmarks.md). Default 'pause'.
    */
   jobIn?: 'background' | 'pause';
+  /** How write faults are served (TrackerOptions.faults); default 'signal', on the faulting thread. */
+  faults?: 'thread' | 'signal';
   preimageBytesMax?: number;
   assertions?: readonly GuestAssertion[];
   /** Where a rolled-back device reads stdin from, positioned at the checkpoint (see ReplayInput). */
@@ -138,7 +140,7 @@ export class RollbackEngine {
   static attach(guest: Guest, gate: OutputGate, options: RollbackOptions): RollbackEngine {
     assert(guest.atRest, 'rollback attaches to a guest at rest');
     if (!(options.epochMs > 0)) throw new UnderstudyError('ERR_USAGE', 'epochMs must be positive');
-    const tracker = createTracker(guest.memory, 'wp-sync', { preimageBytesMax: options.preimageBytesMax ?? PREIMAGE_BYTES_MAX_DEFAULT });
+    const tracker = createTracker(guest.memory, 'wp-sync', { preimageBytesMax: options.preimageBytesMax ?? PREIMAGE_BYTES_MAX_DEFAULT, faults: options.faults ?? 'signal' });
     try {
       if (options.histase) tracker.setHistase(true, options.histaseAlpha ?? HISTASE_ALPHA_DEFAULT);
       gate.hold();

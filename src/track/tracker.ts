@@ -128,6 +128,14 @@ export interface TrackerProbe {
 export interface TrackerOptions {
   /** wp-sync: bytes of pre-images kept per epoch (default PREIMAGE_BYTES_MAX_DEFAULT; 0 = none). */
   preimageBytesMax?: number;
+  /**
+   * wp-sync with pre-images: how write faults are served. 'thread' (default): by the tracker's
+   * handler thread, which the kernel wakes (any write, the kernel's own included, is caught).
+   * 'signal': on the faulting thread, in a SIGBUS handler (no other thread needs a CPU; a write by
+   * the kernel into a protected page fails with EFAULT instead, and understudy's guest runtime makes
+   * none). See native/src/uffd.c.
+   */
+  faults?: 'thread' | 'signal';
   /** What 'auto' believes this machine supports (default probeTrackers); tests inject "the kernel lacks it". */
   probe?: () => readonly TrackerProbe[];
   /** Where UNDERSTUDY_TRACKER is read from (default process.env). */
@@ -185,7 +193,7 @@ function createKind(memory: WebAssembly.Memory, kind: TrackerKind, options: Trac
       try {
         if (kind === 'wp-async') return WpAsyncTracker.create(memory);
         const preimageBytesMax = options.preimageBytesMax ?? (explicit ? PREIMAGE_BYTES_MAX_DEFAULT : 0);
-        return WpSyncTracker.create(memory, preimageBytesMax);
+        return WpSyncTracker.create(memory, preimageBytesMax, options.faults ?? 'thread');
       } catch (e) {
         if (isUnderstudyError(e, 'ERR_TRACKER_UNSUPPORTED')) {
           throw new UnderstudyError('ERR_TRACKER_UNSUPPORTED', explainKernelFailure(kind, kernelFailureOf(e)), { cause: e });

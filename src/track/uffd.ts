@@ -96,13 +96,13 @@ export class WpSyncTracker extends UffdTracker implements PreimageTracker {
     super(memory, handle);
   }
 
-  /** preimageBytesMax 0 turns pre-image capture off (pure dirty tracking). */
-  static create(memory: WebAssembly.Memory, preimageBytesMax: number): WpSyncTracker {
+  /** preimageBytesMax 0 turns pre-image capture off (pure dirty tracking); `faults` see TrackerOptions. */
+  static create(memory: WebAssembly.Memory, preimageBytesMax: number, faults: 'thread' | 'signal' = 'thread'): WpSyncTracker {
     if (!Number.isInteger(preimageBytesMax) || preimageBytesMax < 0 || preimageBytesMax > PREIMAGE_BYTES_MAX_LIMIT) {
       throw new UnderstudyError('ERR_TRACKER', `preimageBytesMax must be an integer from 0 to ${PREIMAGE_BYTES_MAX_LIMIT}`);
     }
     try {
-      return new WpSyncTracker(memory, native.uffdCreate(memory.buffer, 'sync', preimageBytesMax), preimageBytesMax);
+      return new WpSyncTracker(memory, native.uffdCreate(memory.buffer, 'sync', preimageBytesMax, faults === 'signal'), preimageBytesMax);
     } catch (e) {
       rethrowNative(e);
     }

@@ -15,8 +15,8 @@ function fillRandom(u8: Uint8Array): void {
   for (let at = 0; at < u8.length; at += 65536) webcrypto.getRandomValues(u8.subarray(at, Math.min(u8.length, at + 65536)));
 }
 
-function withSync(memory: WebAssembly.Memory, preimageBytesMax: number | undefined, body: (t: PreimageTracker) => void): void {
-  const tracker = createTracker(memory, 'wp-sync', preimageBytesMax === undefined ? {} : { preimageBytesMax });
+function withSync(memory: WebAssembly.Memory, preimageBytesMax: number | undefined, body: (t: PreimageTracker) => void, faults: 'thread' | 'signal' = 'thread'): void {
+  const tracker = createTracker(memory, 'wp-sync', { ...(preimageBytesMax === undefined ? {} : { preimageBytesMax }), faults });
   try {
     body(tracker);
   } finally {
@@ -25,7 +25,8 @@ function withSync(memory: WebAssembly.Memory, preimageBytesMax: number | undefin
 }
 
 describe('wp-sync pre-images', { skip: probe?.supported ? false : (probe?.reason ?? 'not probed') }, () => {
-  it('hold each written page as it was at the arm (property)', () => {
+  for (const faults of ['thread', 'signal'] as const) {
+  it(`hold each written page as it was at the arm, faults served by ${faults === 'thread' ? 'the handler thread' : 'a SIGBUS handler on the writing thread'} (property)`, () => {
     const memory = new WebAssembly.Memory({ initial: 8, maximum: 16 });
     fillRandom(new Uint8Array(memory.buffer)); // written before attach: not dirty
     const guest = instantiateStoreGuest(memory);
@@ -61,8 +62,9 @@ describe('wp-sync pre-images', { skip: probe?.supported ? false : (probe?.reason
       );
       const stats = tracker.stats();
       assert.ok(stats.faultNsTotal! > 0 && stats.faultNsMax! > 0);
-    });
+    }, faults);
   });
+  }
 
   it('report the size at the arm across a grow (grown pages were zeros)', () => {
     const memory = new WebAssembly.Memory({ initial: 1, maximum: 4 });
