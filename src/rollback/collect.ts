@@ -18,6 +18,7 @@ import { checkpointFileName, listCheckpoints, KEEP_DEFAULT } from '../checkpoint
 import { encodeGuestState, guestMeta, writeCheckpointParts, type CheckpointMeta, type CheckpointParts } from '../checkpoint/snapshot.js';
 import type { PreimageTracker, ScanResult } from '../track/tracker.js';
 import { assert } from '../util/assert.js';
+import { COLLECT_STATUS_BYTES, STATUS_WRITING, STATUS_WRITTEN, statusViews } from './collect-status.js';
 import type { CollectWriteRequest } from './collect-worker.js';
 
 /** Epochs a scan may span before it is given up (each pins one undo log in memory). */
@@ -54,7 +55,7 @@ export interface CollectedCheckpoint {
 type Phase =
   | { kind: 'idle' }
   | { kind: 'scanning'; image: Uint8Array; parts: Omit<CheckpointParts, 'memory' | 'storedPages'>; sequence: number; startedAtMs: number; startPauseMs: number; epochs: number }
-  | { kind: 'writing'; done: Promise<void> };
+  | { kind: 'writing'; done: Promise<void>; status: SharedArrayBuffer; settle: () => void };
 
 export class Collector {
   private phase: Phase = { kind: 'idle' };
@@ -66,6 +67,8 @@ export class Collector {
   readonly written: CollectedCheckpoint[] = [];
   readonly abandoned: string[] = [];
   private failure: UnderstudyError | null = null;
+  /** The worker's message for the last failed write. */
+  private lastFailure: string | null = null;
 
   constructor(
     private readonly guest: Guest,
@@ -83,6 +86,10 @@ export class Collector {
     if (!options.inline) {
       this.worker = new Worker(new URL('./collect-worker.js', import.meta.url));
       this.worker.unref();
+      this.worker.on('message', (m: { type: 'written' } | { type: 'failed'; code: string; message: string }) => {
+        if (m.type === 'failed') this.lastFailure = m.message;
+        if (this.phase.kind === 'writing') this.phase.settle();
+      });
     }
   }
 
@@ -125,6 +132,7 @@ export class Collector {
 
   /** At an epoch boundary (`epochEnded`) or between: hands a finished scan to the writer. */
   poll(epochEnded = true): void {
+    if (this.phase.kind === 'writing') this.phase.settle();
     if (this.failure) throw this.failure;
     if (this.phase.kind !== 'scanning') return;
     const p = this.phase;
@@ -168,18 +176,24 @@ export class Collector {
     }
     const worker = this.worker!;
     worker.ref();
-    const done = new Promise<void>((resolve) => {
-      worker.once('message', (m: { type: 'written'; fileBytes: number; writeMs: number } | { type: 'failed'; code: string; message: string }) => {
-        worker.unref();
-        this.phase = { kind: 'idle' };
-        if (m.type === 'written') finish(m.fileBytes, m.writeMs);
-        else this.failure = new UnderstudyError(m.code as 'ERR_CKPT_IO', `writing the collected checkpoint ${file}: ${m.message}`);
-        resolve();
-      });
-    });
-    const request: CollectWriteRequest = { path: file, parts };
+    const status = new SharedArrayBuffer(COLLECT_STATUS_BYTES);
+    const { flag, numbers } = statusViews(status);
+    let resolveDone!: () => void;
+    const done = new Promise<void>((resolve) => (resolveDone = resolve));
+    this.lastFailure = null;
+    // Whichever comes first: the reply (event loop), or the status block read at an epoch boundary.
+    const settle = (): void => {
+      const state = Atomics.load(flag, 0);
+      if (state === STATUS_WRITING || this.phase.kind !== 'writing' || this.phase.status !== status) return;
+      worker.unref();
+      this.phase = { kind: 'idle' };
+      if (state === STATUS_WRITTEN) finish(numbers[0]!, numbers[1]!);
+      else this.failure = new UnderstudyError('ERR_CKPT_IO', `writing the collected checkpoint ${file}: ${this.lastFailure ?? 'failed'}`);
+      resolveDone();
+    };
+    const request: CollectWriteRequest = { path: file, parts, status };
     worker.postMessage(request);
-    this.phase = { kind: 'writing', done };
+    this.phase = { kind: 'writing', done, status, settle };
   }
 
   private prune(): void {
