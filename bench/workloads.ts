@@ -20,13 +20,14 @@ export interface Workload {
 }
 
 function command(name: string, args: string[], what: string): Workload {
+  const file = name.split('-')[0]!;
   return {
     name,
     what,
-    module: () => loadGuestModule(guestPath(name)),
+    module: () => loadGuestModule(guestPath(file)),
     async create(module) {
       const output = new OutputGate(new CollectedOutput());
-      const guest = await Guest.create(module, { wasi: WasiDevice.create({ args: [name, ...args], env: [], preopens: [], output }) });
+      const guest = await Guest.create(module, { wasi: WasiDevice.create({ args: [file, ...args], env: [], preopens: [], output }) });
       return { guest, output };
     },
     async drive(guest) {
@@ -79,4 +80,12 @@ export const WORKLOADS: Workload[] = [
   reactor('kvstore', ['FILL 200000 100'], (i) => (i % 4 === 0 ? `GET fill:${lcg(i)}` : `SET fill:${lcg(i)} value-${i}-${'x'.repeat(i % 50)}`), 60000, 'C reactor, 200k keys, random SET/GET'),
   reactor('kvstore-20k', ['FILL 200000 100'], (i) => (i % 4 === 0 ? `GET fill:${lcg(i)}` : `SET fill:${lcg(i)} value-${i}-${'x'.repeat(i % 50)}`), 40000, 'C reactor, 200k keys, 20,000 random SET/GET per second for 2 s', 20000),
   reactor('ledger', ['FILL 50000 0'], (i) => `XFER acct:${lcg(i) % 50000} acct:${lcg(i + 7) % 50000} 1`, 60000, 'AssemblyScript reactor, 50k accounts, random transfers'),
+];
+
+/** The same guests doing more work: 3-6 s unprotected, so that 1,000 ms epochs come several to a run. */
+export const LONG_WORKLOADS: Workload[] = [
+  command('heapwalk-long', ['32', '50'], 'heapwalk, 32 MiB x 50 rounds'),
+  command('primes-long', ['150000000'], 'primes below 1.5 x 10^8'),
+  reactor('kvstore-long', ['FILL 200000 100'], (i) => (i % 4 === 0 ? `GET fill:${lcg(i)}` : `SET fill:${lcg(i)} value-${i}-${'x'.repeat(i % 50)}`), 1_000_000, 'kvstore, 1,000,000 random SET/GET'),
+  reactor('ledger-long', ['FILL 50000 0'], (i) => `XFER acct:${lcg(i) % 50000} acct:${lcg(i + 7) % 50000} 1`, 400_000, 'ledger, 400,000 random transfers'),
 ];

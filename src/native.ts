@@ -13,7 +13,7 @@ export interface NativeAddon {
   readonly uffdBuilt: boolean;
   // userfaultfd trackers (native/src/uffd.c); on non-Linux builds every call
   // but uffdProbe throws ERR_TRACKER_UNSUPPORTED.
-  uffdCreate(buffer: ArrayBuffer, mode: 'async' | 'sync', preimageBytesMax?: number): UffdHandle;
+  uffdCreate(buffer: ArrayBuffer, mode: 'async' | 'sync', preimageBytesMax?: number, faultsBySignal?: boolean): UffdHandle;
   uffdCollect(handle: UffdHandle, buffer: ArrayBuffer): Uint32Array;
   uffdTakePreimages(handle: UffdHandle, into?: Uint8Array): { pages: Uint32Array; data: Uint8Array; byteLength: number; complete: boolean };
   uffdStats(handle: UffdHandle): Record<string, number>;
@@ -24,8 +24,17 @@ export interface NativeAddon {
   uffdSetHistase(handle: UffdHandle, enabled: boolean, alpha: number): void;
   // Hot regions of a wp-async tracker (scan_fast_hot in native/src/uffd.c).
   uffdSetHot(handle: UffdHandle, writtenMinPages: number): void;
-  /** In-place rollback: the live epoch's pre-images, then each log (newest first); zeroes from zeroFromBytes; re-arms. Returns pages restored. */
-  uffdRollback(handle: UffdHandle, buffer: ArrayBuffer, logs: { pages: Uint32Array; data: Uint8Array }[], zeroFromBytes: number): number;
+  /** In-place rollback: the live epoch's pre-images, then each undo log (newest first); zeroes from zeroFromBytes; re-arms. Returns pages restored. */
+  uffdRollback(handle: UffdHandle, buffer: ArrayBuffer, logs: number[], zeroFromBytes: number): number;
+  /** Ends the epoch: its pre-image store becomes undo log `log` (no copy); the background job filters, pre-saves (COWP) and checksums it. With `scan`, a collect scan of this instant starts. */
+  uffdSeal(handle: UffdHandle, buffer: ArrayBuffer, presave: boolean, scan?: { image: Uint8Array; bytes: number } | null, jobInPause?: boolean): { log: number; slots: number; complete: number; grownPages: number };
+  uffdRelease(handle: UffdHandle, log: number): void;
+  uffdLogInfo(handle: UffdHandle, log: number, finish: boolean): { slots: number; kept: number; complete: number; done: number };
+  uffdVerify(handle: UffdHandle, log: number): 'ok' | 'checksum' | 'incomplete';
+  uffdFlipLogBit(handle: UffdHandle, log: number, bit: number): void;
+  uffdScanPoll(handle: UffdHandle): 'none' | 'copying' | 'merging' | 'done' | 'failed';
+  uffdScanEnd(handle: UffdHandle): { storedPages: Uint32Array; copyMs: number; mergeMs: number; mergedPages: number; epochs: number };
+  uffdScanAbort(handle: UffdHandle): void;
   uffdProbe(): Partial<UffdProbeFacts>;
   // Per-page delta encoding (native/src/delta.c); the format is documented in
   // src/checkpoint/delta-codec.ts, which is the interface to use.

@@ -31,6 +31,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
+#include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
 #include <string.h>
@@ -64,6 +65,28 @@
 // Fault messages read per read(2) in the handler thread.
 #define US_MSG_BATCH 16u
 
+// Undo logs alive at once: the live epoch's, the kept checkpoints' (two),
+// the one being sealed, and those a collect scan pins (one per epoch it spans).
+#define US_STORES_MAX 48u
+// Free stores that keep their backing pages for reuse (a fresh page costs a
+// first-touch fault when written); past this, a released store's pages are
+// given back with MADV_DONTNEED.
+#define US_STORES_WARM 4u
+// Slots of the background job per turn of the handler loop, between which it
+// serves faults: ~16 x (compare + copy of 4 KiB) is ~20 us of fault latency.
+#define US_JOB_CHUNK_SLOTS 16u
+// Slots the job does inside a fault the guest took on a page the job had not
+// reached yet (see serve_fault): ~32 x 1.5 us added to that fault, against a
+// round trip of ~10-20 us for each page it covers.
+#define US_FAULT_CHASE_SLOTS 32u
+// At a seal, when the pages to re-protect form more runs than 1/8 of the
+// memory's pages, one ioctl over the whole memory is cheaper than one per run
+// (measured here: ~1.3 us per run, ~0.16 us per page walked).
+#define US_PROTECT_WHOLE_RATIO 8u
+
+struct us_store;
+struct us_scan;
+
 enum us_mode { US_MODE_ASYNC = 1, US_MODE_SYNC = 2 };
 
 typedef struct {
@@ -95,25 +118,40 @@ typedef struct {
   int thread_started;
   int mu_ready;
   pthread_mutex_t mu;
-  uint64_t* seen;          // one bit per page: written (and un-protected) this epoch
-  uint32_t* written;       // pages in fault order, each at most once per epoch
-  uint64_t written_count;
+  int wake_fd;             // eventfd: a background job was posted (wakes the handler's poll); -1 otherwise
+  int sigbus;              // faults arrive as SIGBUS on the faulting thread (served there), not as messages
+  pthread_t mu_owner;      // the thread holding mu (valid while mu_held)
+  int mu_held;
+  uint64_t* seen;          // one bit per page: un-protected this epoch, i.e. in the live store
   int preimages_enabled;
-  uint8_t* preimages;      // preimages[i] is the pre-image of written[i], i < preimage_count
-  uint64_t preimage_count;
-  uint64_t preimage_capacity;  // pages allocated in `preimages`
-  uint64_t preimage_bytes_max;
-  int preimage_overflow;   // a page was written whose pre-image did not fit
+  uint64_t preimage_bytes_max;  // per undo log (store)
+  // Undo logs (see "undo logs" below). stores[live] is the live epoch's store.
+  struct us_store* stores[US_STORES_MAX];
+  uint32_t stores_allocated;
+  uint32_t live;
+  uint32_t* live_slot;     // page -> its slot in the live store (valid while its seen bit is set)
+  uint32_t* sealed_slot;   // page -> its slot in the job's store (validated by looking the slot up)
+  uint64_t* job_bits;      // pages the job kept (Histase's input), cleared by the job
+  uint64_t* mark;          // scratch bitmap (rollback), all zero between calls
+  // The background job of the last sealed store (filter, pre-save, Histase, checksum).
+  int job;                 // store index, -1 when none; under mu
+  int job_active;          // the same, as a flag the handler polls without the lock (atomic)
+  int job_phase, job_presave;
+  uint64_t job_low, job_chase, job_done, job_crc_at;
+  uint32_t job_crc;
+  uint64_t run_lo, run_hi; // a run of pages pre-saved by the job, still to un-protect
+  int run_open;
+  struct us_scan* scan;    // the collect scan in progress (NULL: none); pinned stores under mu
   uint64_t faults, fault_ns_total, fault_ns_max, duplicate_messages, foreign_faults;
+  uint64_t job_slots_total, job_ns_total, seal_wait_ns_total, job_chases;
+  uint64_t seal_protect_ns_total, seal_ns_total, seals, unprotect_ns_total;
   int handler_errno;       // first error the handler hit (0: none)
   const char* handler_step;
-  // Prediction (sync mode, under mu). A predicted page was pre-saved and
-  // un-protected before any write to it: by uffdPresave (COWP: the pages
-  // written last epoch) or by Histase in the fault handler (neighbours of a
-  // faulting page). Its seen bit is set like a faulted page's; its predicted
-  // bit says that a write is not proven, so collect and takePreimages compare
-  // it with its pre-image and drop it when equal.
-  uint64_t* predicted;     // one bit per page, capacity_pages bits
+  // Prediction. A predicted page was pre-saved and un-protected before any
+  // write to it: by the job or uffdPresave (COWP: the pages written last
+  // epoch) or by Histase in the fault handler (neighbours of a faulting page).
+  // Its slot carries US_SLOT_PREDICTED: a write is not proven, so the job
+  // compares it with its pre-image and drops it when equal.
   int histase;             // Histase on: faults pre-save neighbours by his_stride
   float histase_alpha;     // his_stride = alpha * his_stride + (1 - alpha) * ave_stride
   float* his_stride;       // per 2 MiB region (US_REGION_PAGES); < 0: no history yet
@@ -529,6 +567,27 @@ static napi_value make_u32_array(napi_env env, const uint32_t* values, uint64_t 
   return arr;
 }
 
+static int grow_bitmap(uint64_t** bits, uint64_t old_pages, uint64_t pages) {
+  uint64_t old_words = (old_pages + 63) / 64, words = (pages + 63) / 64;
+  uint64_t* b = (uint64_t*)realloc(*bits, (size_t)words * 8);
+  if (!b) return 0;
+  // SAFETY: b has `words` words; the new tail [old_words, words) is zeroed.
+  memset(b + old_words, 0, (size_t)(words - old_words) * 8);
+  *bits = b;
+  return 1;
+}
+
+static int grow_u32(uint32_t** a, uint64_t old_n, uint64_t n) {
+  uint32_t* b = (uint32_t*)realloc(*a, (size_t)n * 4);
+  if (!b) return 0;
+  // SAFETY: b has n entries; the new tail is zeroed (slot maps are validated on use anyway).
+  memset(b + old_n, 0, (size_t)(n - old_n) * 4);
+  *a = b;
+  return 1;
+}
+
+static int store_reserve_pages(struct us_store* s, uint64_t pages);
+
 // Makes the page buffers hold `pages` entries. Sync mode: called with mu held.
 static int ensure_capacity(us_uffd_tracker* t, uint64_t pages) {
   if (pages <= t->capacity_pages) return 1;
@@ -536,20 +595,13 @@ static int ensure_capacity(us_uffd_tracker* t, uint64_t pages) {
   if (!out) return 0;
   t->out = out;
   if (t->mode == US_MODE_SYNC) {
-    uint32_t* written = (uint32_t*)realloc(t->written, (size_t)pages * 4);
-    if (!written) return 0;
-    t->written = written;
-    uint64_t old_words = (t->capacity_pages + 63) / 64, words = (pages + 63) / 64;
-    uint64_t* seen = (uint64_t*)realloc(t->seen, (size_t)words * 8);
-    if (!seen) return 0;
-    // SAFETY: seen has `words` words; the new tail [old_words, words) is zeroed.
-    memset(seen + old_words, 0, (size_t)(words - old_words) * 8);
-    t->seen = seen;
-    uint64_t* predicted = (uint64_t*)realloc(t->predicted, (size_t)words * 8);
-    if (!predicted) return 0;
-    // SAFETY: as for seen.
-    memset(predicted + old_words, 0, (size_t)(words - old_words) * 8);
-    t->predicted = predicted;
+    const uint64_t old = t->capacity_pages;
+    if (!grow_bitmap(&t->seen, old, pages) || !grow_bitmap(&t->job_bits, old, pages) || !grow_bitmap(&t->mark, old, pages))
+      return 0;
+    if (!grow_u32(&t->live_slot, old, pages) || !grow_u32(&t->sealed_slot, old, pages)) return 0;
+    // Only the live store grows: a sealed store's page list is final (and a
+    // scan may be reading it without the lock).
+    if (t->stores_allocated > 0 && !store_reserve_pages(t->stores[t->live], pages)) return 0;
     uint64_t regions = (pages + US_REGION_PAGES - 1) / US_REGION_PAGES;
     float* his = (float*)realloc(t->his_stride, (size_t)regions * sizeof *his);
     if (!his) return 0;
@@ -579,20 +631,168 @@ static int ensure_capacity(us_uffd_tracker* t, uint64_t pages) {
   return 1;
 }
 
-// ---- sync handler thread ----
+// The tracker's lock, with its owner noted: the SIGBUS handler refuses (loudly)
+// to wait for a lock its own thread holds.
+static void lock_mu(us_uffd_tracker* t) {
+  pthread_mutex_lock(&t->mu);
+  t->mu_owner = pthread_self();
+  __atomic_store_n(&t->mu_held, 1, __ATOMIC_RELEASE);
+}
 
-static int preimage_reserve(us_uffd_tracker* t, uint64_t pages) {
-  if (pages <= t->preimage_capacity) return 1;
-  if (pages * US_PAGE_BYTES > t->preimage_bytes_max) return 0;
-  uint64_t want = t->preimage_capacity ? t->preimage_capacity * 2 : 64;
-  if (want < pages) want = pages;
-  if (want * US_PAGE_BYTES > t->preimage_bytes_max) want = t->preimage_bytes_max / US_PAGE_BYTES;
-  uint8_t* p = (uint8_t*)realloc(t->preimages, (size_t)(want * US_PAGE_BYTES));
+static void unlock_mu(us_uffd_tracker* t) {
+  __atomic_store_n(&t->mu_held, 0, __ATOMIC_RELEASE);
+  pthread_mutex_unlock(&t->mu);
+}
+
+// ---- undo logs ----
+//
+// The pre-image store of an epoch IS its undo log. The fault handler copies a
+// page's pre-image into the live store; at the end of the epoch (seal) the
+// store is handed to JS as a log id, with no copy, and a free store becomes
+// live. A store is an mmap reservation of preimage_bytes_max (MAP_NORESERVE:
+// only slots written are backed) and is reused, so after the first epochs no
+// slot is touched for the first time (a first touch costs a kernel fault).
+//
+// A slot is (page | flags, 4 KiB of pre-image). Flags: PREDICTED (pre-saved
+// before any write: a write is not proven), DROPPED (predicted and found
+// unchanged at the seal: not part of the log), DONE (the job has seen it).
+// The page index keeps its value when flags change, so a reader that races
+// with the job (the collect scan) still learns which page a slot holds.
+#define US_SLOT_PREDICTED 0x80000000u
+#define US_SLOT_DROPPED 0x40000000u
+#define US_SLOT_DONE 0x20000000u
+#define US_SLOT_PAGE 0x1fffffffu
+_Static_assert(US_MEMORY_BYTES_MAX / US_PAGE_BYTES <= (uint64_t)US_SLOT_PAGE + 1, "every page index fits below the slot flags");
+
+typedef struct us_store {
+  uint8_t* data;          // reservation of slots_max pages; NULL when pre-images are off
+  uint64_t slots_max;
+  uint64_t touched;       // slots ever written (backed), for trimming
+  uint32_t* pages;        // slot -> page | flags
+  uint64_t pages_cap;
+  uint64_t count;         // slots recorded
+  uint64_t data_count;    // slots holding a pre-image; < count when the store overflowed
+  uint64_t dropped;
+  uint32_t refs;          // live epoch, JS's log id, each scan pinning it; 0: free
+  uint32_t gen;           // bumped at every reuse, so a stale log id is refused
+  uint32_t crc;           // over pages[0..count), then the data of slots [0, data_count)
+  int crc_ready;
+} us_store;
+
+static int store_reserve_pages(us_store* s, uint64_t pages) {
+  if (pages <= s->pages_cap) return 1;
+  uint32_t* p = (uint32_t*)realloc(s->pages, (size_t)pages * 4);
   if (!p) return 0;
-  t->preimages = p;
-  t->preimage_capacity = want;
+  s->pages = p;
+  s->pages_cap = pages;
   return 1;
 }
+
+static void store_destroy(us_store* s) {
+  if (!s) return;
+  // SAFETY: data is the reservation mmap returned for slots_max pages.
+  if (s->data) munmap(s->data, (size_t)(s->slots_max * US_PAGE_BYTES));
+  free(s->pages);
+  free(s);
+}
+
+static us_store* store_create(uint64_t slots_max, uint64_t pages) {
+  us_store* s = (us_store*)calloc(1, sizeof *s);
+  if (!s) return NULL;
+  s->slots_max = slots_max;
+  if (slots_max) {
+    // SAFETY: a fresh private anonymous mapping; nothing else refers to it.
+    void* m = mmap(NULL, (size_t)(slots_max * US_PAGE_BYTES), PROT_READ | PROT_WRITE, MAP_PRIVATE | MAP_ANONYMOUS | MAP_NORESERVE, -1, 0);
+    if (m == MAP_FAILED) {
+      free(s);
+      return NULL;
+    }
+    s->data = (uint8_t*)m;
+  }
+  if (!store_reserve_pages(s, pages ? pages : 1)) {
+    store_destroy(s);
+    return NULL;
+  }
+  return s;
+}
+
+static int store_complete(const us_store* s) {
+  return !s->data || s->data_count == s->count;
+}
+
+static uint32_t store_crc_range(const us_store* s, uint32_t crc, uint64_t from, uint64_t to) {
+  // SAFETY: [from, to) <= data_count slots, each backed inside the reservation.
+  return us_crc32c(crc, s->data + from * US_PAGE_BYTES, (size_t)((to - from) * US_PAGE_BYTES));
+}
+
+// The checksum of a store as its job takes it (in pieces): the page list, then the pre-images.
+static uint32_t store_crc_now(const us_store* s) {
+  // SAFETY: pages holds count entries.
+  const uint32_t crc = us_crc32c(0, (const uint8_t*)s->pages, (size_t)(s->count * 4));
+  return s->data ? store_crc_range(s, crc, 0, s->data_count) : crc;
+}
+
+static uint32_t free_store_count(const us_uffd_tracker* t) {
+  uint32_t n = 0;
+  for (uint32_t i = 0; i < t->stores_allocated; i++) n += t->stores[i]->refs == 0;
+  return n;
+}
+
+// Drops one reference; a store nobody holds is free for reuse. With mu held.
+static void store_unref(us_uffd_tracker* t, uint32_t index) {
+  us_store* s = t->stores[index];
+  if (s->refs == 0 || --s->refs > 0) return;
+  if (s->data && s->touched && free_store_count(t) > US_STORES_WARM) {
+    // SAFETY: [data, data + touched pages) lies inside the reservation; the
+    // store is free, so nothing reads it. A failure only keeps the pages.
+    (void)madvise(s->data, (size_t)(s->touched * US_PAGE_BYTES), MADV_DONTNEED);
+    s->touched = 0;
+  }
+}
+
+// A free store, made live-ready (empty, one reference, new generation), or -1
+// when all US_STORES_MAX are held. With mu held.
+static int store_take(us_uffd_tracker* t) {
+  uint32_t index = t->stores_allocated;
+  for (uint32_t i = 0; i < t->stores_allocated; i++)
+    if (t->stores[i]->refs == 0) {
+      index = i;
+      break;
+    }
+  if (index == t->stores_allocated) {
+    if (index >= US_STORES_MAX) return -1;
+    us_store* s = store_create(t->preimages_enabled ? t->preimage_bytes_max / US_PAGE_BYTES : 0, t->capacity_pages);
+    if (!s) return -1;
+    t->stores[t->stores_allocated++] = s;
+  }
+  us_store* s = t->stores[index];
+  if (!store_reserve_pages(s, t->capacity_pages)) return -1;
+  s->refs = 1;
+  s->gen++;
+  s->count = s->data_count = s->dropped = 0;
+  s->crc = 0;
+  s->crc_ready = 0;
+  return (int)index;
+}
+
+// A log id as JS holds it: index + US_STORES_MAX * generation (exact in a double).
+static double log_id(const us_uffd_tracker* t, uint32_t index) {
+  return (double)index + (double)US_STORES_MAX * (double)t->stores[index]->gen;
+}
+
+// The store a log id names, if it is still that log (held, same generation,
+// not the live store); else -1. With mu held.
+static int log_index(const us_uffd_tracker* t, double id) {
+  if (!(id >= 0) || id > 9007199254740991.0 || id != (double)(uint64_t)id) return -1;
+  const uint64_t v = (uint64_t)id;
+  const uint32_t index = (uint32_t)(v % US_STORES_MAX);
+  if (index >= t->stores_allocated || index == t->live) return -1;
+  const us_store* s = t->stores[index];
+  if (s->refs == 0 || (uint64_t)s->gen != v / US_STORES_MAX) return -1;
+  return (int)index;
+}
+
+// ---- sync handler thread ----
 
 static void handler_fail(us_uffd_tracker* t, const char* step, int err) {
   if (!t->handler_errno) {
@@ -605,27 +805,31 @@ static int bit_get(const uint64_t* bits, uint64_t idx) {
   return (int)((bits[idx / 64] >> (idx % 64)) & 1u);
 }
 
-// Saves the pre-image of page idx and records it as written this epoch.
-// With mu held; idx is a registered page whose seen bit is clear, so it is
-// still write-protected and holds its contents as of the last arm. The caller
-// un-protects it afterwards.
+static void bit_set(uint64_t* bits, uint64_t idx) {
+  bits[idx / 64] |= (uint64_t)1 << (idx % 64);
+}
+
+// Saves the pre-image of page idx into the live store and records it as
+// written this epoch. With mu held; idx is a registered page whose seen bit is
+// clear, so it is still write-protected and holds its contents as of the
+// seal. The caller un-protects it afterwards.
 static void save_page(us_uffd_tracker* t, uint64_t idx, int predicted) {
-  t->seen[idx / 64] |= (uint64_t)1 << (idx % 64);
-  if (predicted) t->predicted[idx / 64] |= (uint64_t)1 << (idx % 64);
-  // SAFETY: each page enters `written` once per epoch (seen bit), and
-  // `written` holds capacity_pages >= registered pages entries.
-  t->written[t->written_count++] = (uint32_t)idx;
-  if (t->preimages_enabled && !t->preimage_overflow) {
-    if (preimage_reserve(t, t->preimage_count + 1)) {
-      // SAFETY: the page is inside the registered, mapped range (callers
-      // check); the mapping is alive (V8 never unmaps a live memory's
-      // reservation, and the JS thread is either blocked in a write to it or
-      // is the caller). The store has room for this page.
-      memcpy(t->preimages + t->preimage_count * US_PAGE_BYTES, t->base + idx * US_PAGE_BYTES, US_PAGE_BYTES);
-      t->preimage_count++;
-    } else {
-      t->preimage_overflow = 1;
-    }
+  us_store* s = t->stores[t->live];
+  bit_set(t->seen, idx);
+  // SAFETY: a page enters the live store once per epoch (seen bit), and its
+  // page list holds capacity_pages >= registered pages entries.
+  const uint64_t slot = s->count++;
+  s->pages[slot] = (uint32_t)idx | (predicted ? US_SLOT_PREDICTED : 0);
+  t->live_slot[idx] = (uint32_t)slot;
+  if (s->data && slot == s->data_count && slot < s->slots_max) {
+    // SAFETY: the page is inside the registered, mapped range (callers
+    // check); the mapping is alive (V8 never unmaps a live memory's
+    // reservation, and the JS thread is either blocked in a write to it, or
+    // paused, or the page is protected so no write can change it now). The
+    // slot lies inside the store's reservation (slot < slots_max).
+    memcpy(s->data + slot * US_PAGE_BYTES, t->base + idx * US_PAGE_BYTES, US_PAGE_BYTES);
+    s->data_count++;
+    if (s->data_count > s->touched) s->touched = s->data_count;
   }
 }
 
@@ -651,6 +855,19 @@ static void histase_predict(us_uffd_tracker* t, uint64_t idx, uint64_t* lo, uint
   }
 }
 
+// The job's slot of page idx, or UINT64_MAX when idx is not in the job's
+// store or the job has seen it already. With mu held.
+static uint64_t job_pending_slot(const us_uffd_tracker* t, uint64_t idx) {
+  if (t->job < 0) return UINT64_MAX;
+  const us_store* js = t->stores[t->job];
+  const uint64_t slot = t->sealed_slot[idx];
+  if (slot >= js->count) return UINT64_MAX;
+  const uint32_t e = js->pages[slot];
+  return (e & US_SLOT_PAGE) == idx && !(e & US_SLOT_DONE) ? slot : UINT64_MAX;
+}
+
+static int job_run(us_uffd_tracker* t, uint64_t budget);
+
 // One write-protect fault. Runs on the handler thread with mu held.
 static void serve_fault(us_uffd_tracker* t, uint64_t address) {
   const uint64_t t0 = now_ns();
@@ -660,12 +877,24 @@ static void serve_fault(us_uffd_tracker* t, uint64_t address) {
   uint64_t lo = page_addr, len = US_PAGE_BYTES;
   if (page_addr >= base && page_addr < base + t->registered_bytes) {
     const uint64_t idx = (page_addr - base) / US_PAGE_BYTES;
-    // A page is un-protected exactly while its seen bit is set, so an unseen
-    // page still holds its contents as of the last arm: that is the pre-image.
-    // A second message for a seen page (two writers raced) only needs a wake.
+    // A page is un-protected only while its seen bit is set, so an unseen
+    // page still holds its contents as of the seal: that is the pre-image.
+    // A second message for a seen page (two writers raced, or the job saved
+    // it and has not un-protected its run yet) only needs a wake.
     if (!bit_get(t->seen, idx)) {
       first = 1;
+      const uint64_t slot = job_pending_slot(t, idx);
       save_page(t, idx, 0);
+      if (slot != UINT64_MAX && t->job_presave) {
+        // The guest overtook the job's pre-saving. The job goes on from here,
+        // where the guest writes on (typically), and does the next slots now,
+        // before the guest resumes: one fault's round trip then buys
+        // US_FAULT_CHASE_SLOTS pages without one, as the handler thread may
+        // not run again soon on a busy machine.
+        t->job_chase = slot;
+        t->job_chases++;
+        job_run(t, US_FAULT_CHASE_SLOTS);
+      }
       if (t->histase) {
         uint64_t plo, phi;
         histase_predict(t, idx, &plo, &phi);
@@ -678,7 +907,9 @@ static void serve_fault(us_uffd_tracker* t, uint64_t address) {
   } else {
     t->foreign_faults++;  // not ours (cannot happen: one registration per uffd); still un-protect
   }
+  const uint64_t tio = now_ns();
   int err = uffd_protect(t->uffd, lo, len, 0);
+  t->unprotect_ns_total += now_ns() - tio;
   if (err) handler_fail(t, "UFFDIO_WRITEPROTECT (un-protect a faulted page)", err);
   if (first) {
     const uint64_t dt = now_ns() - t0;
@@ -688,68 +919,359 @@ static void serve_fault(us_uffd_tracker* t, uint64_t address) {
   }
 }
 
-// Whether written[i] was predicted and still equals its pre-image (so no
-// write to it is proven and it need not be kept). With mu held, guest paused.
-static int predicted_unchanged(const us_uffd_tracker* t, uint64_t i) {
-  const uint64_t idx = t->written[i];
-  if (!bit_get(t->predicted, idx) || i >= t->preimage_count) return 0;
-  // SAFETY: idx is registered (it entered `written`); slot i holds its pre-image.
-  return memcmp(t->base + idx * US_PAGE_BYTES, t->preimages + i * US_PAGE_BYTES, US_PAGE_BYTES) == 0;
+// ---- the background job of a sealed store ----
+//
+// After a seal, the handler thread (between faults, US_JOB_CHUNK_SLOTS at a
+// time) or the JS thread (when it needs the result: the next seal, a
+// rollback, a check) works through the sealed store:
+//   1. each slot: a predicted page is compared with its pre-image as of the
+//      seal (the live store's pre-image if it was saved since, else memory:
+//      still protected, so unchanged) and dropped when equal; a page kept is
+//      pre-saved for the live epoch when COWP asked for it (saved, un-protected
+//      in runs), and noted for Histase. Slots are taken in order, except that
+//      a fault at a page the job has not reached moves it there (chase), since
+//      the guest writes on from there;
+//   2. Histase: each 2 MiB region's ave_stride from the kept pages, his_stride updated;
+//   3. the checksum of the store, in pieces (always on the handler thread
+//      unless someone needs it sooner: it only reads).
+// Each page is compared once per epoch and copied once (when it is saved).
+
+enum { US_JOB_SLOTS = 1, US_JOB_HISTASE = 2, US_JOB_CRC = 3 };
+
+// Un-protects a run of pre-saved pages. Nobody waits on them (a write that
+// raced with the pre-saving faulted, and its message is answered, with a wake,
+// when the handler reads it), so without a wake-up: it saves the ioctl the
+// wait-queue walk.
+static void job_flush_run(us_uffd_tracker* t) {
+  if (!t->run_open) return;
+  t->run_open = 0;
+  const uint64_t base = (uint64_t)(uintptr_t)t->base;
+  int err = 0;
+  for (int attempt = 0; attempt < US_WP_RETRY_MAX; attempt++) {
+    struct us_uffdio_writeprotect arg = {.range = {.start = base + t->run_lo * US_PAGE_BYTES, .len = (t->run_hi - t->run_lo + 1) * US_PAGE_BYTES},
+                                         .mode = US_UFFDIO_WRITEPROTECT_MODE_DONTWAKE};
+    // SAFETY: arg is a live uffdio_writeprotect; the run lies inside the registration.
+    if (ioctl(t->uffd, US_UFFDIO_WRITEPROTECT, &arg) == 0) {
+      err = 0;
+      break;
+    }
+    err = errno;
+    if (err != EAGAIN && err != EINTR) break;
+  }
+  if (err) handler_fail(t, "UFFDIO_WRITEPROTECT (un-protect pre-saved pages)", err);
+}
+
+static void job_slot(us_uffd_tracker* t, us_store* js, uint64_t i) {
+  uint32_t e = js->pages[i];
+  const uint64_t idx = e & US_SLOT_PAGE;
+  int keep = 1;
+  if (e & US_SLOT_PREDICTED) {
+    if (i < js->data_count) {
+      const us_store* live = t->stores[t->live];
+      const uint8_t* now = NULL;
+      if (!bit_get(t->seen, idx)) {
+        // SAFETY: idx is registered (it entered a store); unseen pages are
+        // protected, so the guest cannot be writing it.
+        now = t->base + idx * US_PAGE_BYTES;
+      } else if (t->live_slot[idx] < live->data_count) {
+        // SAFETY: a slot below data_count holds the page's pre-image.
+        now = live->data + (uint64_t)t->live_slot[idx] * US_PAGE_BYTES;
+      }
+      // SAFETY: slot i < data_count holds idx's pre-image.
+      if (now && memcmp(now, js->data + i * US_PAGE_BYTES, US_PAGE_BYTES) == 0) keep = 0;
+    }
+    if (keep) t->predicted_written_total++;
+    else t->predicted_unwritten_total++;
+  }
+  e |= US_SLOT_DONE | (keep ? 0 : US_SLOT_DROPPED);
+  // A scan may read the page list of a sealed store without the lock.
+  __atomic_store_n(&js->pages[i], e, __ATOMIC_RELAXED);
+  t->job_done++;
+  if (!keep) {
+    js->dropped++;
+    return;
+  }
+  t->dirty_total++;
+  bit_set(t->job_bits, idx);
+  if (!t->job_presave || bit_get(t->seen, idx)) return;
+  save_page(t, idx, 1);
+  t->presaved_total++;
+  if (t->run_open && idx == t->run_hi + 1) {
+    t->run_hi = idx;
+  } else {
+    job_flush_run(t);
+    t->run_lo = t->run_hi = idx;
+    t->run_open = 1;
+  }
+}
+
+// Histase: ave_stride per region = mean length of the runs of consecutive
+// kept pages in it; his_stride follows it with weight 1 - alpha. Regions not
+// written keep their history. Clears job_bits.
+static void job_histase(us_uffd_tracker* t) {
+  const uint64_t words = (t->capacity_pages + 63) / 64;
+  uint64_t region = UINT64_MAX, runs = 0, pages = 0, prev = UINT64_MAX;
+  for (uint64_t w = 0; w <= words; w++) {
+    uint64_t bits = w < words ? t->job_bits[w] : 0;
+    if (w < words) t->job_bits[w] = 0;
+    while (w < words && bits) {
+      const uint64_t idx = w * 64 + (uint64_t)__builtin_ctzll(bits);
+      bits &= bits - 1;
+      if (idx / US_REGION_PAGES != region) {
+        if (region != UINT64_MAX) {
+          float* his = &t->his_stride[region];
+          const float ave = (float)pages / (float)runs;
+          *his = *his < 0 ? ave : t->histase_alpha * *his + (1.0f - t->histase_alpha) * ave;
+        }
+        region = idx / US_REGION_PAGES;
+        runs = pages = 0;
+        prev = UINT64_MAX;
+      }
+      if (prev == UINT64_MAX || idx != prev + 1) runs++;
+      pages++;
+      prev = idx;
+    }
+    if (w == words && region != UINT64_MAX) {
+      float* his = &t->his_stride[region];
+      const float ave = (float)pages / (float)runs;
+      *his = *his < 0 ? ave : t->histase_alpha * *his + (1.0f - t->histase_alpha) * ave;
+    }
+  }
+}
+
+// Runs up to `budget` slots of the job (slots, or pages of the checksum);
+// with stop_at_crc, stops where the checksum begins. Returns 1 when the job is
+// finished. With mu held.
+static int job_run_until(us_uffd_tracker* t, uint64_t budget, int stop_at_crc) {
+  if (t->job < 0) return 1;
+  const uint64_t t0 = now_ns();
+  us_store* js = t->stores[t->job];
+  uint64_t used = 0;
+  while (used < budget) {
+    if (t->job_phase == US_JOB_SLOTS) {
+      if (t->job_done >= js->count) {
+        job_flush_run(t);
+        t->job_phase = US_JOB_HISTASE;
+        continue;
+      }
+      // Chase first (where the guest writes), else the lowest slot not done.
+      uint64_t i;
+      if (t->job_chase < js->count && !(js->pages[t->job_chase] & US_SLOT_DONE)) {
+        i = t->job_chase++;
+      } else {
+        t->job_chase = UINT64_MAX;
+        while (t->job_low < js->count && (js->pages[t->job_low] & US_SLOT_DONE)) t->job_low++;
+        i = t->job_low;
+      }
+      job_slot(t, js, i);
+      used++;
+    } else if (t->job_phase == US_JOB_HISTASE) {
+      job_histase(t);
+      // SAFETY: pages holds count entries (final now).
+      t->job_crc = us_crc32c(0, (const uint8_t*)js->pages, (size_t)(js->count * 4));
+      t->job_crc_at = 0;
+      t->job_phase = US_JOB_CRC;
+      used++;
+      if (stop_at_crc) break;
+    } else {
+      const uint64_t end = js->data ? js->data_count : 0;
+      if (t->job_crc_at >= end) {
+        js->crc = t->job_crc;
+        js->crc_ready = 1;
+        t->job = -1;
+        __atomic_store_n(&t->job_active, 0, __ATOMIC_RELEASE);
+        break;
+      }
+      // (budget may be UINT64_MAX: compare before adding.)
+      const uint64_t to = end - t->job_crc_at <= budget - used ? end : t->job_crc_at + (budget - used);
+      t->job_crc = store_crc_range(js, t->job_crc, t->job_crc_at, to);
+      used += to - t->job_crc_at;
+      t->job_crc_at = to;
+    }
+  }
+  job_flush_run(t);
+  t->job_slots_total += used;
+  t->job_ns_total += now_ns() - t0;
+  return t->job < 0;
+}
+
+static int job_run(us_uffd_tracker* t, uint64_t budget) {
+  return job_run_until(t, budget, 0);
+}
+
+// Finishes the job on the calling thread. With mu held.
+static void job_finish(us_uffd_tracker* t) {
+  if (t->job < 0) return;
+  const uint64_t t0 = now_ns();
+  job_run(t, UINT64_MAX);
+  t->seal_wait_ns_total += now_ns() - t0;
 }
 
 // The handler loop. Bounded by the stop eventfd: dispose() signals it and
-// joins. Never calls N-API.
+// joins. Never calls N-API. Faults come first; the job runs in small pieces
+// between them.
 static void* sync_handler_main(void* arg) {
   us_uffd_tracker* t = (us_uffd_tracker*)arg;
   struct us_uffd_msg msgs[US_MSG_BATCH];
   for (;;) {
-    struct pollfd fds[2] = {{.fd = t->uffd, .events = POLLIN, .revents = 0},
-                            {.fd = t->stop_fd, .events = POLLIN, .revents = 0}};
-    // SAFETY: fds is a live array of two pollfd.
-    int r = poll(fds, 2, -1);
+    const int busy = __atomic_load_n(&t->job_active, __ATOMIC_ACQUIRE);
+    struct pollfd fds[3] = {{.fd = t->uffd, .events = POLLIN, .revents = 0},
+                            {.fd = t->stop_fd, .events = POLLIN, .revents = 0},
+                            {.fd = t->wake_fd, .events = POLLIN, .revents = 0}};
+    // SAFETY: fds is a live array of three pollfd.
+    int r = poll(fds, 3, busy ? 0 : -1);
     if (r < 0) {
       if (errno == EINTR) continue;
-      pthread_mutex_lock(&t->mu);
+      lock_mu(t);
       handler_fail(t, "poll (fault handler)", errno);
-      pthread_mutex_unlock(&t->mu);
+      unlock_mu(t);
       return NULL;
     }
     if (fds[1].revents) return NULL;
     if (fds[0].revents & (POLLERR | POLLNVAL)) {
-      pthread_mutex_lock(&t->mu);
+      lock_mu(t);
       handler_fail(t, "poll (fault handler): userfaultfd error", EIO);
-      pthread_mutex_unlock(&t->mu);
+      unlock_mu(t);
       return NULL;
     }
-    if (!(fds[0].revents & POLLIN)) continue;
-    // SAFETY: msgs has room for US_MSG_BATCH messages of the asserted size.
-    ssize_t n = read(t->uffd, msgs, sizeof msgs);
-    if (n < 0) {
-      if (errno == EAGAIN || errno == EINTR) continue;
-      pthread_mutex_lock(&t->mu);
-      handler_fail(t, "read (fault handler)", errno);
-      pthread_mutex_unlock(&t->mu);
-      return NULL;
+    if (fds[2].revents & POLLIN) {
+      uint64_t v;
+      // SAFETY: an 8-byte read of our non-blocking eventfd; EAGAIN is harmless.
+      ssize_t n = read(t->wake_fd, &v, sizeof v);
+      (void)n;
     }
-    size_t count = (size_t)n / sizeof(struct us_uffd_msg);
-    pthread_mutex_lock(&t->mu);
-    for (size_t i = 0; i < count; i++) {
-      if (msgs[i].event != US_UFFD_EVENT_PAGEFAULT) continue;  // no other events were asked for
-      if (!(msgs[i].arg.pagefault.flags & US_UFFD_PAGEFAULT_FLAG_WP)) {
-        handler_fail(t, "fault handler: a non-write-protect fault arrived", EPROTO);
-        continue;
+    if (fds[0].revents & POLLIN) {
+      // SAFETY: msgs has room for US_MSG_BATCH messages of the asserted size.
+      ssize_t n = read(t->uffd, msgs, sizeof msgs);
+      if (n < 0 && errno != EAGAIN && errno != EINTR) {
+        lock_mu(t);
+        handler_fail(t, "read (fault handler)", errno);
+        unlock_mu(t);
+        return NULL;
       }
-      serve_fault(t, msgs[i].arg.pagefault.address);
+      size_t count = n > 0 ? (size_t)n / sizeof(struct us_uffd_msg) : 0;
+      lock_mu(t);
+      for (size_t i = 0; i < count; i++) {
+        if (msgs[i].event != US_UFFD_EVENT_PAGEFAULT) continue;  // no other events were asked for
+        if (!(msgs[i].arg.pagefault.flags & US_UFFD_PAGEFAULT_FLAG_WP)) {
+          handler_fail(t, "fault handler: a non-write-protect fault arrived", EPROTO);
+          continue;
+        }
+        serve_fault(t, msgs[i].arg.pagefault.address);
+      }
+      unlock_mu(t);
+      if (count == US_MSG_BATCH) continue;  // more may be queued: faults before the job
     }
-    pthread_mutex_unlock(&t->mu);
+    if (busy) {
+      lock_mu(t);
+      job_run(t, US_JOB_CHUNK_SLOTS);
+      unlock_mu(t);
+    }
   }
+}
+
+
+// ---- faults as SIGBUS (sync mode with pre-images) ----
+//
+// With UFFD_FEATURE_SIGBUS a write-protect fault does not queue a message for
+// the handler thread: the kernel sends SIGBUS to the faulting thread itself,
+// which serves the fault in the signal handler (save the pre-image, un-protect)
+// and returns, and the write is retried. No other thread has to be scheduled,
+// which on a busy machine is most of what a fault costs (the handler thread
+// waits for a CPU while the guest waits for it). The trackers in this mode are
+// listed for the handler; a SIGBUS outside them goes to the previous handler.
+// Limits: a write by the kernel (read(2) into guest memory) to a protected
+// page fails with EFAULT instead of faulting; understudy's guest runtime makes
+// none (its file system and stdin copy in user space). The faulting thread
+// must not hold the tracker's lock (no code of ours writes guest memory while
+// holding it).
+#define US_SIGBUS_TRACKERS_MAX 64u
+static us_uffd_tracker* sigbus_trackers[US_SIGBUS_TRACKERS_MAX];  // atomic loads/stores
+static struct sigaction sigbus_previous;
+static pthread_mutex_t sigbus_install_mu = PTHREAD_MUTEX_INITIALIZER;
+static int sigbus_installed;
+
+static void serve_fault(us_uffd_tracker* t, uint64_t address);
+
+static void on_sigbus(int sig, siginfo_t* info, void* context) {
+  const uint64_t addr = (uint64_t)(uintptr_t)info->si_addr;
+  for (uint32_t i = 0; i < US_SIGBUS_TRACKERS_MAX; i++) {
+    us_uffd_tracker* t = __atomic_load_n(&sigbus_trackers[i], __ATOMIC_ACQUIRE);
+    if (!t) continue;
+    const uint64_t base = (uint64_t)(uintptr_t)t->base;
+    // The registered size only grows; a stale read can only miss a page grown
+    // just now, which is not registered yet (so it cannot be this fault).
+    if (addr < base || addr >= base + __atomic_load_n(&t->registered_bytes, __ATOMIC_ACQUIRE)) continue;
+    if (__atomic_load_n(&t->mu_held, __ATOMIC_ACQUIRE) && pthread_equal(t->mu_owner, pthread_self())) {
+      static const char msg[] = "understudy: a write-protect fault while holding the tracker's lock\n";
+      ssize_t w = write(2, msg, sizeof msg - 1);
+      (void)w;
+      abort();
+    }
+    lock_mu(t);
+    serve_fault(t, addr);
+    unlock_mu(t);
+    return;
+  }
+  // Not ours: as if we were not here.
+  if (sigbus_previous.sa_flags & SA_SIGINFO) {
+    sigbus_previous.sa_sigaction(sig, info, context);
+  } else if (sigbus_previous.sa_handler == SIG_IGN) {
+    return;
+  } else if (sigbus_previous.sa_handler == SIG_DFL) {
+    signal(SIGBUS, SIG_DFL);
+    raise(SIGBUS);
+  } else {
+    sigbus_previous.sa_handler(sig);
+  }
+}
+
+// Lists t for the SIGBUS handler (installed on first use). 0 or an errno.
+static int sigbus_register(us_uffd_tracker* t) {
+  pthread_mutex_lock(&sigbus_install_mu);
+  int err = 0;
+  if (!sigbus_installed) {
+    struct sigaction sa;
+    memset(&sa, 0, sizeof sa);
+    sa.sa_sigaction = on_sigbus;
+    sa.sa_flags = SA_SIGINFO | SA_RESTART;
+    sigemptyset(&sa.sa_mask);
+    // SAFETY: sa and sigbus_previous are live; the handler is async-signal-safe but for the
+    // tracker's mutex, which the faulting thread cannot hold (checked above).
+    if (sigaction(SIGBUS, &sa, &sigbus_previous) != 0) err = errno;
+    else sigbus_installed = 1;
+  }
+  uint32_t i = 0;
+  if (!err) {
+    for (; i < US_SIGBUS_TRACKERS_MAX; i++) {
+      if (!__atomic_load_n(&sigbus_trackers[i], __ATOMIC_ACQUIRE)) {
+        __atomic_store_n(&sigbus_trackers[i], t, __ATOMIC_RELEASE);
+        break;
+      }
+    }
+    if (i == US_SIGBUS_TRACKERS_MAX) err = EMFILE;
+  }
+  pthread_mutex_unlock(&sigbus_install_mu);
+  return err;
+}
+
+static void sigbus_unregister(us_uffd_tracker* t) {
+  pthread_mutex_lock(&sigbus_install_mu);
+  for (uint32_t i = 0; i < US_SIGBUS_TRACKERS_MAX; i++)
+    if (__atomic_load_n(&sigbus_trackers[i], __ATOMIC_ACQUIRE) == t) __atomic_store_n(&sigbus_trackers[i], NULL, __ATOMIC_RELEASE);
+  pthread_mutex_unlock(&sigbus_install_mu);
 }
 
 // ---- lifecycle ----
 
+static void scan_stop(us_uffd_tracker* t);
+
 static void tracker_release(us_uffd_tracker* t) {
   if (t->disposed) return;
   t->disposed = 1;
+  // A collect scan reads guest memory and the stores: stopped first.
+  if (t->scan) scan_stop(t);
+  if (t->sigbus) sigbus_unregister(t);
   if (t->thread_started) {
     uint64_t one = 1;
     // SAFETY: stop_fd is our eventfd; an 8-byte write adds to its counter.
@@ -764,13 +1286,18 @@ static void tracker_release(us_uffd_tracker* t) {
   if (t->uffd >= 0) close(t->uffd);
   if (t->pagemap_fd >= 0) close(t->pagemap_fd);
   if (t->stop_fd >= 0) close(t->stop_fd);
-  t->uffd = t->pagemap_fd = t->stop_fd = -1;
+  if (t->wake_fd >= 0) close(t->wake_fd);
+  t->uffd = t->pagemap_fd = t->stop_fd = t->wake_fd = -1;
+  for (uint32_t i = 0; i < t->stores_allocated; i++) store_destroy(t->stores[i]);
+  t->stores_allocated = 0;
+  t->job = -1;
   free(t->out);
   free(t->vec);
   free(t->seen);
-  free(t->written);
-  free(t->preimages);
-  free(t->predicted);
+  free(t->job_bits);
+  free(t->mark);
+  free(t->live_slot);
+  free(t->sealed_slot);
   free(t->his_stride);
   free(t->hot_left);
   free(t->hot_lease);
@@ -778,15 +1305,12 @@ static void tracker_release(us_uffd_tracker* t) {
   t->hot_left = t->hot_lease = NULL;
   t->hot_count = NULL;
   t->hot_region_capacity = 0;
-  t->predicted = NULL;
+  t->out = t->live_slot = t->sealed_slot = NULL;
+  t->seen = t->job_bits = t->mark = NULL;
+  t->vec = NULL;
   t->his_stride = NULL;
   t->region_capacity = 0;
-  t->out = NULL;
-  t->vec = NULL;
-  t->seen = NULL;
-  t->written = NULL;
-  t->preimages = NULL;
-  t->capacity_pages = t->vec_capacity = t->preimage_capacity = t->preimage_count = t->written_count = 0;
+  t->capacity_pages = t->vec_capacity = 0;
   if (t->mu_ready) {
     pthread_mutex_destroy(&t->mu);
     t->mu_ready = 0;
@@ -808,10 +1332,12 @@ static napi_value create_failed(napi_env env, us_uffd_tracker* t, const char* co
   return throw_step(env, code, step, err, detail, features);
 }
 
-// uffdCreate(buffer: ArrayBuffer, mode: 'async' | 'sync', preimageBytesMax: number) -> handle
+// uffdCreate(buffer: ArrayBuffer, mode: 'async' | 'sync', preimageBytesMax: number, faultsBySignal?: boolean) -> handle
+// faultsBySignal (sync mode with pre-images): faults are served on the
+// faulting thread, in a SIGBUS handler (see "faults as SIGBUS").
 static napi_value js_uffd_create(napi_env env, napi_callback_info info) {
-  size_t argc = 3;
-  napi_value argv[3];
+  size_t argc = 4;
+  napi_value argv[4];
   US_NAPI_OK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
   if (argc < 2) return us_throw(env, "ERR_TRACKER", "uffdCreate(buffer, mode, preimageBytesMax?) needs two arguments");
   uint8_t* base;
@@ -835,7 +1361,9 @@ static napi_value js_uffd_create(napi_env env, napi_callback_info info) {
   us_uffd_tracker* t = (us_uffd_tracker*)calloc(1, sizeof *t);
   if (!t) return us_throw(env, "ERR_NATIVE_NOMEM", "out of memory for a tracker");
   t->mode = mode;
-  t->uffd = t->pagemap_fd = t->stop_fd = -1;
+  t->uffd = t->pagemap_fd = t->stop_fd = t->wake_fd = -1;
+  t->job = -1;
+  t->job_chase = UINT64_MAX;
   t->base = base;
   t->preimage_bytes_max = (uint64_t)preimage_max;
   t->preimages_enabled = mode == US_MODE_SYNC && t->preimage_bytes_max >= US_PAGE_BYTES;
@@ -844,8 +1372,15 @@ static napi_value js_uffd_create(napi_env env, napi_callback_info info) {
   t->uffd = open_uffd(mode == US_MODE_ASYNC, &t->user_mode_only);
   if (t->uffd < 0) return create_failed(env, t, "ERR_TRACKER_UNSUPPORTED", "userfaultfd", errno, NULL, -1);
 
+  bool by_signal = false;
+  if (argc >= 4) {
+    napi_valuetype type;
+    US_NAPI_OK(env, napi_typeof(env, argv[3], &type));
+    if (type == napi_boolean) US_NAPI_OK(env, napi_get_value_bool(env, argv[3], &by_signal));
+  }
+  t->sigbus = t->preimages_enabled && by_signal;
   const uint64_t wanted = mode == US_MODE_ASYNC ? (US_UFFD_FEATURE_WP_ASYNC | US_UFFD_FEATURE_WP_UNPOPULATED)
-                                                : US_UFFD_FEATURE_WP_UNPOPULATED;
+                                                : US_UFFD_FEATURE_WP_UNPOPULATED | (t->sigbus ? US_UFFD_FEATURE_SIGBUS : 0);
   struct us_uffdio_api api = {.api = US_UFFD_API, .features = wanted, .ioctls = 0};
   // SAFETY: api is a live uffdio_api of the asserted size.
   if (ioctl(t->uffd, US_UFFDIO_API, &api) < 0) {
@@ -869,6 +1404,12 @@ static napi_value js_uffd_create(napi_env env, napi_callback_info info) {
     t->mu_ready = 1;
   }
   if (!ensure_capacity(t, bytes / US_PAGE_BYTES)) return create_failed(env, t, "ERR_NATIVE_NOMEM", "malloc", ENOMEM, NULL, -1);
+  if (mode == US_MODE_SYNC) {
+    // The first live store (no lock needed: no other thread exists yet).
+    int live = store_take(t);
+    if (live < 0) return create_failed(env, t, "ERR_NATIVE_NOMEM", "mmap (pre-image store)", ENOMEM, NULL, -1);
+    t->live = (uint32_t)live;
+  }
 
   if (mode == US_MODE_SYNC && t->pagemap_fd >= 0) {
     // PAGEMAP_SCAN is optional for sync mode (it finds writes made to a grown
@@ -906,10 +1447,17 @@ static napi_value js_uffd_create(napi_env env, napi_callback_info info) {
     // SAFETY: eventfd takes (initval, flags) and returns a new fd or -1.
     t->stop_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
     if (t->stop_fd < 0) return create_failed(env, t, "ERR_TRACKER", "eventfd", errno, NULL, -1);
+    // SAFETY: as above.
+    t->wake_fd = eventfd(0, EFD_CLOEXEC | EFD_NONBLOCK);
+    if (t->wake_fd < 0) return create_failed(env, t, "ERR_TRACKER", "eventfd", errno, NULL, -1);
     // SAFETY: t outlives the thread: tracker_release joins it before freeing.
     int perr = pthread_create(&t->thread, NULL, sync_handler_main, t);
     if (perr) return create_failed(env, t, "ERR_TRACKER", "pthread_create", perr, NULL, -1);
     t->thread_started = 1;
+    if (t->sigbus) {
+      perr = sigbus_register(t);
+      if (perr) return create_failed(env, t, "ERR_TRACKER", "sigaction (SIGBUS)", perr, NULL, -1);
+    }
   }
 
   napi_value handle;
@@ -1164,97 +1712,147 @@ static int cmp_u32(const void* a, const void* b) {
   return x < y ? -1 : x > y;
 }
 
-// Sync collect: under mu, register a grown tail, find the pages written there
-// before registration, re-protect this epoch's written pages, and reset the
-// epoch (seen bits, page list, pre-images).
+// Runs of consecutive set bits in `bits` (whole memory).
+static uint64_t bit_runs(const us_uffd_tracker* t, const uint64_t* bits) {
+  const uint64_t words = (t->capacity_pages + 63) / 64;
+  uint64_t runs = 0, carry = 0;
+  for (uint64_t w = 0; w < words; w++) {
+    const uint64_t b = bits[w];
+    // A run starts at each set bit whose lower neighbour is clear.
+    runs += (uint64_t)__builtin_popcountll(b & ~((b << 1) | carry));
+    carry = b >> 63;
+  }
+  return runs;
+}
+
+// Sets (wp=1) or clears (wp=0) write protection on the runs of set bits of
+// `bits` (whole memory). Returns 0 or an errno.
+static int protect_bit_runs(us_uffd_tracker* t, const uint64_t* bits, int wp) {
+  const uint64_t base = (uint64_t)(uintptr_t)t->base;
+  const uint64_t words = (t->capacity_pages + 63) / 64;
+  uint64_t run_lo = 0, run_len = 0;
+  for (uint64_t w = 0; w < words; w++) {
+    uint64_t b = bits[w];
+    while (b) {
+      const uint64_t idx = w * 64 + (uint64_t)__builtin_ctzll(b);
+      b &= b - 1;
+      if (run_len && idx == run_lo + run_len) {
+        run_len++;
+        continue;
+      }
+      if (run_len) {
+        int err = uffd_protect(t->uffd, base + run_lo * US_PAGE_BYTES, run_len * US_PAGE_BYTES, wp);
+        if (err) return err;
+      }
+      run_lo = idx;
+      run_len = 1;
+    }
+  }
+  return run_len ? uffd_protect(t->uffd, base + run_lo * US_PAGE_BYTES, run_len * US_PAGE_BYTES, wp) : 0;
+}
+
+// Pins the live store for the scan in progress, if it still takes epochs.
+static void scan_pin_live(us_uffd_tracker* t);
+
+// Ends the live epoch (mu held, guest paused): finishes the previous job,
+// re-protects the pages un-protected in the epoch, makes a free store live and
+// posts the sealed store's job (presave: COWP pre-saving of its kept pages).
+// Writes of the grown tail made before its registration (follow_growth, just
+// now) are listed in t->out[0..*grown). Returns the sealed store's index, or
+// -1 with *err set.
+static int seal_locked(us_uffd_tracker* t, uint64_t old_bytes, int presave, uint64_t* grown, int* err) {
+  *grown = 0;
+  *err = 0;
+  job_finish(t);
+  const int sealed = (int)t->live;
+  const uint64_t tp = now_ns();
+  // One ioctl per run costs ~1.3 us here; one over the whole memory ~0.16 us
+  // per page of it (it walks every entry). Scattered pages take the latter.
+  if (bit_runs(t, t->seen) > t->registered_bytes / US_PAGE_BYTES / US_PROTECT_WHOLE_RATIO)
+    *err = uffd_protect(t->uffd, (uint64_t)(uintptr_t)t->base, t->registered_bytes, 1);
+  else
+    *err = protect_bit_runs(t, t->seen, 1);
+  t->seal_protect_ns_total += now_ns() - tp;
+  if (*err) return -1;
+  memset(t->seen, 0, (size_t)((t->capacity_pages + 63) / 64) * 8);
+  const int next = store_take(t);
+  if (next < 0) {
+    *err = ENOMEM;
+    return -1;
+  }
+  t->live = (uint32_t)next;
+  uint32_t* swap = t->live_slot;
+  t->live_slot = t->sealed_slot;
+  t->sealed_slot = swap;
+  if (t->scan) scan_pin_live(t);
+  if (t->registered_bytes > old_bytes) {
+    // The grown tail: pages written before registration, then protect it all.
+    // (A write racing between the scan and the protection, from another
+    // thread, would be missed; guests are paused at a safe point here.) Its
+    // pre-images are zeros: it did not exist when the epoch began.
+    const uint64_t base = (uint64_t)(uintptr_t)t->base;
+    const uint64_t start = base + old_bytes, end = base + t->registered_bytes;
+    if (t->pagemap_fd >= 0) {
+      *err = scan_written_peek(t, start, end, grown);
+    } else {
+      for (uint64_t p = old_bytes / US_PAGE_BYTES; p < t->registered_bytes / US_PAGE_BYTES; p++) t->out[(*grown)++] = (uint32_t)p;
+    }
+    if (!*err) *err = uffd_protect(t->uffd, start, end - start, 1);
+    if (*err) return -1;
+  }
+  t->job = sealed;
+  t->job_phase = US_JOB_SLOTS;
+  t->job_presave = presave;
+  t->job_low = t->job_done = 0;
+  t->job_chase = UINT64_MAX;
+  __atomic_store_n(&t->job_active, 1, __ATOMIC_RELEASE);
+  return sealed;
+}
+
+static void wake_handler(us_uffd_tracker* t) {
+  uint64_t one = 1;
+  // SAFETY: an 8-byte write to our eventfd; a full counter (EAGAIN) still wakes.
+  ssize_t w = write(t->wake_fd, &one, sizeof one);
+  (void)w;
+}
+
+static int check_handler(napi_env env, us_uffd_tracker* t) {
+  if (!t->handler_errno) return 1;
+  throw_step(env, "ERR_TRACKER", t->handler_step, t->handler_errno, "the fault handler thread failed", -1);
+  return 0;
+}
+
+// Sync collect: the epoch's written pages, ascending, re-armed. With
+// pre-images on, the epoch's log is sealed, its job finished at once (so
+// predicted pages found unchanged are left out) and released.
 static napi_value collect_sync(napi_env env, us_uffd_tracker* t, napi_value buffer) {
   const uint64_t t0 = now_ns();
   collect_stats_begin(t);
-  pthread_mutex_lock(&t->mu);
-  if (t->handler_errno) {
-    int err = t->handler_errno;
-    const char* step = t->handler_step;
-    pthread_mutex_unlock(&t->mu);
-    return throw_step(env, "ERR_TRACKER", step, err, "the fault handler thread failed", -1);
+  lock_mu(t);
+  if (!check_handler(env, t)) {
+    unlock_mu(t);
+    return NULL;
   }
   uint64_t old_bytes;
   if (!follow_growth(env, t, buffer, &old_bytes)) {
-    pthread_mutex_unlock(&t->mu);
+    unlock_mu(t);
     return NULL;
   }
-  const uint64_t base = (uint64_t)(uintptr_t)t->base;
-  const uint64_t count = t->written_count;
-  // Predicted pages still equal to their pre-images were not written: clear
-  // their seen bit now so the compaction below leaves them out (they are
-  // re-protected all the same).
-  for (uint64_t i = 0; i < count; i++) {
-    const uint64_t idx = t->written[i];
-    if (!bit_get(t->predicted, idx)) continue;
-    if (predicted_unchanged(t, i)) {
-      t->seen[idx / 64] &= ~((uint64_t)1 << (idx % 64));
-      t->predicted_unwritten_total++;
-    } else {
-      t->predicted_written_total++;
-    }
-  }
-  // This epoch's pages, sorted, into out[0..count).
-  // SAFETY: written and out both hold capacity_pages >= count entries.
-  memcpy(t->out, t->written, (size_t)count * 4);
-  qsort(t->out, (size_t)count, 4, cmp_u32);
-  // Re-protect them in runs of consecutive pages.
-  int err = 0;
-  for (uint64_t i = 0; i < count && !err;) {
-    uint64_t j = i + 1;
-    while (j < count && t->out[j] == t->out[j - 1] + 1) j++;
-    err = uffd_protect(t->uffd, base + (uint64_t)t->out[i] * US_PAGE_BYTES, (j - i) * US_PAGE_BYTES, 1);
-    i = j;
-  }
-  // Keep the pages proven written, clearing seen and predicted bits.
-  uint64_t kept = 0;
-  for (uint64_t i = 0; i < count; i++) {
-    const uint32_t idx = t->out[i];
-    const uint64_t bit = (uint64_t)1 << (idx % 64);
-    if (t->seen[idx / 64] & bit) t->out[kept++] = idx;
-    t->seen[idx / 64] &= ~bit;
-    t->predicted[idx / 64] &= ~bit;
-  }
-  t->dirty_total += kept;
-  // Histase: ave_stride per region = mean length of the runs of consecutive
-  // written pages in it; his_stride follows it with weight 1 - alpha.
-  for (uint64_t i = 0; i < kept;) {
-    const uint64_t region = t->out[i] / US_REGION_PAGES;
-    uint64_t runs = 0, pages = 0;
-    while (i < kept && t->out[i] / US_REGION_PAGES == region) {
-      uint64_t j = i + 1;
-      while (j < kept && t->out[j] == t->out[j - 1] + 1 && t->out[j] / US_REGION_PAGES == region) j++;
-      runs++;
-      pages += j - i;
-      i = j;
-    }
-    const float ave = (float)pages / (float)runs;
-    float* his = &t->his_stride[region];
-    *his = *his < 0 ? ave : t->histase_alpha * *his + (1.0f - t->histase_alpha) * ave;
-  }
-  t->written_count = 0;
-  t->preimage_count = 0;
-  t->preimage_overflow = 0;
-  uint64_t n = kept;
   uint64_t grown = 0;
-  if (!err && t->registered_bytes > old_bytes) {
-    // The grown tail: pages written before registration, then protect it all.
-    // (A write racing between the scan and the protection, from another
-    // thread, would be missed; guests are paused at a safe point here.)
-    const uint64_t start = base + old_bytes, end = base + t->registered_bytes;
-    if (t->pagemap_fd >= 0) {
-      err = scan_written_peek(t, start, end, &n);
-    } else {
-      for (uint64_t p = old_bytes / US_PAGE_BYTES; p < t->registered_bytes / US_PAGE_BYTES; p++) t->out[n++] = (uint32_t)p;
-    }
-    grown = n - kept;
-    if (!err) err = uffd_protect(t->uffd, start, end - start, 1);
+  int err = 0;
+  const int sealed = seal_locked(t, old_bytes, 0, &grown, &err);
+  uint64_t n = grown;
+  if (sealed >= 0) {
+    job_finish(t);
+    const us_store* s = t->stores[sealed];
+    // SAFETY: out holds capacity_pages entries; grown + kept pages are distinct registered pages.
+    for (uint64_t i = 0; i < s->count; i++)
+      if (!(s->pages[i] & US_SLOT_DROPPED)) t->out[n++] = s->pages[i] & US_SLOT_PAGE;
+    store_unref(t, (uint32_t)sealed);
   }
-  pthread_mutex_unlock(&t->mu);
+  unlock_mu(t);
   if (err) return throw_step(env, "ERR_TRACKER", "collect (re-protect)", err, NULL, -1);
+  qsort(t->out, (size_t)n, 4, cmp_u32);
   collect_stats_end(t, t0, n, grown);
   return make_u32_array(env, t->out, n);
 }
@@ -1270,6 +1868,220 @@ static napi_value js_uffd_collect(napi_env env, napi_callback_info info) {
   return t->mode == US_MODE_ASYNC ? collect_async(env, t, argv[1]) : collect_sync(env, t, argv[1]);
 }
 
+static int begin_scan_locked(napi_env env, us_uffd_tracker* t, napi_value image_v, uint64_t bytes);
+static int start_scan_thread(napi_env env, us_uffd_tracker* t);
+
+// uffdSeal(handle, buffer, presave: boolean, scan?: {image: Uint8Array, bytes: number} | null, jobInPause?: boolean)
+//   -> { log, slots, complete, grownPages }
+// Ends the live epoch. Its pre-image store becomes undo log `log` (no copy),
+// held until uffdRelease. A free store becomes live; the writes of the new
+// epoch fault into it. The sealed log's job runs in the background (see
+// above); with presave (COWP) it pre-saves the log's kept pages for the new
+// epoch. With `scan`, a collect scan of the memory as of this instant starts
+// (uffdScanPoll): the seal is its start point, so nothing can run between.
+// With jobInPause the job runs to its end here, before the guest resumes.
+static napi_value js_uffd_seal(napi_env env, napi_callback_info info) {
+  size_t argc = 5;
+  napi_value argv[5];
+  US_NAPI_OK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 3) return us_throw(env, "ERR_TRACKER", "uffdSeal(handle, buffer, presave, scan?) needs three arguments");
+  us_uffd_tracker* t;
+  if (!get_preimage_tracker(env, argv[0], &t, "sealing an undo log")) return NULL;
+  bool presave = false;
+  if (napi_get_value_bool(env, argv[2], &presave) != napi_ok) return us_throw(env, "ERR_TRACKER", "presave must be a boolean");
+  bool job_in_pause = false;
+  if (argc >= 5 && napi_get_value_bool(env, argv[4], &job_in_pause) != napi_ok) return us_throw(env, "ERR_TRACKER", "jobInPause must be a boolean");
+  napi_value scan_image = NULL;
+  double scan_bytes = 0;
+  if (argc >= 4) {
+    napi_valuetype type;
+    US_NAPI_OK(env, napi_typeof(env, argv[3], &type));
+    if (type == napi_object) {
+      napi_value b;
+      US_NAPI_OK(env, napi_get_named_property(env, argv[3], "image", &scan_image));
+      US_NAPI_OK(env, napi_get_named_property(env, argv[3], "bytes", &b));
+      if (napi_get_value_double(env, b, &scan_bytes) != napi_ok) return us_throw(env, "ERR_TRACKER", "scan.bytes must be a number");
+      if (t->scan) return us_throw(env, "ERR_TRACKER", "a collect scan is already in progress");
+    }
+  }
+  const uint64_t t_seal = now_ns();
+  lock_mu(t);
+  if (!check_handler(env, t)) {
+    unlock_mu(t);
+    return NULL;
+  }
+  uint64_t old_bytes;
+  if (!follow_growth(env, t, argv[1], &old_bytes)) {
+    unlock_mu(t);
+    return NULL;
+  }
+  uint64_t grown = 0;
+  int err = 0;
+  const int sealed = seal_locked(t, old_bytes, presave, &grown, &err);
+  // The job in the pause, on this thread, but for the checksum (pure reading, left to the handler
+  // thread): when no core is free to run the job beside the guest, doing it there only adds its
+  // un-protect ioctls' TLB shootdowns and the chases.
+  if (sealed >= 0 && job_in_pause) job_run_until(t, UINT64_MAX, 1);
+  int scan_ok = 1;
+  if (sealed >= 0 && scan_image) {
+    if (scan_bytes < 0 || scan_bytes > (double)t->registered_bytes || (uint64_t)scan_bytes % US_PAGE_BYTES != 0 || scan_bytes != (double)(uint64_t)scan_bytes) {
+      us_throw(env, "ERR_TRACKER", "scan.bytes must be a page multiple no larger than the memory");
+      scan_ok = 0;
+    } else {
+      scan_ok = begin_scan_locked(env, t, scan_image, (uint64_t)scan_bytes);
+    }
+  }
+  const us_store* s = sealed >= 0 ? t->stores[sealed] : NULL;
+  const double slots = s ? (double)s->count : 0, complete = s ? store_complete(s) : 0, id = sealed >= 0 ? log_id(t, (uint32_t)sealed) : -1;
+  unlock_mu(t);
+  if (sealed >= 0) wake_handler(t);
+  if (err) return throw_step(env, "ERR_TRACKER", "seal (re-protect)", err, err == ENOMEM ? "no free undo log store (too many logs held)" : NULL, -1);
+  t->seals++;
+  t->seal_ns_total += now_ns() - t_seal;
+  if (!scan_ok) return NULL;
+  if (scan_image && !start_scan_thread(env, t)) return NULL;
+  napi_value out;
+  US_NAPI_OK(env, napi_create_object(env, &out));
+  if (!us_set_number(env, out, "log", id) || !us_set_number(env, out, "slots", slots) || !us_set_number(env, out, "complete", complete) ||
+      !us_set_number(env, out, "grownPages", (double)grown))
+    return us_throw(env, "ERR_NATIVE_NAPI", "seal");
+  return out;
+}
+
+// Reads a log id argument and finds its store (mu held); throws otherwise.
+static int get_log(napi_env env, us_uffd_tracker* t, napi_value v, int* index) {
+  double id = -1;
+  if (napi_get_value_double(env, v, &id) != napi_ok) {
+    us_throw(env, "ERR_TRACKER", "a log id must be a number");
+    return 0;
+  }
+  *index = log_index(t, id);
+  if (*index < 0) {
+    us_throw(env, "ERR_TRACKER", "not a held undo log (released, or never sealed)");
+    return 0;
+  }
+  return 1;
+}
+
+// uffdRelease(handle, log): the log is no longer needed (its checkpoint was dropped).
+static napi_value js_uffd_release(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  US_NAPI_OK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 2) return us_throw(env, "ERR_TRACKER", "uffdRelease(handle, log) needs two arguments");
+  us_uffd_tracker* t;
+  if (!get_preimage_tracker(env, argv[0], &t, "releasing an undo log")) return NULL;
+  lock_mu(t);
+  int index;
+  if (!get_log(env, t, argv[1], &index)) {
+    unlock_mu(t);
+    return NULL;
+  }
+  // The job's store stays until its job is done (it pre-saves for the live epoch).
+  if (index == t->job) job_finish(t);
+  store_unref(t, (uint32_t)index);
+  unlock_mu(t);
+  return NULL;
+}
+
+// uffdLogInfo(handle, log, finish: boolean) -> { slots, kept, complete, done }
+// kept (slots minus predicted pages found unchanged) is final once done; with
+// finish the job is completed first.
+static napi_value js_uffd_log_info(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  US_NAPI_OK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 3) return us_throw(env, "ERR_TRACKER", "uffdLogInfo(handle, log, finish) needs three arguments");
+  us_uffd_tracker* t;
+  if (!get_preimage_tracker(env, argv[0], &t, "undo logs")) return NULL;
+  bool finish = false;
+  if (napi_get_value_bool(env, argv[2], &finish) != napi_ok) return us_throw(env, "ERR_TRACKER", "finish must be a boolean");
+  lock_mu(t);
+  int index;
+  if (!get_log(env, t, argv[1], &index)) {
+    unlock_mu(t);
+    return NULL;
+  }
+  if (finish && index == t->job) job_finish(t);
+  const us_store* s = t->stores[index];
+  const double slots = (double)s->count, kept = (double)(s->count - s->dropped), complete = store_complete(s), done = index != t->job;
+  unlock_mu(t);
+  napi_value out;
+  US_NAPI_OK(env, napi_create_object(env, &out));
+  if (!us_set_number(env, out, "slots", slots) || !us_set_number(env, out, "kept", kept) || !us_set_number(env, out, "complete", complete) ||
+      !us_set_number(env, out, "done", done))
+    return us_throw(env, "ERR_NATIVE_NAPI", "log info");
+  return out;
+}
+
+// uffdVerify(handle, log) -> 'ok' | 'checksum' | 'incomplete'
+// Recomputes the log's checksum (taken by its job when it was sealed) and
+// compares. A log whose job was still running is finished first (its
+// checksum is then a moment old).
+static napi_value js_uffd_verify(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  US_NAPI_OK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 2) return us_throw(env, "ERR_TRACKER", "uffdVerify(handle, log) needs two arguments");
+  us_uffd_tracker* t;
+  if (!get_preimage_tracker(env, argv[0], &t, "undo logs")) return NULL;
+  lock_mu(t);
+  int index;
+  if (!get_log(env, t, argv[1], &index)) {
+    unlock_mu(t);
+    return NULL;
+  }
+  if (index == t->job) job_finish(t);
+  const us_store* s = t->stores[index];
+  const char* verdict = !store_complete(s) ? "incomplete" : store_crc_now(s) == s->crc ? "ok" : "checksum";
+  unlock_mu(t);
+  napi_value out;
+  US_NAPI_OK(env, napi_create_string_utf8(env, verdict, NAPI_AUTO_LENGTH, &out));
+  return out;
+}
+
+// uffdFlipLogBit(handle, log, bit): flips one bit of a log's pre-image data.
+// Error injection into a kept checkpoint (seed 003's checkpoint corruption);
+// the log's checksum then fails.
+static napi_value js_uffd_flip_log_bit(napi_env env, napi_callback_info info) {
+  size_t argc = 3;
+  napi_value argv[3];
+  US_NAPI_OK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 3) return us_throw(env, "ERR_TRACKER", "uffdFlipLogBit(handle, log, bit) needs three arguments");
+  us_uffd_tracker* t;
+  if (!get_preimage_tracker(env, argv[0], &t, "undo logs")) return NULL;
+  double bit = -1;
+  if (napi_get_value_double(env, argv[2], &bit) != napi_ok) return us_throw(env, "ERR_TRACKER", "bit must be a number");
+  lock_mu(t);
+  int index;
+  if (!get_log(env, t, argv[1], &index)) {
+    unlock_mu(t);
+    return NULL;
+  }
+  if (index == t->job) job_finish(t);
+  us_store* s = t->stores[index];
+  const double bits = (double)s->data_count * US_PAGE_BYTES * 8;
+  if (!(bit >= 0 && bit < bits) || bit != (double)(uint64_t)bit) {
+    unlock_mu(t);
+    return us_throw(env, "ERR_TRACKER", "bit lies outside the log's pre-images");
+  }
+  const uint64_t b = (uint64_t)bit;
+  // SAFETY: b / 8 < data_count pages, inside the backed part of the reservation.
+  s->data[b / 8] ^= (uint8_t)(1u << (b % 8));
+  unlock_mu(t);
+  return NULL;
+}
+
+// Whether live-store slot i was predicted and still equals its pre-image. With mu held, guest paused.
+static int live_predicted_unchanged(const us_uffd_tracker* t, uint64_t i) {
+  const us_store* s = t->stores[t->live];
+  const uint32_t e = s->pages[i];
+  if (!(e & US_SLOT_PREDICTED) || i >= s->data_count) return 0;
+  const uint64_t idx = e & US_SLOT_PAGE;
+  // SAFETY: idx is registered (it entered the store); slot i holds its pre-image.
+  return memcmp(t->base + idx * US_PAGE_BYTES, s->data + i * US_PAGE_BYTES, US_PAGE_BYTES) == 0;
+}
+
 typedef struct {
   uint32_t page;
   uint32_t slot;
@@ -1280,11 +2092,11 @@ static int cmp_page_slot(const void* a, const void* b) {
   return x < y ? -1 : x > y;
 }
 
-// uffdTakePreimages(handle) -> { pages: Uint32Array, data: Uint8Array, byteLength, complete }
-// The pages written since the last arm (creation or collect), ascending, with
-// their contents as of the arm. Does not re-arm. `complete` is false when the
-// store hit preimageBytesMax and some pre-images are missing (pages lists all
-// written pages that have one).
+// uffdTakePreimages(handle, into?) -> { pages: Uint32Array, data: Uint8Array, byteLength, complete }
+// A copy of the live epoch's pre-images: the pages written since the last
+// seal (or collect), ascending, with their contents as of then. Predicted
+// pages still equal to their pre-images are left out. Does not re-arm.
+// `complete` is false when the store hit preimageBytesMax.
 static napi_value js_uffd_take_preimages(napi_env env, napi_callback_info info) {
   size_t argc = 2;
   napi_value argv[2];
@@ -1295,22 +2107,23 @@ static napi_value js_uffd_take_preimages(napi_env env, napi_callback_info info) 
 
   // Which slots, in page order, under the lock. The store cannot change
   // between the two locked sections: the guest is paused (this thread is the
-  // one that runs it), and the handler acts only on faults. JS values are
-  // created with the lock released (allocation may run GC and finalizers).
-  pthread_mutex_lock(&t->mu);
-  const uint64_t stored = t->preimage_count;
-  const int complete = !t->preimage_overflow;
+  // one that runs it); the job may add pre-saved pages to the live store, but
+  // appends only. JS values are created with the lock released (allocation
+  // may run GC and finalizers).
+  lock_mu(t);
+  const us_store* live = t->stores[t->live];
+  const uint64_t stored = live->data_count;
+  const int complete = store_complete(live);
   const uint64_t armed_bytes = t->registered_bytes;
   us_page_slot* order = (us_page_slot*)malloc((size_t)(stored ? stored : 1) * sizeof *order);
   if (!order) {
-    pthread_mutex_unlock(&t->mu);
+    unlock_mu(t);
     return us_throw(env, "ERR_NATIVE_NOMEM", "out of memory for the pre-images");
   }
-  // Predicted pages still equal to their pre-images were not written: left out.
   uint64_t count = 0;
   for (uint64_t i = 0; i < stored; i++)
-    if (!predicted_unchanged(t, i)) order[count++] = (us_page_slot){.page = t->written[i], .slot = (uint32_t)i};
-  pthread_mutex_unlock(&t->mu);
+    if (!live_predicted_unchanged(t, i)) order[count++] = (us_page_slot){.page = live->pages[i] & US_SLOT_PAGE, .slot = (uint32_t)i};
+  unlock_mu(t);
   qsort(order, (size_t)count, sizeof *order, cmp_page_slot);
 
   // The destination: `into` (a reused buffer, so no fresh pages are touched)
@@ -1350,14 +2163,15 @@ static napi_value js_uffd_take_preimages(napi_env env, napi_callback_info info) 
     free(order);
     return us_throw(env, "ERR_NATIVE_NOMEM", "out of memory for the pre-images");
   }
-  pthread_mutex_lock(&t->mu);
+  lock_mu(t);
+  live = t->stores[t->live];
   for (uint64_t i = 0; i < count; i++) {
-    // SAFETY: slot < preimage_count <= preimage_capacity pages in the store
-    // (unchanged since the first section); dst has at least count pages.
-    memcpy(dst + i * US_PAGE_BYTES, t->preimages + (uint64_t)order[i].slot * US_PAGE_BYTES, US_PAGE_BYTES);
+    // SAFETY: slot < data_count of the live store (unchanged since the first
+    // section but for appends); dst has at least count pages.
+    memcpy(dst + i * US_PAGE_BYTES, live->data + (uint64_t)order[i].slot * US_PAGE_BYTES, US_PAGE_BYTES);
     pages[i] = order[i].page;
   }
-  pthread_mutex_unlock(&t->mu);
+  unlock_mu(t);
   free(order);
   napi_value out = NULL, pages_v, data_v, bytes_v, complete_v;
   pages_v = make_u32_array(env, pages, count);
@@ -1375,10 +2189,10 @@ static napi_value js_uffd_take_preimages(napi_env env, napi_callback_info info) 
 }
 
 // uffdPresave(handle, pages: Uint32Array) -> pages pre-saved now
-// COWP's pre-saving: the listed pages (those predicted to be written this
-// epoch) have their pre-images saved and are un-protected at once, so writes
-// to them do not fault. Pages already seen, or outside the registered range,
-// are skipped. Call right after collect (the arm), with the guest paused.
+// Synchronous pre-saving: the listed pages have their pre-images saved and are
+// un-protected at once, so writes to them do not fault. Pages already seen, or
+// outside the registered range, are skipped. Guest paused. (COWP's own
+// pre-saving runs in the seal's background job.)
 static napi_value js_uffd_presave(napi_env env, napi_callback_info info) {
   size_t argc = 2;
   napi_value argv[2];
@@ -1391,7 +2205,7 @@ static napi_value js_uffd_presave(napi_env env, napi_callback_info info) {
   if (!us_get_u32_array(env, argv[1], &pages, &length, "ERR_TRACKER", "pages must be a Uint32Array")) return NULL;
   uint64_t saved = 0;
   int err = 0;
-  pthread_mutex_lock(&t->mu);
+  lock_mu(t);
   const uint64_t registered_pages = t->registered_bytes / US_PAGE_BYTES;
   for (size_t i = 0; i < length && !err;) {
     // A run of consecutive listed pages is un-protected with one ioctl.
@@ -1415,45 +2229,24 @@ static napi_value js_uffd_presave(napi_env env, napi_callback_info info) {
     i = j;
   }
   t->presaved_total += saved;
-  pthread_mutex_unlock(&t->mu);
+  unlock_mu(t);
   if (err) return throw_step(env, "ERR_TRACKER", "UFFDIO_WRITEPROTECT (un-protect pre-saved pages)", err, NULL, -1);
   napi_value out;
   US_NAPI_OK(env, napi_create_double(env, (double)saved, &out));
   return out;
 }
 
-static int mark_page(us_uffd_tracker* t, uint64_t idx, uint64_t* n) {
-  const uint64_t bit = (uint64_t)1 << (idx % 64);
-  if (t->predicted[idx / 64] & bit) return 0;
-  t->predicted[idx / 64] |= bit;
-  // SAFETY: each page is marked once, so n < registered pages <= capacity_pages.
-  t->out[(*n)++] = (uint32_t)idx;
-  return 1;
-}
-
-// Un-protects (wp=0) or protects (wp=1) the runs of the sorted list out[0..n).
-static int protect_runs(us_uffd_tracker* t, uint64_t n, int wp) {
-  const uint64_t base = (uint64_t)(uintptr_t)t->base;
-  for (uint64_t i = 0; i < n;) {
-    uint64_t j = i + 1;
-    while (j < n && t->out[j] == t->out[j - 1] + 1) j++;
-    int err = uffd_protect(t->uffd, base + (uint64_t)t->out[i] * US_PAGE_BYTES, (j - i) * US_PAGE_BYTES, wp);
-    if (err) return err;
-    i = j;
-  }
-  return 0;
-}
-
-// uffdRollback(handle, buffer, logs: {pages: Uint32Array, data: Uint8Array}[], zeroFromBytes) -> pages restored
-// In-place rollback. The live epoch's pre-images (still in the store) are
-// written back first, then each log in the order given (newest epoch first),
-// so for a page in several the oldest pre-image is what remains; pages at or
-// past zeroFromBytes are skipped and that tail is zeroed (it was grown since
-// the checkpoint). Only the pages written are un-protected for the copy (runs,
-// one ioctl each) and protected again after it, so the copy takes no fault;
-// then the epoch starts afresh (as after collect). Cost follows the pages
-// restored, not the memory size. The guest is paused; mu is held, which is
-// safe because no page written here is protected while we write it.
+// uffdRollback(handle, buffer, logs: number[], zeroFromBytes) -> pages restored
+// In-place rollback. The live epoch's pre-images are written back first, then
+// each log in the order given (newest epoch first), so for a page in several
+// the oldest pre-image is what remains; pages at or past zeroFromBytes are
+// skipped and that tail is zeroed (it was grown since the checkpoint). Only
+// the pages written are un-protected for the copy (runs, one ioctl each) and
+// protected again after it, so the copy takes no fault; then the live epoch
+// starts afresh. Cost follows the pages restored, not the memory size. The
+// guest is paused; mu is held, which is safe because no page written here is
+// protected while we write it. A collect scan in progress is stopped first
+// (rolled-back pages are not logged, so it could not stay consistent).
 static napi_value js_uffd_rollback(napi_env env, napi_callback_info info) {
   size_t argc = 4;
   napi_value argv[4];
@@ -1473,70 +2266,70 @@ static napi_value js_uffd_rollback(napi_env env, napi_callback_info info) {
   const uint64_t zero_page = zero_from / US_PAGE_BYTES;
   bool is_array = false;
   US_NAPI_OK(env, napi_is_array(env, argv[2], &is_array));
-  if (!is_array) return us_throw(env, "ERR_TRACKER", "logs must be an array");
+  if (!is_array) return us_throw(env, "ERR_TRACKER", "logs must be an array of log ids");
   uint32_t log_count = 0;
   US_NAPI_OK(env, napi_get_array_length(env, argv[2], &log_count));
-  // Bound: one log per kept checkpoint; a handful, far below this.
-  if (log_count > 64) return us_throw(env, "ERR_TRACKER", "more than 64 undo logs");
-  const uint32_t* log_pages[64];
-  const uint8_t* log_data[64];
-  size_t log_len[64];
-  for (uint32_t k = 0; k < log_count; k++) {
-    napi_value log, pv, dv;
-    US_NAPI_OK(env, napi_get_element(env, argv[2], k, &log));
-    US_NAPI_OK(env, napi_get_named_property(env, log, "pages", &pv));
-    US_NAPI_OK(env, napi_get_named_property(env, log, "data", &dv));
-    uint32_t* p;
-    if (!us_get_u32_array(env, pv, &p, &log_len[k], "ERR_TRACKER", "a log's pages must be a Uint32Array")) return NULL;
-    uint8_t* d;
-    size_t d_bytes;
-    if (!us_get_bytes(env, dv, &d, &d_bytes)) return NULL;
-    if ((uint64_t)d_bytes != (uint64_t)log_len[k] * US_PAGE_BYTES) return us_throw(env, "ERR_TRACKER", "a log's data must hold 4096 bytes per page");
-    log_pages[k] = p;
-    log_data[k] = d;
-  }
-  pthread_mutex_lock(&t->mu);
-  if (t->preimage_overflow) {
-    pthread_mutex_unlock(&t->mu);
-    return us_throw(env, "ERR_TRACKER_PREIMAGES_INCOMPLETE", "the live epoch's pre-images are incomplete (the store overflowed); it cannot be rolled back");
+  if (log_count > US_STORES_MAX) return us_throw(env, "ERR_TRACKER", "more logs than can be held");
+  napi_value ids[US_STORES_MAX];
+  for (uint32_t k = 0; k < log_count; k++) US_NAPI_OK(env, napi_get_element(env, argv[2], k, &ids[k]));
+  if (t->scan) scan_stop(t);
+  lock_mu(t);
+  if (!check_handler(env, t)) {
+    unlock_mu(t);
+    return NULL;
   }
   uint64_t old_bytes;
   if (!follow_growth(env, t, argv[1], &old_bytes)) {
-    pthread_mutex_unlock(&t->mu);
+    unlock_mu(t);
     return NULL;
   }
-  const uint64_t registered_pages = t->registered_bytes / US_PAGE_BYTES;
-  for (uint32_t k = 0; k < log_count; k++)
-    for (size_t i = 0; i < log_len[k]; i++)
-      if (log_pages[k][i] >= registered_pages) {
-        pthread_mutex_unlock(&t->mu);
-        return us_throw(env, "ERR_TRACKER", "a log names a page outside the memory");
-      }
-  // The pages to touch, each once (the predicted bitmap is scratch now: the
-  // epoch ends here): the live epoch's (un-protected now) and the logs'.
-  for (uint64_t i = 0; i < t->written_count; i++) {
-    const uint32_t idx = t->written[i];
-    t->predicted[idx / 64] &= ~((uint64_t)1 << (idx % 64));
-  }
-  uint64_t n = 0, restored = 0;
-  for (uint64_t i = 0; i < t->written_count; i++) restored += mark_page(t, t->written[i], &n) && t->written[i] < zero_page;
-  for (uint32_t k = 0; k < log_count; k++)
-    for (size_t i = 0; i < log_len[k]; i++)
-      if (log_pages[k][i] < zero_page) restored += mark_page(t, log_pages[k][i], &n);
-  qsort(t->out, (size_t)n, 4, cmp_u32);
-  int err = protect_runs(t, n, 0);
-  if (!err) {
-    for (uint64_t i = 0; i < t->preimage_count; i++) {
-      const uint64_t idx = t->written[i];
-      // SAFETY: idx < zero_page <= registered pages; slot i holds its pre-image.
-      if (idx < zero_page) memcpy(t->base + idx * US_PAGE_BYTES, t->preimages + i * US_PAGE_BYTES, US_PAGE_BYTES);
+  job_finish(t);
+  int logs[US_STORES_MAX];
+  for (uint32_t k = 0; k < log_count; k++) {
+    if (!get_log(env, t, ids[k], &logs[k])) {
+      unlock_mu(t);
+      return NULL;
     }
-    for (uint32_t k = 0; k < log_count; k++)
-      for (size_t i = 0; i < log_len[k]; i++) {
-        const uint64_t idx = log_pages[k][i];
-        // SAFETY: idx < registered pages (checked); data holds log_len pages.
-        if (idx < zero_page) memcpy(t->base + idx * US_PAGE_BYTES, log_data[k] + i * US_PAGE_BYTES, US_PAGE_BYTES);
+  }
+  us_store* live = t->stores[t->live];
+  int complete = store_complete(live);
+  for (uint32_t k = 0; k < log_count; k++) complete = complete && store_complete(t->stores[logs[k]]);
+  if (!complete) {
+    unlock_mu(t);
+    return us_throw(env, "ERR_TRACKER_PREIMAGES_INCOMPLETE", "an epoch's pre-images are incomplete (its store overflowed); it cannot be rolled back");
+  }
+  // The pages to touch, each once: the live epoch's (un-protected now) and the logs'.
+  uint64_t restored = 0;
+  for (uint64_t i = 0; i < live->count; i++) {
+    const uint64_t idx = live->pages[i] & US_SLOT_PAGE;
+    if (!bit_get(t->mark, idx)) restored += idx < zero_page;
+    bit_set(t->mark, idx);
+  }
+  for (uint32_t k = 0; k < log_count; k++) {
+    const us_store* s = t->stores[logs[k]];
+    for (uint64_t i = 0; i < s->count; i++) {
+      if (s->pages[i] & US_SLOT_DROPPED) continue;
+      const uint64_t idx = s->pages[i] & US_SLOT_PAGE;
+      if (!bit_get(t->mark, idx)) restored += idx < zero_page;
+      bit_set(t->mark, idx);
+    }
+  }
+  int err = protect_bit_runs(t, t->mark, 0);
+  if (!err) {
+    for (uint64_t i = 0; i < live->data_count; i++) {
+      const uint64_t idx = live->pages[i] & US_SLOT_PAGE;
+      // SAFETY: idx < zero_page <= registered pages; slot i holds its pre-image.
+      if (idx < zero_page) memcpy(t->base + idx * US_PAGE_BYTES, live->data + i * US_PAGE_BYTES, US_PAGE_BYTES);
+    }
+    for (uint32_t k = 0; k < log_count; k++) {
+      const us_store* s = t->stores[logs[k]];
+      for (uint64_t i = 0; i < s->data_count; i++) {
+        if (s->pages[i] & US_SLOT_DROPPED) continue;
+        const uint64_t idx = s->pages[i] & US_SLOT_PAGE;
+        // SAFETY: idx was registered when it entered the store; memory never shrinks.
+        if (idx < zero_page) memcpy(t->base + idx * US_PAGE_BYTES, s->data + i * US_PAGE_BYTES, US_PAGE_BYTES);
       }
+    }
     if (zero_from < t->registered_bytes) {
       const uint64_t base = (uint64_t)(uintptr_t)t->base;
       err = uffd_protect(t->uffd, base + zero_from, t->registered_bytes - zero_from, 0);
@@ -1544,21 +2337,307 @@ static napi_value js_uffd_rollback(napi_env env, napi_callback_info info) {
       if (!err) memset(t->base + zero_from, 0, (size_t)(t->registered_bytes - zero_from));
       if (!err) err = uffd_protect(t->uffd, base + zero_from, t->registered_bytes - zero_from, 1);
     }
-    if (!err) err = protect_runs(t, n, 1);
+    if (!err) err = protect_bit_runs(t, t->mark, 1);
   }
-  for (uint64_t i = 0; i < n; i++) {
-    const uint32_t idx = t->out[i];
-    t->seen[idx / 64] &= ~((uint64_t)1 << (idx % 64));
-    t->predicted[idx / 64] &= ~((uint64_t)1 << (idx % 64));
-  }
-  t->written_count = 0;
-  t->preimage_count = 0;
-  t->preimage_overflow = 0;
-  pthread_mutex_unlock(&t->mu);
+  // The live epoch starts afresh: nothing un-protected, nothing recorded.
+  memset(t->mark, 0, (size_t)((t->capacity_pages + 63) / 64) * 8);
+  memset(t->seen, 0, (size_t)((t->capacity_pages + 63) / 64) * 8);
+  live->count = live->data_count = live->dropped = 0;
+  unlock_mu(t);
   if (err) return throw_step(env, "ERR_TRACKER", "UFFDIO_WRITEPROTECT (in-place rollback)", err, NULL, -1);
   napi_value out;
   US_NAPI_OK(env, napi_create_double(env, (double)restored, &out));
   return out;
+}
+
+// ---- collect: a consistent full image while the guest runs (seed 003 §3.1) ----
+//
+// Started by a seal (its instant t0 is the image's), a scan thread copies the
+// memory [0, bytes) into `image` while the guest keeps running (SCANDATA),
+// then merges the pre-images of every epoch since t0 over it, the oldest
+// pre-image of a page winning (DPS = collect(DP_0, ..., DP_k)):
+//   image = collect(DPS, SCANDATA).
+// Why this is the memory at t0: every page was protected (or already in the
+// live store with its t0 contents) at t0, so a page written since has a
+// pre-image in the store of the epoch of its first write, which is its t0
+// contents; a page in no store at the moment the merge has finished with the
+// live store (under the lock) was not written since t0, so the copy read its
+// t0 contents (a copy torn by a racing write belongs to a page that is in a
+// store, whose pre-image replaces it). The stores of the epochs since t0 are
+// pinned (one reference each) until the scan ends. A predicted slot dropped by
+// its job still holds the page's contents at the start of its epoch, so it is
+// merged too. A rollback stops the scan (rolled-back pages are not logged).
+
+#define US_SCAN_CHUNK_BYTES ((uint64_t)1 << 20)  // copied between checks for a stop
+#define US_SCAN_MERGE_LOCKED_SLOTS 64u            // live-store slots merged per hold of the lock
+
+enum { US_SCAN_COPYING = 1, US_SCAN_MERGING = 2, US_SCAN_DONE = 3, US_SCAN_FAILED = 4 };
+
+typedef struct us_scan {
+  napi_env env;
+  napi_ref image_ref;       // keeps the destination alive while the thread writes it
+  uint8_t* image;
+  uint64_t bytes;
+  uint32_t pinned[US_STORES_MAX];  // stores of the epochs since t0, oldest first (under mu)
+  uint32_t pinned_count;
+  int pinning;              // new live stores are pinned (under mu): the merge has not finished
+  int phase;                // US_SCAN_*, atomic
+  int stop;                 // atomic: stop as soon as possible
+  const char* failure;      // why it failed (set under mu, read after the thread ended)
+  uint64_t* merged;         // pages already taken from a store (scan thread only)
+  uint32_t* stored;         // pages of the image holding a non-zero byte, when done
+  uint64_t stored_count;
+  pthread_t thread;
+  int thread_started;
+  uint64_t copy_ns, merge_ns, merged_pages;
+} us_scan;
+
+static void scan_pin_live(us_uffd_tracker* t) {
+  us_scan* sc = t->scan;
+  if (!sc || !sc->pinning) return;
+  if (sc->pinned_count >= US_STORES_MAX) {
+    sc->failure = "the collect spanned more epochs than undo logs can be held";
+    sc->pinning = 0;
+    __atomic_store_n(&sc->stop, 1, __ATOMIC_RELEASE);
+    return;
+  }
+  t->stores[t->live]->refs++;
+  sc->pinned[sc->pinned_count++] = t->live;
+}
+
+// Copies into the image the pre-images of slots [from, to) of s whose page is
+// not merged yet. The scan thread only.
+static void scan_merge_slots(us_uffd_tracker* t, us_scan* sc, const us_store* s, uint64_t from, uint64_t to) {
+  const uint64_t pages = sc->bytes / US_PAGE_BYTES;
+  (void)t;
+  for (uint64_t i = from; i < to; i++) {
+    // The job may set flags of this slot concurrently; the page bits stay.
+    const uint64_t idx = __atomic_load_n(&s->pages[i], __ATOMIC_RELAXED) & US_SLOT_PAGE;
+    if (idx >= pages || bit_get(sc->merged, idx)) continue;
+    // SAFETY: idx < pages, inside the image; slot i < data_count holds a pre-image (stores do not change data once written).
+    memcpy(sc->image + idx * US_PAGE_BYTES, s->data + i * US_PAGE_BYTES, US_PAGE_BYTES);
+    bit_set(sc->merged, idx);
+    sc->merged_pages++;
+  }
+}
+
+static void* scan_main(void* arg) {
+  us_uffd_tracker* t = (us_uffd_tracker*)arg;
+  us_scan* sc = t->scan;  // freed only after this thread is joined
+  uint64_t t0 = now_ns();
+  for (uint64_t off = 0; off < sc->bytes; off += US_SCAN_CHUNK_BYTES) {
+    if (__atomic_load_n(&sc->stop, __ATOMIC_ACQUIRE)) goto stopped;
+    const uint64_t n = sc->bytes - off < US_SCAN_CHUNK_BYTES ? sc->bytes - off : US_SCAN_CHUNK_BYTES;
+    // SAFETY: [off, off + n) < bytes <= the memory's size at t0; memory never
+    // shrinks and its mapping outlives the tracker's threads (JS holds the
+    // memory; dispose stops the scan first). The guest may be writing these
+    // bytes: such pages are in a store and replaced by the merge. The image
+    // holds at least `bytes` (checked at the start; image_ref keeps it alive).
+    memcpy(sc->image + off, t->base + off, (size_t)n);
+  }
+  sc->copy_ns = now_ns() - t0;
+  t0 = now_ns();
+  __atomic_store_n(&sc->phase, US_SCAN_MERGING, __ATOMIC_RELEASE);
+  for (uint32_t i = 0;; i++) {
+    lock_mu(t);
+    if (__atomic_load_n(&sc->stop, __ATOMIC_ACQUIRE) || i >= sc->pinned_count) {
+      unlock_mu(t);
+      goto stopped;
+    }
+    const uint32_t index = sc->pinned[i];
+    us_store* s = t->stores[index];
+    if (!store_complete(s)) {
+      sc->failure = "an epoch's pre-images overflowed their store";
+      unlock_mu(t);
+      goto stopped;
+    }
+    uint64_t m = 0;
+    // The live store grows while the guest runs: merged under the lock, a
+    // piece at a time; once caught up, the image is consistent and the scan
+    // stops pinning. If it is sealed meanwhile, the rest is final: merged
+    // without the lock, and the next pinned store follows.
+    while (index == t->live) {
+      uint64_t to = m + US_SCAN_MERGE_LOCKED_SLOTS;
+      if (to > s->data_count) to = s->data_count;
+      scan_merge_slots(t, sc, s, m, to);
+      m = to;
+      if (m == s->count) {
+        sc->pinning = 0;
+        unlock_mu(t);
+        goto merged;
+      }
+      unlock_mu(t);
+      lock_mu(t);
+      if (__atomic_load_n(&sc->stop, __ATOMIC_ACQUIRE) || !store_complete(s)) {
+        if (!sc->failure && !store_complete(s)) sc->failure = "an epoch's pre-images overflowed their store";
+        unlock_mu(t);
+        goto stopped;
+      }
+    }
+    const uint64_t end = s->data_count;  // sealed: final
+    unlock_mu(t);
+    scan_merge_slots(t, sc, s, m, end);
+  }
+merged:
+  sc->merge_ns = now_ns() - t0;
+  {
+    const uint64_t pages = sc->bytes / US_PAGE_BYTES;
+    sc->stored = (uint32_t*)malloc((size_t)(pages ? pages : 1) * 4);
+    if (!sc->stored) {
+      sc->failure = "out of memory for the stored page list";
+      goto stopped;
+    }
+    for (uint64_t p = 0; p < pages; p++)
+      // SAFETY: p < pages, inside the image.
+      if (!us_page_is_zero(sc->image + p * US_PAGE_BYTES)) sc->stored[sc->stored_count++] = (uint32_t)p;
+  }
+  __atomic_store_n(&sc->phase, US_SCAN_DONE, __ATOMIC_RELEASE);
+  return NULL;
+stopped:
+  if (!sc->failure) sc->failure = "stopped";
+  __atomic_store_n(&sc->phase, US_SCAN_FAILED, __ATOMIC_RELEASE);
+  return NULL;
+}
+
+// Sets up a scan at this seal (mu held; the thread starts after the unlock).
+static int begin_scan_locked(napi_env env, us_uffd_tracker* t, napi_value image_v, uint64_t bytes) {
+  bool is_ta = false;
+  if (napi_is_typedarray(env, image_v, &is_ta) != napi_ok || !is_ta) {
+    us_throw(env, "ERR_TRACKER", "scan.image must be a Uint8Array");
+    return 0;
+  }
+  napi_typedarray_type type;
+  size_t length = 0;
+  void* data = NULL;
+  if (napi_get_typedarray_info(env, image_v, &type, &length, &data, NULL, NULL) != napi_ok || type != napi_uint8_array) {
+    us_throw(env, "ERR_TRACKER", "scan.image must be a Uint8Array");
+    return 0;
+  }
+  if ((uint64_t)length < bytes) {
+    us_throw(env, "ERR_TRACKER", "scan.image is smaller than scan.bytes");
+    return 0;
+  }
+  us_scan* sc = (us_scan*)calloc(1, sizeof *sc);
+  if (!sc) {
+    us_throw(env, "ERR_NATIVE_NOMEM", "out of memory for a scan");
+    return 0;
+  }
+  sc->merged = (uint64_t*)calloc((size_t)((bytes / US_PAGE_BYTES + 63) / 64 + 1), 8);
+  if (!sc->merged || napi_create_reference(env, image_v, 1, &sc->image_ref) != napi_ok) {
+    free(sc->merged);
+    free(sc);
+    us_throw(env, "ERR_NATIVE_NOMEM", "out of memory for a scan");
+    return 0;
+  }
+  sc->env = env;
+  // SAFETY: data points to the typed array's `length` >= bytes bytes, kept alive by image_ref until scan_stop.
+  sc->image = (uint8_t*)data;
+  sc->bytes = bytes;
+  sc->pinning = 1;
+  sc->phase = US_SCAN_COPYING;
+  t->scan = sc;
+  scan_pin_live(t);
+  return 1;
+}
+
+// Stops the scan (if any), joins its thread, unpins its stores. JS thread, mu not held.
+static void scan_stop(us_uffd_tracker* t) {
+  us_scan* sc = t->scan;
+  if (!sc) return;
+  __atomic_store_n(&sc->stop, 1, __ATOMIC_RELEASE);
+  if (sc->thread_started) pthread_join(sc->thread, NULL);
+  lock_mu(t);
+  for (uint32_t i = 0; i < sc->pinned_count; i++) store_unref(t, sc->pinned[i]);
+  t->scan = NULL;
+  unlock_mu(t);
+  if (sc->image_ref) napi_delete_reference(sc->env, sc->image_ref);
+  free(sc->merged);
+  free(sc->stored);
+  free(sc);
+}
+
+static int start_scan_thread(napi_env env, us_uffd_tracker* t) {
+  // SAFETY: t and t->scan outlive the thread: scan_stop joins it before freeing either.
+  int err = pthread_create(&t->scan->thread, NULL, scan_main, t);
+  if (err) {
+    scan_stop(t);
+    throw_step(env, "ERR_TRACKER", "pthread_create (collect scan)", err, NULL, -1);
+    return 0;
+  }
+  t->scan->thread_started = 1;
+  return 1;
+}
+
+static const char* scan_phase_name(int phase) {
+  switch (phase) {
+    case US_SCAN_COPYING: return "copying";
+    case US_SCAN_MERGING: return "merging";
+    case US_SCAN_DONE: return "done";
+    default: return "failed";
+  }
+}
+
+// uffdScanPoll(handle) -> 'none' | 'copying' | 'merging' | 'done' | 'failed'
+static napi_value js_uffd_scan_poll(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  US_NAPI_OK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 1) return us_throw(env, "ERR_TRACKER", "uffdScanPoll(handle) needs a handle");
+  us_uffd_tracker* t;
+  if (!get_preimage_tracker(env, argv[0], &t, "collect scans")) return NULL;
+  const char* phase = t->scan ? scan_phase_name(__atomic_load_n(&t->scan->phase, __ATOMIC_ACQUIRE)) : "none";
+  napi_value out;
+  US_NAPI_OK(env, napi_create_string_utf8(env, phase, NAPI_AUTO_LENGTH, &out));
+  return out;
+}
+
+// uffdScanEnd(handle) -> { storedPages, copyMs, mergeMs, mergedPages, epochs }
+// Once the scan is done: the image holds the memory at its seal; storedPages
+// lists its pages with a non-zero byte (what a full checkpoint stores).
+// Unpins the stores. A failed scan throws why.
+static napi_value js_uffd_scan_end(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  US_NAPI_OK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 1) return us_throw(env, "ERR_TRACKER", "uffdScanEnd(handle) needs a handle");
+  us_uffd_tracker* t;
+  if (!get_preimage_tracker(env, argv[0], &t, "collect scans")) return NULL;
+  us_scan* sc = t->scan;
+  if (!sc) return us_throw(env, "ERR_TRACKER", "no collect scan in progress");
+  const int phase = __atomic_load_n(&sc->phase, __ATOMIC_ACQUIRE);
+  if (phase != US_SCAN_DONE && phase != US_SCAN_FAILED) return us_throw(env, "ERR_TRACKER", "the collect scan is still running");
+  pthread_join(sc->thread, NULL);
+  sc->thread_started = 0;
+  if (phase == US_SCAN_FAILED) {
+    char message[200];
+    snprintf(message, sizeof message, "the collect scan failed: %s", sc->failure ? sc->failure : "unknown");
+    scan_stop(t);
+    return us_throw(env, "ERR_TRACKER_SCAN", message);
+  }
+  napi_value out, pages;
+  pages = us_u32_array(env, sc->stored, (size_t)sc->stored_count);
+  const double copy_ms = (double)sc->copy_ns / 1e6, merge_ms = (double)sc->merge_ns / 1e6, merged = (double)sc->merged_pages,
+               epochs = (double)sc->pinned_count;
+  scan_stop(t);
+  if (!pages) return NULL;
+  US_NAPI_OK(env, napi_create_object(env, &out));
+  US_NAPI_OK(env, napi_set_named_property(env, out, "storedPages", pages));
+  if (!us_set_number(env, out, "copyMs", copy_ms) || !us_set_number(env, out, "mergeMs", merge_ms) ||
+      !us_set_number(env, out, "mergedPages", merged) || !us_set_number(env, out, "epochs", epochs))
+    return us_throw(env, "ERR_NATIVE_NAPI", "scan result");
+  return out;
+}
+
+// uffdScanAbort(handle): stops a collect scan (if any); idempotent.
+static napi_value js_uffd_scan_abort(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  US_NAPI_OK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 1) return us_throw(env, "ERR_TRACKER", "uffdScanAbort(handle) needs a handle");
+  us_uffd_tracker* t;
+  if (!get_preimage_tracker(env, argv[0], &t, "collect scans")) return NULL;
+  scan_stop(t);
+  return NULL;
 }
 
 // uffdSetHistase(handle, enabled: boolean, alpha: number): turns Histase's
@@ -1575,10 +2654,10 @@ static napi_value js_uffd_set_histase(napi_env env, napi_callback_info info) {
   if (napi_get_value_bool(env, argv[1], &enabled) != napi_ok) return us_throw(env, "ERR_TRACKER", "enabled must be a boolean");
   if (napi_get_value_double(env, argv[2], &alpha) != napi_ok || !(alpha >= 0 && alpha < 1))
     return us_throw(env, "ERR_TRACKER", "alpha must be a number in [0, 1)");
-  pthread_mutex_lock(&t->mu);
+  lock_mu(t);
   t->histase = enabled;
   t->histase_alpha = (float)alpha;
-  pthread_mutex_unlock(&t->mu);
+  unlock_mu(t);
   return NULL;
 }
 
@@ -1617,7 +2696,16 @@ static napi_value js_uffd_stats(napi_env env, napi_callback_info info) {
   if (!get_tracker(env, argv[0], &t)) return NULL;
   napi_value out;
   US_NAPI_OK(env, napi_create_object(env, &out));
-  if (t->mode == US_MODE_SYNC) pthread_mutex_lock(&t->mu);
+  if (t->mode == US_MODE_SYNC) lock_mu(t);
+  uint64_t live_count = 0, live_data = 0, live_overflow = 0, store_bytes = 0, free_stores = 0;
+  if (t->mode == US_MODE_SYNC && t->stores_allocated) {
+    const us_store* live = t->stores[t->live];
+    live_count = live->count;
+    live_data = live->data_count;
+    live_overflow = !store_complete(live);
+    for (uint32_t i = 0; i < t->stores_allocated; i++) store_bytes += t->stores[i]->touched * US_PAGE_BYTES;
+    free_stores = free_store_count(t);
+  }
   struct {
     const char* name;
     double value;
@@ -1643,21 +2731,31 @@ static napi_value js_uffd_stats(napi_env env, napi_callback_info info) {
       {"faultNsTotal", (double)t->fault_ns_total},
       {"faultNsMax", (double)t->fault_ns_max},
       {"duplicateFaultMessages", (double)t->duplicate_messages},
-      {"pendingPages", (double)t->written_count},
-      {"preimagePages", (double)t->preimage_count},
-      {"preimageStoreBytes", (double)(t->preimage_capacity * US_PAGE_BYTES)},
-      {"preimageOverflow", (double)t->preimage_overflow},
+      {"pendingPages", (double)live_count},
+      {"preimagePages", (double)live_data},
+      {"preimageStoreBytes", (double)store_bytes},
+      {"preimageOverflow", (double)live_overflow},
       {"handlerErrno", (double)t->handler_errno},
       {"presavedPagesTotal", (double)t->presaved_total},
       {"histasePagesTotal", (double)t->histase_total},
       {"predictedWrittenTotal", (double)t->predicted_written_total},
       {"predictedUnwrittenTotal", (double)t->predicted_unwritten_total},
       {"dirtyPagesTotal", (double)t->dirty_total},
+      {"undoStores", (double)t->stores_allocated},
+      {"undoStoresHeld", (double)(t->stores_allocated - free_stores)},
+      {"jobSlotsTotal", (double)t->job_slots_total},
+      {"jobNsTotal", (double)t->job_ns_total},
+      {"sealWaitNsTotal", (double)t->seal_wait_ns_total},
+      {"jobChases", (double)t->job_chases},
+      {"seals", (double)t->seals},
+      {"faultUnprotectNsTotal", (double)t->unprotect_ns_total},
+      {"sealNsTotal", (double)t->seal_ns_total},
+      {"sealProtectNsTotal", (double)t->seal_protect_ns_total},
   };
   // The first 17 fields apply to both modes (the fast-scan and hot ones are 0
   // in sync mode); the rest are the sync handler's.
   size_t field_count = t->mode == US_MODE_SYNC ? sizeof fields / sizeof fields[0] : 17;
-  if (t->mode == US_MODE_SYNC) pthread_mutex_unlock(&t->mu);
+  if (t->mode == US_MODE_SYNC) unlock_mu(t);
   for (size_t i = 0; i < field_count; i++) {
     if (!us_set_number(env, out, fields[i].name, fields[i].value)) return us_throw(env, "ERR_NATIVE_NAPI", "stats");
   }
@@ -1748,6 +2846,14 @@ napi_value us_init_uffd(napi_env env, napi_value exports) {
   if (!us_register(env, exports, "uffdSetHistase", js_uffd_set_histase)) return NULL;
   if (!us_register(env, exports, "uffdRollback", js_uffd_rollback)) return NULL;
   if (!us_register(env, exports, "uffdSetHot", js_uffd_set_hot)) return NULL;
+  if (!us_register(env, exports, "uffdSeal", js_uffd_seal)) return NULL;
+  if (!us_register(env, exports, "uffdRelease", js_uffd_release)) return NULL;
+  if (!us_register(env, exports, "uffdLogInfo", js_uffd_log_info)) return NULL;
+  if (!us_register(env, exports, "uffdVerify", js_uffd_verify)) return NULL;
+  if (!us_register(env, exports, "uffdFlipLogBit", js_uffd_flip_log_bit)) return NULL;
+  if (!us_register(env, exports, "uffdScanPoll", js_uffd_scan_poll)) return NULL;
+  if (!us_register(env, exports, "uffdScanEnd", js_uffd_scan_end)) return NULL;
+  if (!us_register(env, exports, "uffdScanAbort", js_uffd_scan_abort)) return NULL;
   return exports;
 }
 
@@ -1779,6 +2885,9 @@ napi_value us_init_uffd(napi_env env, napi_value exports) {
   if (!us_register(env, exports, "uffdSetHistase", js_uffd_unsupported)) return NULL;
   if (!us_register(env, exports, "uffdRollback", js_uffd_unsupported)) return NULL;
   if (!us_register(env, exports, "uffdSetHot", js_uffd_unsupported)) return NULL;
+  static const char* const more[] = {"uffdSeal", "uffdRelease", "uffdLogInfo", "uffdVerify", "uffdFlipLogBit", "uffdScanPoll", "uffdScanEnd", "uffdScanAbort"};
+  for (size_t i = 0; i < sizeof more / sizeof more[0]; i++)
+    if (!us_register(env, exports, more[i], js_uffd_unsupported)) return NULL;
   return exports;
 }
 

@@ -24,11 +24,13 @@
 
 // uffdio_api.features bits.
 #define US_UFFD_FEATURE_PAGEFAULT_FLAG_WP ((uint64_t)1 << 0)
+#define US_UFFD_FEATURE_SIGBUS ((uint64_t)1 << 7)           // 4.14: a fault sends SIGBUS to the faulting thread instead of a message
 #define US_UFFD_FEATURE_WP_UNPOPULATED ((uint64_t)1 << 13)  // 6.4: protect never-touched pages too
 #define US_UFFD_FEATURE_WP_ASYNC ((uint64_t)1 << 15)        // 6.7: the kernel resolves WP faults itself
 
 #define US_UFFDIO_REGISTER_MODE_WP ((uint64_t)1 << 1)
 #define US_UFFDIO_WRITEPROTECT_MODE_WP ((uint64_t)1 << 0)
+#define US_UFFDIO_WRITEPROTECT_MODE_DONTWAKE ((uint64_t)1 << 1)  // un-protect without waking faulting threads
 
 #define US_UFFD_EVENT_PAGEFAULT 0x12
 #define US_UFFD_PAGEFAULT_FLAG_WRITE ((uint64_t)1 << 0)

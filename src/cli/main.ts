@@ -8,7 +8,7 @@ import { StreamInput } from '../io/input.js';
 import { controlRequest } from '../control/control.js';
 import { restoreSession, startRollbackSession, startSession, type SessionOptions } from '../runtime/session.js';
 import type { CowStrategy } from '../rollback/engine.js';
-import { INJECT_KINDS, SUMMARY_HEADER, runCampaign, summarise, type InjectKind } from '../rollback/inject.js';
+import { INJECT_KINDS, SUMMARY_HEADER, faultHooks, runCampaign, summarise, type InjectKind } from '../rollback/inject.js';
 import { formatChain, formatInspect, inspectChain, inspectCheckpoint } from './inspect.js';
 import { compactChain, isChainDir } from '../checkpoint/chain.js';
 import type { TrackerKind } from '../track/tracker.js';
@@ -80,6 +80,12 @@ function addSessionFlags(cmd: Command): Command {
 }
 
 const CLI_SELF = new URL(import.meta.url).pathname;
+
+function parseInjectAt(value: string): { kind: 'crash' | 'hang'; at: number } {
+  const m = /^(crash|hang)@(\d+)$/.exec(value);
+  if (!m || Number(m[2]) < 1) throw new UnderstudyError('ERR_USAGE', `--inject takes crash@n or hang@n (n >= 1), not ${JSON.stringify(value)}`);
+  return { kind: m[1] as 'crash' | 'hang', at: Number(m[2]) };
+}
 const program = new Command();
 program.name('understudy').description('Run WebAssembly guests that survive failures: checkpoint, restore, replicate, roll back.').version('0.1.0');
 
@@ -102,12 +108,22 @@ addCdaFlags(addSessionFlags(
     .addOption(new Option('--cow <strategy>', 'with --protect rollback: copy-on-write before the write (cowb) or pre-save last epoch\'s pages (cowp)').choices(['cowb', 'cowp']).default('cowp'))
     .option('--histase', 'with --protect rollback: Histase stride prediction on write faults')
     .option('--watchdog-ms <ms>', 'with --protect rollback: a handler or run between safe points longer than this is a hang', (v) => parseMs(v, '--watchdog-ms'))
-    .addOption(new Option('--rollback-to <which>', 'with --protect rollback: the kept checkpoint to roll back to').choices(['older', 'newest']).default('older')),
-)).action(async (guestPath: string, args: string[], flags: SessionFlags & CdaFlags & { dir?: ReturnType<typeof parsePreopen>[]; env?: [string, string][]; replicas: number; serve?: string; heartbeatMs?: number; primaryTimeoutMs?: number; backupTimeoutMs?: number; stateDir?: string; events?: string; protect?: 'rollback'; cow: CowStrategy; histase?: boolean; watchdogMs?: number; rollbackTo: 'older' | 'newest' }) => {
+    .addOption(new Option('--rollback-to <which>', 'with --protect rollback: the kept checkpoint to roll back to').choices(['older', 'newest']).default('older'))
+    .option('--collect-every <ms>', 'with --protect rollback: every <ms>, a full checkpoint to --checkpoint-dir, collected while the guest keeps running', (v) => parseMs(v, '--collect-every'))
+    // For end-to-end tests of detection and recovery: one crash or hang at host call / request N.
+    .addOption(new Option('--inject <kind@n>', 'with --protect rollback: inject one crash or hang at host call (command) or request (reactor) n').argParser(parseInjectAt).hideHelp()),
+)).action(async (guestPath: string, args: string[], flags: SessionFlags & CdaFlags & { dir?: ReturnType<typeof parsePreopen>[]; env?: [string, string][]; replicas: number; serve?: string; heartbeatMs?: number; primaryTimeoutMs?: number; backupTimeoutMs?: number; stateDir?: string; events?: string; protect?: 'rollback'; cow: CowStrategy; histase?: boolean; watchdogMs?: number; rollbackTo: 'older' | 'newest'; collectEvery?: number; inject?: { kind: 'crash' | 'hang'; at: number } }) => {
   if (flags.replicas > 2) throw new UnderstudyError('ERR_USAGE', '--replicas is 1 or 2 (a primary and one backup)');
   if (flags.replicas === 2) {
     await runReplicated(guestPath, { ...flags, handler: flags.handler ?? 'handle', tracker: flags.tracker ?? 'auto', digest: true }, CLI_SELF);
     return;
+  }
+  if (flags.protect === 'rollback') {
+    if (flags.checkpointEvery || flags.control) throw new UnderstudyError('ERR_USAGE', '--protect rollback keeps its checkpoints in memory; for full checkpoints on disk while the guest runs use --collect-every <ms> with --checkpoint-dir (--checkpoint-every and --control stop the guest, and do not combine with it)');
+    if (flags.checkpointDir && flags.collectEvery === undefined) throw new UnderstudyError('ERR_USAGE', '--checkpoint-dir with --protect rollback needs --collect-every <ms>');
+    if (flags.inject?.kind === 'hang' && flags.watchdogMs === undefined) throw new UnderstudyError('ERR_USAGE', '--inject hang@n needs --watchdog-ms (nothing else stops a hang)');
+  } else if (flags.collectEvery !== undefined || flags.inject) {
+    throw new UnderstudyError('ERR_USAGE', `${flags.inject ? '--inject' : '--collect-every'} needs --protect rollback${flags.inject ? '' : ' (it merges the epochs\' pre-images); without it use --checkpoint-every'}`);
   }
   const cda = cdaOptionsOf(flags);
   if (cda && (flags.replicas === 2 || flags.protect)) throw new UnderstudyError('ERR_USAGE', '--cda-mode/--cda-target do not combine with --replicas or --protect');
@@ -116,7 +132,8 @@ addCdaFlags(addSessionFlags(
   // Mode emul records every store: the module is rewritten with its stores instrumented.
   const module = await loadGuestModule(guestPath, { cdaStores: cda?.mode === 'emul' });
   if (flags.protect === 'rollback') {
-    if (flags.checkpointDir || flags.checkpointEvery || flags.control) throw new UnderstudyError('ERR_USAGE', '--protect rollback keeps its checkpoints in memory; it does not combine with --checkpoint-dir, --checkpoint-every or --control');
+    let fired = false;
+    const hooks = flags.inject && faultHooks({ ...flags.inject, reactor: module.layout.kind === 'reactor', handler: flags.handler, fire: () => !fired && (fired = true) });
     const result = await startRollbackSession({
       module,
       args: [guestPath.split('/').pop() ?? guestPath, ...args],
@@ -128,6 +145,8 @@ addCdaFlags(addSessionFlags(
       watchdogMs: flags.watchdogMs,
       target: flags.rollbackTo,
       handler: flags.handler,
+      collect: flags.collectEvery === undefined ? undefined : { dir: flags.checkpointDir ?? 'checkpoints', everyMs: flags.collectEvery, keep: flags.keep },
+      hooks,
       stdin: new StreamInput(process.stdin),
       yieldEveryMs: flags.yieldEvery,
       log: log(flags),
@@ -180,7 +199,7 @@ program
     const input = flags.input ? new Uint8Array(fs.readFileSync(flags.input)) : new Uint8Array(0);
     const reactor = module.layout.kind === 'reactor';
     const requests = reactor ? Buffer.from(input).toString('utf8').split('\n').filter((l) => l.length > 0).map((l) => Buffer.from(l, 'utf8')) : undefined;
-    const kinds = flags.kind === 'all' ? INJECT_KINDS.filter((k) => !(reactor && k === 'hang')) : [flags.kind];
+    const kinds = flags.kind === 'all' ? [...INJECT_KINDS] : [flags.kind];
     const rows: (string | number)[][] = [];
     for (const kind of kinds) {
       const { trials } = await runCampaign(

@@ -3,9 +3,10 @@
 // to one of its last checkpoints within milliseconds.
 //
 //   checkpoint k (guest at rest)      epoch k                 checkpoint k+1
-//   ── state_k: vCPU, device, gate ──▶ writes fault (COWB) ──▶ undo_k = pre-images of epoch k
-//      (CRC over the encoded state)    or were pre-saved      (CRC over pages + data)
-//                                      (COWP, Histase)
+//   ── state_k: vCPU, device, gate ──▶ writes fault (COWB) ──▶ undo_k = seal(): the epoch's
+//      (CRC over the encoded state)    or were pre-saved      pre-image store, kept natively
+//                                      (COWP, Histase)        (no copy); its background job
+//                                                             filters, pre-saves, checksums it
 //
 // Rolling back to checkpoint k from inside epoch n applies the live epoch's
 // pre-images, then undo_{n-1} ... undo_k (for a page in several, the oldest
@@ -20,6 +21,7 @@ import { native } from '../native.js';
 import type { OutputGate, OutputGateState } from '../output/gate.js';
 import { decodePlain, encodePlain } from '../checkpoint/plain-codec.js';
 import { createTracker, type PreimageTracker } from '../track/tracker.js';
+import { Collector, type CollectOptions } from './collect.js';
 import { HISTASE_ALPHA_DEFAULT, PREIMAGE_BYTES_MAX_DEFAULT } from '../track/uffd.js';
 import { assert } from '../util/assert.js';
 import type { PlainObject } from '../util/plain.js';
@@ -39,6 +41,14 @@ export interface RollbackOptions {
   strategy?: CowStrategy;
   histase?: boolean;
   histaseAlpha?: number;
+  /**
+   * Where each sealed log's job (compare predicted pages, COWP pre-saving, checksum) runs: on the
+   * fault handler's thread beside the guest ('background': the guest's pause is only the seal), or
+   * in the pause ('pause': better when no core is free, see docs/benchmarks.md). Default 'pause'.
+   */
+  jobIn?: 'background' | 'pause';
+  /** How write faults are served (TrackerOptions.faults); default 'signal', on the faulting thread. */
+  faults?: 'thread' | 'signal';
   preimageBytesMax?: number;
   assertions?: readonly GuestAssertion[];
   /** Where a rolled-back device reads stdin from, positioned at the checkpoint (see ReplayInput). */
@@ -47,6 +57,8 @@ export interface RollbackOptions {
   requestIndex?: () => number;
   /** Called when a checkpoint is dropped: inputs before it can be forgotten. */
   onForget?: (oldest: KeptCheckpoint) => void;
+  /** Disk checkpoints collected while the guest runs (seed 003's collect). */
+  collect?: CollectOptions;
   now?: () => number;
 }
 
@@ -63,22 +75,25 @@ export interface KeptCheckpoint {
   undo?: UndoLog;
 }
 
+/** An epoch's undo log: its pre-image store, held natively (PreimageTracker.seal/release). */
 export interface UndoLog {
-  readonly pages: Uint32Array;
-  readonly data: Uint8Array;
-  readonly crc: number;
+  readonly log: number;
+  /** False when the epoch overflowed its store: this log cannot be rolled back. */
+  readonly complete: boolean;
 }
 
 export interface RollbackEpochStats {
   sequence: number;
   /** Write-protect faults served in the epoch. */
   faults: number;
-  /** Pages in the epoch's checkpoint (pre-images kept). */
+  /** Pages in the epoch's undo log (pre-images kept; final once the next epoch is sealed, or after finish()). */
   pages: number;
-  /** Pages pre-saved at the epoch's start (COWP). */
+  /** Pages pre-saved for the epoch (COWP). */
   presaved: number;
   /** Time the guest stood still for the checkpoint. */
   pauseMs: number;
+  /** The undo log these counts are of (internal). */
+  log?: number;
 }
 
 export interface RecoveryReport {
@@ -94,10 +109,8 @@ export interface RecoveryReport {
   restoreGeneration: number;
 }
 
-function crcOf(...parts: ArrayBufferView[]): number {
-  let crc = 0;
-  for (const p of parts) crc = native.crc32c(p, crc);
-  return crc;
+function crcOf(state: Uint8Array): number {
+  return native.crc32c(state, 0);
 }
 
 export class RollbackEngine {
@@ -105,15 +118,12 @@ export class RollbackEngine {
   private sequence = 0;
   private lastEpochAtMs: number;
   private lastFaults = 0;
+  private lastPresaved = 0;
   readonly epochs: RollbackEpochStats[] = [];
+  /** Disk checkpoints collected while the guest runs (when options.collect is set). */
+  readonly collector: Collector | null;
   readonly recoveries: RecoveryReport[] = [];
   private readonly now: () => number;
-  /**
-   * Buffers of dropped undo logs, reused for the next epochs' pre-images: a fresh buffer costs a
-   * kernel first-touch fault per page (as the epoch pipeline's staging slots found). At most
-   * KEPT_CHECKPOINTS + 1 are ever alive.
-   */
-  private readonly pool: Uint8Array[] = [];
 
   private constructor(
     readonly guest: Guest,
@@ -123,13 +133,14 @@ export class RollbackEngine {
   ) {
     this.now = options.now ?? (() => performance.now());
     this.lastEpochAtMs = this.now();
+    this.collector = options.collect ? new Collector(guest, gate, tracker, options.collect) : null;
   }
 
   /** Attaches to a guest at rest and takes checkpoint 0. The gate starts holding output. */
   static attach(guest: Guest, gate: OutputGate, options: RollbackOptions): RollbackEngine {
     assert(guest.atRest, 'rollback attaches to a guest at rest');
     if (!(options.epochMs > 0)) throw new UnderstudyError('ERR_USAGE', 'epochMs must be positive');
-    const tracker = createTracker(guest.memory, 'wp-sync', { preimageBytesMax: options.preimageBytesMax ?? PREIMAGE_BYTES_MAX_DEFAULT });
+    const tracker = createTracker(guest.memory, 'wp-sync', { preimageBytesMax: options.preimageBytesMax ?? PREIMAGE_BYTES_MAX_DEFAULT, faults: options.faults ?? 'signal' });
     try {
       if (options.histase) tracker.setHistase(true, options.histaseAlpha ?? HISTASE_ALPHA_DEFAULT);
       gate.hold();
@@ -182,20 +193,27 @@ export class RollbackEngine {
 
   /**
    * Ends the epoch: checks the assertions (a failure is a detection, and no
-   * checkpoint is kept of the bad state), keeps its pre-images as the undo log
-   * of the newest checkpoint, takes a new one, and with COWP pre-saves the
-   * pages just written. Drops the oldest beyond two and lets its output out.
+   * checkpoint is kept of the bad state), seals its pre-images as the undo log
+   * of the newest checkpoint (no copy: the native store is the log), takes a
+   * new one; with COWP the pages just written are pre-saved for the next epoch
+   * by the log's background job. Drops the oldest beyond two and lets its
+   * output out. With `collect` (or when one is due) the seal also starts a
+   * disk checkpoint of this instant, collected while the guest runs.
    */
-  checkpoint(): RollbackEpochStats {
+  checkpoint(opts: { collect?: boolean } = {}): RollbackEpochStats {
     assert(this.guest.atRest, 'checkpoint at rest');
     this.check();
     const t0 = performance.now();
-    const pre = this.tracker.takePreimages(this.pool.pop());
-    const dirty = this.tracker.collect();
-    const presaved = this.strategy === 'cowp' ? this.tracker.presave(dirty) : 0;
+    this.collector?.poll();
+    const collect = this.collector?.due(this.now(), opts.collect === true) ?? false;
+    const sealed = this.tracker.seal(this.strategy === 'cowp', collect ? this.collector!.scanTarget() : undefined, this.options.jobIn ?? 'pause');
+    if (collect) this.collector!.started(t0);
     const newest = this.kept[this.kept.length - 1]!;
-    newest.undo = { pages: pre.pages, data: pre.data, crc: crcOf(pre.pages, pre.data) };
+    newest.undo = { log: sealed.log, complete: sealed.complete };
     this.kept.push(this.capture());
+    // The previous epoch's log is final now (the seal finished its job): its counts.
+    const prev = this.epochs[this.epochs.length - 1];
+    if (prev?.log !== undefined) this.settle(prev);
     while (this.kept.length > KEPT_CHECKPOINTS) this.recycle(this.kept.shift()!);
     const oldest = this.kept[0]!;
     this.gate.release(oldest.gateMark);
@@ -203,20 +221,45 @@ export class RollbackEngine {
     const stats = this.tracker.stats();
     const faults = stats.faults! - this.lastFaults;
     this.lastFaults = stats.faults!;
-    const epoch = { sequence: newest.sequence, faults, pages: pre.pages.length, presaved, pauseMs: performance.now() - t0 };
+    // The seal finished the previous log's job, whose pre-saving went into the epoch just sealed.
+    const presaved = stats.presavedPagesTotal! - this.lastPresaved;
+    this.lastPresaved = stats.presavedPagesTotal!;
+    const epoch: RollbackEpochStats = { sequence: newest.sequence, faults, pages: sealed.slots, presaved, pauseMs: performance.now() - t0, log: sealed.log };
     this.epochs.push(epoch);
     this.lastEpochAtMs = this.now();
     return epoch;
   }
 
+  /** Final counts of an epoch whose log's job has finished (or is finished now). */
+  private settle(e: RollbackEpochStats): void {
+    e.pages = this.tracker.logInfo(e.log!, true).kept;
+    e.log = undefined;
+  }
+
+  /**
+   * The run is over (the guest no longer runs): seals the live epoch for its counts and settles
+   * every epoch's (benchmarks). The last epoch, cut short by the end of the run, is included.
+   */
+  finish(): void {
+    const stats = this.tracker.stats();
+    const faults = stats.faults! - this.lastFaults;
+    const sealed = this.tracker.seal(false);
+    const after = this.tracker.stats();
+    const last: RollbackEpochStats = { sequence: this.sequence, faults, pages: sealed.slots, presaved: after.presavedPagesTotal! - this.lastPresaved, pauseMs: 0, log: sealed.log };
+    this.lastFaults = stats.faults!;
+    this.lastPresaved = after.presavedPagesTotal!;
+    for (const e of this.epochs) if (e.log !== undefined) this.settle(e);
+    this.settle(last);
+    this.tracker.release(sealed.log);
+    this.epochs.push(last);
+  }
+
   private recycle(cp: KeptCheckpoint): void {
     const u = cp.undo;
     cp.undo = undefined;
-    if (!u || this.pool.length >= KEPT_CHECKPOINTS) return;
-    const whole = new Uint8Array(u.data.buffer, 0, u.data.buffer.byteLength);
-    // Largest first, so the next take finds room.
-    this.pool.push(whole);
-    this.pool.sort((a, b) => a.byteLength - b.byteLength);
+    if (!u) return;
+    for (const e of this.epochs.slice(-2)) if (e.log === u.log) this.settle(e);
+    this.tracker.release(u.log);
   }
 
   /** The guest finished fault-free: everything held is let out. */
@@ -240,9 +283,11 @@ export class RollbackEngine {
     }
     if (i < 0) return null;
     const cp = this.kept[i]!;
-    // Older epochs' pre-images, newest first (the live epoch's are applied natively before them).
-    const logs: UndoLog[] = [];
-    for (let k = this.kept.length - 2; k >= i; k--) logs.push(this.kept[k]!.undo!);
+    // Older epochs' undo logs, newest first (the live epoch's pre-images are applied natively before them).
+    const logs: number[] = [];
+    for (let k = this.kept.length - 2; k >= i; k--) logs.push(this.kept[k]!.undo!.log);
+    // A disk checkpoint being collected is of an instant after the error may have struck.
+    this.collector?.abandon('a rollback');
     const saved = decodePlain(cp.state) as PlainObject;
     const vcpu = vcpuFromPlain(saved.vcpu!);
     const gateState = saved.gate as OutputGateState;
@@ -259,9 +304,11 @@ export class RollbackEngine {
     this.gate.rollback(cp.gateMark, gateState);
     for (let k = i; k < this.kept.length; k++) this.recycle(this.kept[k]!);
     this.kept.length = i + 1;
+    for (const e of this.epochs) e.log = undefined;
     this.lastEpochAtMs = this.now();
     const stats = this.tracker.stats();
     this.lastFaults = stats.faults!;
+    this.lastPresaved = stats.presavedPagesTotal!;
     const report: RecoveryReport = {
       reason,
       sequence: cp.sequence,
@@ -282,7 +329,9 @@ export class RollbackEngine {
     for (let k = i; k < this.kept.length - 1; k++) {
       const u = this.kept[k]!.undo;
       if (!u) return `checkpoint ${this.kept[k]!.sequence}: its epoch's pre-images are missing`;
-      if (crcOf(u.pages, u.data) !== u.crc) return `checkpoint ${this.kept[k]!.sequence}: its epoch's pre-images fail their checksum`;
+      const verdict = this.tracker.verify(u.log);
+      if (verdict === 'incomplete') return `checkpoint ${this.kept[k]!.sequence}: its epoch wrote more pages than the pre-image store holds`;
+      if (verdict !== 'ok') return `checkpoint ${this.kept[k]!.sequence}: its epoch's pre-images fail their checksum`;
     }
     return null;
   }
@@ -291,7 +340,22 @@ export class RollbackEngine {
     return this.tracker.stats();
   }
 
+  /** Waits for a disk checkpoint being collected to be durable. */
+  async drainCollect(): Promise<void> {
+    await this.collector?.drain();
+  }
+
+  /** Stops everything; a collect in progress is abandoned. */
+  async close(): Promise<void> {
+    try {
+      await this.collector?.close();
+    } finally {
+      this.dispose();
+    }
+  }
+
   dispose(): void {
+    this.collector?.abandon('disposed');
     this.tracker.dispose();
   }
 }

@@ -6,7 +6,9 @@
 //                   reactors, at a random request (fail-stop, like the seed's SIGTERM)
 //   bitflip-global  one random bit of a random mutable global, at a random safe point / request
 //   bitflip-memory  one random bit of a random byte of linear memory, at a random safe point / request
-//   hang            commands: a random host call never returns (caught by the watchdog)
+//   hang            commands: a random host call never returns; reactors: at a random
+//                   request the handler runs, then loops in wasm without returning
+//                   (both caught by the watchdog)
 //
 // The injector sits outside the guest, as the seed's did (dom0): it fires once
 // per trial, so recovery does not re-inject the same error.
@@ -123,6 +125,90 @@ async function runOnce(o: CampaignOptions, hooks: RunHooks, onPoint?: (g: Guest)
   }
 }
 
+/** A wasm function that never returns: `(loop (br 0))`, compiled once. */
+let spinFn: (() => void) | null = null;
+function spin(): void {
+  spinFn ??= new WebAssembly.Instance(
+    new WebAssembly.Module(
+      // (module (func (export "spin") (loop (br 0))))
+      Uint8Array.of(0x00, 0x61, 0x73, 0x6d, 0x01, 0x00, 0x00, 0x00, 0x01, 0x04, 0x01, 0x60, 0x00, 0x00, 0x03, 0x02, 0x01, 0x00, 0x07, 0x08, 0x01, 0x04, 0x73, 0x70, 0x69, 0x6e, 0x00, 0x00, 0x0a, 0x09, 0x01, 0x07, 0x00, 0x03, 0x40, 0x0c, 0x00, 0x0b, 0x0b),
+    ),
+  ).exports.spin as () => void;
+  spinFn();
+}
+
+/** Where and how one crash or hang is injected (the one trial's error). */
+export interface FaultSpec {
+  kind: 'crash' | 'hang';
+  /** The host call (commands) or request (reactors), counted from 1 over the whole run. */
+  at: number;
+  reactor: boolean;
+  handler?: string;
+  /** Called when the error fires; false means it fired already (recovery replays that call). */
+  fire: () => boolean;
+  /** Says what was injected where. */
+  note?: (what: string) => void;
+}
+
+/**
+ * Hooks that inject one crash or hang. Crash: a trap inside host call `at` (commands) or at request
+ * `at` (reactors, fail-stop). Hang: host call `at` never returns (commands); at request `at` the
+ * handler runs, then spins in a wasm loop (reactors). The watchdog stops a hang.
+ */
+export function faultHooks(f: FaultSpec): RunHooks {
+  const { kind, at } = f;
+  let n = 0;
+  if (f.reactor && kind === 'crash') {
+    f.note?.(`trap at request ${at}`);
+    return {
+      onGuest(g) {
+        const request = g.request.bind(g);
+        g.request = (handler, body) => {
+          if (++n === at && f.fire()) throw new UnderstudyError('ERR_GUEST_TRAP', 'injected trap');
+          return request(handler, body);
+        };
+      },
+    };
+  }
+  if (f.reactor) {
+    // A handler that loops: at request `at` the handler export is replaced, for that one call, by
+    // one that runs the real handler (its writes to memory happen) and then spins in a wasm loop,
+    // inside the guest's watchdog like any handler.
+    f.note?.(`handler loops after request ${at}`);
+    const handlerName = f.handler ?? 'handle';
+    return {
+      onGuest(g) {
+        const real = g.exports[handlerName] as (...a: unknown[]) => unknown;
+        const looping = (...a: unknown[]): unknown => {
+          const r = real(...a);
+          if (++n === at && f.fire()) spin();
+          return r;
+        };
+        // Guest.exports is a getter over the instance's frozen exports; an own property on this
+        // guest object shadows it, so Guest.call() finds the wrapper.
+        Object.defineProperty(g, 'exports', { value: { ...g.exports, [handlerName]: looping }, configurable: true });
+      },
+    };
+  }
+  let what = `${kind === 'crash' ? 'trap' : 'never-returning call'} at host call ${at}`;
+  f.note?.(what);
+  return {
+    onDevice(device) {
+      for (const [name, fn] of Object.entries(device.imports)) {
+        device.imports[name] = (...args: unknown[]) => {
+          if (++n === at && f.fire()) {
+            what += ` (${name})`;
+            f.note?.(what);
+            if (kind === 'crash') throw new WebAssembly.RuntimeError('injected trap');
+            for (;;);
+          }
+          return fn(...args);
+        };
+      }
+    },
+  };
+}
+
 /** Counts host calls (commands) or handler calls (reactors) of a device's guest. */
 function countingHooks(counter: { calls: number }): RunHooks {
   return {
@@ -140,7 +226,6 @@ function countingHooks(counter: { calls: number }): RunHooks {
 export async function runCampaign(o: CampaignOptions, onTrial?: (t: Trial, i: number) => void): Promise<{ reference: RunOutcome; trials: Trial[] }> {
   if (!Number.isInteger(o.trials) || o.trials < 1 || o.trials > TRIALS_MAX) throw new UnderstudyError('ERR_USAGE', `trials must be 1..${TRIALS_MAX}`);
   const reactor = o.module.layout.kind === 'reactor';
-  if (o.kind === 'hang' && reactor) throw new UnderstudyError('ERR_USAGE', 'hang injection needs a command guest (it stops a host call, and reactor handlers may make none)');
   const counter = { calls: 0 };
   const reference = await runOnce(o, countingHooks(counter));
   if (reference.error) throw new UnderstudyError('ERR_USAGE', `the fault-free run failed: ${reference.error}`);
@@ -159,36 +244,7 @@ export async function runCampaign(o: CampaignOptions, onTrial?: (t: Trial, i: nu
     let onPoint: ((g: Guest) => void) | undefined;
     if (o.kind === 'crash' || o.kind === 'hang') {
       const at = prng.int(1, Math.max(1, reference.calls));
-      if (reactor) {
-        what = `trap at request ${at}`;
-        let n = 0;
-        hooks = {
-          onGuest(g) {
-            const request = g.request.bind(g);
-            g.request = (handler, body) => {
-              if (++n === at && fire()) throw new UnderstudyError('ERR_GUEST_TRAP', 'injected trap');
-              return request(handler, body);
-            };
-          },
-        };
-      } else {
-        what = `${o.kind === 'crash' ? 'trap' : 'never-returning call'} at host call ${at}`;
-        let n = 0;
-        hooks = {
-          onDevice(device) {
-            for (const [name, fn] of Object.entries(device.imports)) {
-              device.imports[name] = (...args: unknown[]) => {
-                if (++n === at && fire()) {
-                  what += ` (${name})`;
-                  if (o.kind === 'crash') throw new WebAssembly.RuntimeError('injected trap');
-                  for (;;);
-                }
-                return fn(...args);
-              };
-            }
-          },
-        };
-      }
+      hooks = faultHooks({ kind: o.kind, at, reactor, handler: o.handler, fire, note: (s) => (what = s) });
     } else {
       const at = prng.int(1, Math.max(1, reference.points));
       const choice = prng.next();

@@ -131,7 +131,7 @@ describe('rollback engine', { skip }, () => {
       guest.request('handle', enc('FILL 100 800'));
       engine.checkpoint();
       guest.request('handle', enc('FILL 100 900'));
-      engine.checkpoints()[0]!.undo!.data[100]! ^= 1;
+      engine.tracker.flipLogBit(engine.checkpoints()[0]!.undo!.log, 100 * 8);
       const refused2: { sequence: number; why: string }[] = [];
       assert.equal(engine.recover('test', 'older', refused2), null);
       assert.match(refused2[0]!.why, /pre-images fail their checksum/);

@@ -8,6 +8,7 @@ import { Guest } from '../guest/guest.js';
 import type { GuestModule } from '../guest/module.js';
 import { OutputGate, processOutput, type OutputTarget } from '../output/gate.js';
 import { WasiDevice, type InputSource } from '../wasi/index.js';
+import type { CollectedCheckpoint } from './collect.js';
 import { RollbackEngine, type RecoveryReport, type RollbackEpochStats, type RollbackOptions } from './engine.js';
 import { INPUT_LOG_BYTES_MAX, ReplayInput } from './input-log.js';
 
@@ -61,6 +62,10 @@ export interface RollbackRunResult {
   restarts: number;
   /** Tracker counters of the last engine (faults, pre-saved, Histase predictions). */
   trackerStats: Record<string, number>;
+  /** Disk checkpoints collected while the guest ran (options.collect). */
+  collected: CollectedCheckpoint[];
+  /** Collects given up, with why (a rollback, the run ending first). */
+  collectsAbandoned: string[];
   guest: Guest;
 }
 
@@ -83,6 +88,8 @@ export async function runWithRollback(opts: RollbackRunOptions): Promise<Rollbac
   let epochsAtLastRecovery = -1;
   let inARow = 0;
   let trackerStats: Record<string, number> = {};
+  const collected: CollectedCheckpoint[] = [];
+  const collectsAbandoned: string[] = [];
 
   const start = async (): Promise<void> => {
     const wasi = WasiDevice.create({ args: opts.args, env: opts.env, preopens: opts.preopens, stdin, output: gate });
@@ -142,7 +149,7 @@ export async function runWithRollback(opts: RollbackRunOptions): Promise<Rollbac
     }
     const t0 = performance.now();
     trackerStats = engine.stats();
-    engine.dispose();
+    await retire(engine);
     gate.restart();
     stdin.rewind(0);
     served = 0;
@@ -187,12 +194,19 @@ export async function runWithRollback(opts: RollbackRunOptions): Promise<Rollbac
         await serveThrough(requestsBase + requests.length);
       }
     }
+    await engine.drainCollect();
     engine.commitAll();
   } finally {
     trackerStats = engine.stats();
-    engine.dispose();
+    await retire(engine);
   }
-  return { exitCode, epochs, recoveries, detections, restarts, trackerStats, guest };
+  return { exitCode, epochs, recoveries, detections, restarts, trackerStats, collected, collectsAbandoned, guest };
+
+  async function retire(e: RollbackEngine): Promise<void> {
+    await e.close();
+    collected.push(...(e.collector?.written ?? []));
+    collectsAbandoned.push(...(e.collector?.abandoned ?? []));
+  }
 }
 
 function concat(a: Uint8Array, b: Uint8Array): Uint8Array {

@@ -23,7 +23,7 @@ import { StreamInput } from '../io/input.js';
 import { OutputGate, processOutput, type OutputTarget } from '../output/gate.js';
 import { WasiDevice, type InputSource } from '../wasi/index.js';
 import type { CowStrategy } from '../rollback/engine.js';
-import { runWithRollback, type RollbackRunResult } from '../rollback/runner.js';
+import { runWithRollback, type RollbackRunResult, type RunHooks } from '../rollback/runner.js';
 import { GuestCda } from '../cda/guest.js';
 import type { CdaOptions } from '../cda/service.js';
 
@@ -284,6 +284,10 @@ export interface RollbackSessionOptions {
   requests?: Readable;
   outputTarget?: OutputTarget;
   yieldEveryMs?: number;
+  /** Full checkpoints on disk, collected while the guest runs (`--collect-every`, `--checkpoint-dir`, `--keep`). */
+  collect?: { dir: string; everyMs: number; keep?: number };
+  /** Error injection (tests: `run --inject`). */
+  hooks?: RunHooks;
   log?: (line: string) => void;
 }
 
@@ -311,10 +315,17 @@ export async function startRollbackSession(opts: RollbackSessionOptions): Promis
     outputTarget: opts.outputTarget,
     yieldEveryMs: opts.yieldEveryMs,
     log: opts.log,
+    hooks: opts.hooks,
+    collect: opts.collect && {
+      ...opts.collect,
+      onWritten: (c) =>
+        opts.log?.(`collect: checkpoint ${c.meta.sequence} of the instant ${c.durableAfterMs.toFixed(0)} ms ago -> ${c.path} (${(c.fileBytes / 2 ** 20).toFixed(1)} MiB; scan ${c.scan.copyMs.toFixed(1)} ms, merge ${c.scan.mergeMs.toFixed(1)} ms over ${c.scan.epochs} epochs, ${c.scan.mergedPages} pages from pre-images; guest paused ${c.startPauseMs.toFixed(2)} ms)`),
+      onAbandoned: (why) => opts.log?.(`collect: a checkpoint in progress was given up (${why})`),
+    },
   });
   const faults = result.epochs.reduce((a, e) => a + e.faults, 0);
   const pages = result.epochs.reduce((a, e) => a + e.pages, 0);
   const n = Math.max(1, result.epochs.length);
-  opts.log?.(`rollback: ${result.epochs.length} epochs, ${(faults / n).toFixed(1)} faults and ${(pages / n).toFixed(1)} pages per epoch; ${result.detections.length} errors detected, ${result.recoveries.length} recoveries (${result.restarts} restarts)`);
+  opts.log?.(`rollback: ${result.epochs.length} epochs, ${(faults / n).toFixed(1)} faults and ${(pages / n).toFixed(1)} pages per epoch; ${result.detections.length} errors detected, ${result.recoveries.length} recoveries (${result.restarts} restarts)${opts.collect ? `; ${result.collected.length} full checkpoints collected` : ''}`);
   return result;
 }

@@ -48,21 +48,76 @@ export interface Preimages {
   byteLength: number;
 }
 
-/** A wp-sync tracker: also keeps the pre-image of every page written in the epoch. */
+/** What seal() hands over: the epoch's undo log, held natively until release(). */
+export interface SealedEpoch {
+  /** The log's id (native store and generation). */
+  log: number;
+  /** Pages recorded in the epoch so far (predicted pages found unchanged are dropped later, by its job). */
+  slots: number;
+  /** False when the epoch wrote more than preimageBytesMax: the log cannot be rolled back. */
+  complete: boolean;
+  /** Pages of a grown tail written before it was registered (their pre-images are zeros). */
+  grownPages: number;
+}
+
+export interface UndoLogInfo {
+  slots: number;
+  /** Slots minus predicted pages found unchanged (final once done). */
+  kept: number;
+  complete: boolean;
+  /** The log's background job (filter, pre-save, checksum) has finished. */
+  done: boolean;
+}
+
+/** The result of a collect scan: the image holds the memory at its seal. */
+export interface ScanResult {
+  /** Pages of the image holding a non-zero byte, ascending (what a full checkpoint stores). */
+  storedPages: Uint32Array;
+  copyMs: number;
+  mergeMs: number;
+  /** Pages whose bytes came from an epoch's pre-image rather than from the copy. */
+  mergedPages: number;
+  /** Epochs the scan spanned (undo logs it pinned). */
+  epochs: number;
+}
+
+/**
+ * A wp-sync tracker that keeps the pre-image of every page written in the epoch. The pre-image
+ * store of an epoch is its undo log: seal() hands it over without a copy.
+ */
 export interface PreimageTracker extends DirtyTracker {
   readonly kind: 'wp-sync';
   /**
-   * Pre-images of this epoch; does not re-arm (collect does). Throws ERR_TRACKER_PREIMAGES_INCOMPLETE
+   * A copy of the live epoch's pre-images; does not re-arm. Throws ERR_TRACKER_PREIMAGES_INCOMPLETE
    * past preimageBytesMax. `into`, when large enough, receives the data (a reused buffer touches no
    * fresh pages); `data` is then a view of it.
    */
   takePreimages(into?: Uint8Array): Preimages;
-  /** COWP pre-saving of predicted pages (right after collect); returns how many were saved. */
+  /** Synchronous pre-saving of `pages` (guest paused); returns how many were saved. */
   presave(pages: Uint32Array): number;
   /** Histase neighbour prediction in the fault handler. */
   setHistase(enabled: boolean, alpha?: number): void;
-  /** In-place rollback of memory to the arm of the oldest of `logs` (newest first); re-arms; returns pages restored. */
-  rollback(logs: readonly { pages: Uint32Array; data: Uint8Array }[], zeroFromBytes: number): number;
+  /**
+   * Ends the epoch (guest paused): its pre-images become an undo log held until release(); the next
+   * epoch starts. With `presave` (COWP) the log's pages are pre-saved for the next epoch by its job,
+   * which runs in the background (the handler thread, between faults) or, with jobIn 'pause', here
+   * before the guest resumes. With `scan`, a collect scan of memory as of this instant starts.
+   */
+  seal(presave: boolean, scan?: { image: Uint8Array; bytes: number }, jobIn?: 'background' | 'pause'): SealedEpoch;
+  release(log: number): void;
+  /** With `finish`, the log's background job is completed first. */
+  logInfo(log: number, finish?: boolean): UndoLogInfo;
+  /** Recomputes the log's checksum: 'ok', 'checksum' (it changed since the seal) or 'incomplete'. */
+  verify(log: number): 'ok' | 'checksum' | 'incomplete';
+  /** Flips one bit of a log's pre-images (error injection into a kept checkpoint). */
+  flipLogBit(log: number, bit: number): void;
+  /** In-place rollback of memory to the start of the oldest of `logs` (newest first); re-arms; returns pages restored. */
+  rollback(logs: readonly number[], zeroFromBytes: number): number;
+  scanPoll(): 'none' | 'copying' | 'merging' | 'done' | 'failed';
+  /** Ends a finished scan (throws ERR_TRACKER_SCAN when it failed). */
+  scanEnd(): ScanResult;
+  /** Stops a scan in progress, if any. */
+  scanAbort(): void;
 }
 
 export interface TrackerProbe {
@@ -81,6 +136,14 @@ export interface TrackerOptions {
    * is then a superset of the written pages.
    */
   hotWrittenMinPages?: number;
+  /**
+   * wp-sync with pre-images: how write faults are served. 'thread' (default): by the tracker's
+   * handler thread, which the kernel wakes (any write, the kernel's own included, is caught).
+   * 'signal': on the faulting thread, in a SIGBUS handler (no other thread needs a CPU; a write by
+   * the kernel into a protected page fails with EFAULT instead, and understudy's guest runtime makes
+   * none). See native/src/uffd.c.
+   */
+  faults?: 'thread' | 'signal';
   /** What 'auto' believes this machine supports (default probeTrackers); tests inject "the kernel lacks it". */
   probe?: () => readonly TrackerProbe[];
   /** Where UNDERSTUDY_TRACKER is read from (default process.env). */
@@ -138,7 +201,7 @@ function createKind(memory: WebAssembly.Memory, kind: TrackerKind, options: Trac
       try {
         if (kind === 'wp-async') return WpAsyncTracker.create(memory, { hotWrittenMinPages: options.hotWrittenMinPages });
         const preimageBytesMax = options.preimageBytesMax ?? (explicit ? PREIMAGE_BYTES_MAX_DEFAULT : 0);
-        return WpSyncTracker.create(memory, preimageBytesMax);
+        return WpSyncTracker.create(memory, preimageBytesMax, options.faults ?? 'thread');
       } catch (e) {
         if (isUnderstudyError(e, 'ERR_TRACKER_UNSUPPORTED')) {
           throw new UnderstudyError('ERR_TRACKER_UNSUPPORTED', explainKernelFailure(kind, kernelFailureOf(e)), { cause: e });

@@ -3,7 +3,7 @@
 import { UnderstudyError } from '../errors.js';
 import { native, type UffdHandle } from '../native.js';
 import type { TrackErrorCode } from './codes.js';
-import type { DirtyTracker, Preimages, PreimageTracker } from './tracker.js';
+import type { DirtyTracker, Preimages, PreimageTracker, ScanResult, SealedEpoch, UndoLogInfo } from './tracker.js';
 
 /**
  * Default bound of the wp-sync pre-image store: 256 MiB holds the pre-images of
@@ -20,6 +20,8 @@ const NATIVE_CODES: ReadonlySet<string> = new Set<TrackErrorCode>([
   'ERR_TRACKER_DISPOSED',
   'ERR_TRACKER_BUSY',
   'ERR_TRACKER_MEMORY',
+  'ERR_TRACKER_PREIMAGES_INCOMPLETE',
+  'ERR_TRACKER_SCAN',
 ]);
 
 /** Re-throws a native error as an UnderstudyError with the same code; the native error (with its facts) is the cause. */
@@ -126,13 +128,13 @@ export class WpSyncTracker extends UffdTracker implements PreimageTracker {
     super(memory, handle);
   }
 
-  /** preimageBytesMax 0 turns pre-image capture off (pure dirty tracking). */
-  static create(memory: WebAssembly.Memory, preimageBytesMax: number): WpSyncTracker {
+  /** preimageBytesMax 0 turns pre-image capture off (pure dirty tracking); `faults` see TrackerOptions. */
+  static create(memory: WebAssembly.Memory, preimageBytesMax: number, faults: 'thread' | 'signal' = 'thread'): WpSyncTracker {
     if (!Number.isInteger(preimageBytesMax) || preimageBytesMax < 0 || preimageBytesMax > PREIMAGE_BYTES_MAX_LIMIT) {
       throw new UnderstudyError('ERR_TRACKER', `preimageBytesMax must be an integer from 0 to ${PREIMAGE_BYTES_MAX_LIMIT}`);
     }
     try {
-      return new WpSyncTracker(memory, native.uffdCreate(memory.buffer, 'sync', preimageBytesMax), preimageBytesMax);
+      return new WpSyncTracker(memory, native.uffdCreate(memory.buffer, 'sync', preimageBytesMax, faults === 'signal'), preimageBytesMax);
     } catch (e) {
       rethrowNative(e);
     }
@@ -156,30 +158,63 @@ export class WpSyncTracker extends UffdTracker implements PreimageTracker {
   }
 
   /**
-   * COWP: saves the pre-images of `pages` (predicted to be written this epoch)
-   * and un-protects them now, so writes to them do not fault. Call right after
-   * collect(), guest paused. Pages that turn out unwritten are dropped from
-   * takePreimages() and collect() (their content equals the pre-image).
+   * Saves the pre-images of `pages` (predicted to be written this epoch) and un-protects them now,
+   * so writes to them do not fault. Guest paused. Pages that turn out unwritten are dropped from
+   * takePreimages() and collect() (their content equals the pre-image). COWP's own pre-saving runs
+   * in the background after seal(presave = true).
    */
   presave(pages: Uint32Array): number {
+    return this.native(() => native.uffdPresave(this.live(), pages));
+  }
+
+  seal(presave: boolean, scan?: { image: Uint8Array; bytes: number }, jobIn: 'background' | 'pause' = 'background'): SealedEpoch {
     const handle = this.live();
-    try {
-      return native.uffdPresave(handle, pages);
-    } catch (e) {
-      rethrowNative(e);
-    }
+    const r = this.native(() => native.uffdSeal(handle, this.memory.buffer, presave, scan ?? null, jobIn === 'pause'));
+    return { log: r.log, slots: r.slots, complete: r.complete === 1, grownPages: r.grownPages };
+  }
+
+  release(log: number): void {
+    this.native(() => native.uffdRelease(this.live(), log));
+  }
+
+  logInfo(log: number, finish = false): UndoLogInfo {
+    const r = this.native(() => native.uffdLogInfo(this.live(), log, finish));
+    return { slots: r.slots, kept: r.kept, complete: r.complete === 1, done: r.done === 1 };
+  }
+
+  verify(log: number): 'ok' | 'checksum' | 'incomplete' {
+    return this.native(() => native.uffdVerify(this.live(), log));
+  }
+
+  flipLogBit(log: number, bit: number): void {
+    this.native(() => native.uffdFlipLogBit(this.live(), log, bit));
   }
 
   /**
-   * In-place rollback: writes back the live epoch's pre-images, then each of
-   * `logs` (earlier epochs' pre-images, newest first, so the oldest wins),
-   * zeroes memory from `zeroFromBytes` on, and re-arms as collect() does.
-   * Guest paused. Returns the number of distinct pages restored.
+   * In-place rollback: writes back the live epoch's pre-images, then each of `logs` (earlier
+   * epochs' undo logs, newest first, so the oldest wins), zeroes memory from `zeroFromBytes` on,
+   * and starts the live epoch afresh. Guest paused. Returns the number of distinct pages restored.
+   * Stops a collect scan in progress.
    */
-  rollback(logs: readonly { pages: Uint32Array; data: Uint8Array }[], zeroFromBytes: number): number {
-    const handle = this.live();
+  rollback(logs: readonly number[], zeroFromBytes: number): number {
+    return this.native(() => native.uffdRollback(this.live(), this.memory.buffer, [...logs], zeroFromBytes));
+  }
+
+  scanPoll(): 'none' | 'copying' | 'merging' | 'done' | 'failed' {
+    return this.native(() => native.uffdScanPoll(this.live()));
+  }
+
+  scanEnd(): ScanResult {
+    return this.native(() => native.uffdScanEnd(this.live()));
+  }
+
+  scanAbort(): void {
+    this.native(() => native.uffdScanAbort(this.live()));
+  }
+
+  private native<T>(f: () => T): T {
     try {
-      return native.uffdRollback(handle, this.memory.buffer, [...logs], zeroFromBytes);
+      return f();
     } catch (e) {
       rethrowNative(e);
     }

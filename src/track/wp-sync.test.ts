@@ -15,8 +15,8 @@ function fillRandom(u8: Uint8Array): void {
   for (let at = 0; at < u8.length; at += 65536) webcrypto.getRandomValues(u8.subarray(at, Math.min(u8.length, at + 65536)));
 }
 
-function withSync(memory: WebAssembly.Memory, preimageBytesMax: number | undefined, body: (t: PreimageTracker) => void): void {
-  const tracker = createTracker(memory, 'wp-sync', preimageBytesMax === undefined ? {} : { preimageBytesMax });
+function withSync(memory: WebAssembly.Memory, preimageBytesMax: number | undefined, body: (t: PreimageTracker) => void, faults: 'thread' | 'signal' = 'thread'): void {
+  const tracker = createTracker(memory, 'wp-sync', { ...(preimageBytesMax === undefined ? {} : { preimageBytesMax }), faults });
   try {
     body(tracker);
   } finally {
@@ -25,7 +25,8 @@ function withSync(memory: WebAssembly.Memory, preimageBytesMax: number | undefin
 }
 
 describe('wp-sync pre-images', { skip: probe?.supported ? false : (probe?.reason ?? 'not probed') }, () => {
-  it('hold each written page as it was at the arm (property)', () => {
+  for (const faults of ['thread', 'signal'] as const) {
+  it(`hold each written page as it was at the arm, faults served by ${faults === 'thread' ? 'the handler thread' : 'a SIGBUS handler on the writing thread'} (property)`, () => {
     const memory = new WebAssembly.Memory({ initial: 8, maximum: 16 });
     fillRandom(new Uint8Array(memory.buffer)); // written before attach: not dirty
     const guest = instantiateStoreGuest(memory);
@@ -61,8 +62,9 @@ describe('wp-sync pre-images', { skip: probe?.supported ? false : (probe?.reason
       );
       const stats = tracker.stats();
       assert.ok(stats.faultNsTotal! > 0 && stats.faultNsMax! > 0);
-    });
+    }, faults);
   });
+  }
 
   it('report the size at the arm across a grow (grown pages were zeros)', () => {
     const memory = new WebAssembly.Memory({ initial: 1, maximum: 4 });
@@ -167,18 +169,152 @@ describe('wp-sync prediction (COWP pre-saving, Histase)', { skip: probe?.support
       const mem = () => new Uint8Array(memory.buffer);
       const target = mem().slice();
       mem()[1 * PAGE] = 1;
-      const e1 = tracker.takePreimages();
-      tracker.collect();
+      const e1 = tracker.seal(false);
       mem()[1 * PAGE] = 2;
       mem()[2 * PAGE] = 3;
       memory.grow(1);
       mem()[2 * 65536 + 5] = 9;
-      assert.equal(tracker.rollback([e1], 2 * 65536), 2);
+      assert.equal(tracker.rollback([e1.log], 2 * 65536), 2);
       assert.ok(Buffer.from(mem().subarray(0, 2 * 65536)).equals(target));
       assert.ok(mem().subarray(2 * 65536).every((b) => b === 0));
+      tracker.release(e1.log);
       assert.equal(tracker.collect().length, 0, 're-armed: nothing written since');
       mem()[2 * PAGE] = 4;
       assert.deepEqual(Array.from(tracker.collect()), [2]);
     });
+  });
+});
+
+describe('wp-sync undo logs (seal, background job, verify)', { skip: probe?.supported ? false : (probe?.reason ?? 'not probed') }, () => {
+  it('a sealed log checks out until a bit of it flips; a released id is refused', () => {
+    const memory = new WebAssembly.Memory({ initial: 2 });
+    withSync(memory, undefined, (tracker) => {
+      const mem = new Uint8Array(memory.buffer);
+      mem[3 * PAGE] = 1;
+      mem[7 * PAGE] = 1;
+      const sealed = tracker.seal(false);
+      assert.equal(sealed.slots, 2);
+      assert.equal(sealed.complete, true);
+      assert.equal(tracker.verify(sealed.log), 'ok');
+      assert.deepEqual(tracker.logInfo(sealed.log, true), { slots: 2, kept: 2, complete: true, done: true });
+      tracker.flipLogBit(sealed.log, PAGE * 8 + 5);
+      assert.equal(tracker.verify(sealed.log), 'checksum');
+      assert.throws(() => tracker.flipLogBit(sealed.log, 2 * PAGE * 8), (e) => isUnderstudyError(e, 'ERR_TRACKER'));
+      tracker.release(sealed.log);
+      assert.throws(() => tracker.verify(sealed.log), (e) => isUnderstudyError(e, 'ERR_TRACKER'));
+    });
+  });
+
+  it('COWP: the job pre-saves the pages of the sealed epoch, so the next epoch writing them takes no fault; those left unwritten are dropped from its log', () => {
+    const memory = new WebAssembly.Memory({ initial: 4 });
+    withSync(memory, undefined, (tracker) => {
+      const mem = new Uint8Array(memory.buffer);
+      for (const p of [3, 4, 5, 9]) mem[p * PAGE] = 1;
+      const first = tracker.seal(true);
+      tracker.logInfo(first.log, true); // the job (pre-saving) is done
+      const faults = tracker.stats().faults!;
+      mem[3 * PAGE + 1] = 2;
+      mem[5 * PAGE + 7] = 2;
+      mem[20 * PAGE] = 3; // not predicted: faults
+      assert.equal(tracker.stats().faults! - faults, 1);
+      const second = tracker.seal(false);
+      assert.equal(second.slots, 5); // 4 pre-saved + 1 faulted
+      assert.equal(tracker.logInfo(second.log, true).kept, 3); // 4 and 9 unwritten: dropped
+      const s = tracker.stats();
+      assert.equal(s.presavedPagesTotal, 4);
+      assert.equal(s.predictedWrittenTotal, 2);
+      assert.equal(s.predictedUnwrittenTotal, 2);
+      tracker.release(first.log);
+      tracker.release(second.log);
+    });
+  });
+
+  it('rolls back across several logs exactly (property), reusing a few stores', () => {
+    const memory = new WebAssembly.Memory({ initial: 4, maximum: 8 });
+    fillRandom(new Uint8Array(memory.buffer));
+    withSync(memory, undefined, (tracker) => {
+      fc.assert(
+        fc.property(
+          fc.array(fc.array(fc.tuple(fc.nat(4 * 65536 - 1), fc.nat(255)), { maxLength: 30 }), { minLength: 1, maxLength: 4 }),
+          fc.boolean(),
+          (epochs, presave) => {
+            const target = new Uint8Array(memory.buffer).slice();
+            const logs: number[] = [];
+            for (const writes of epochs) {
+              for (const [addr, v] of writes) new Uint8Array(memory.buffer)[addr] = v;
+              logs.push(tracker.seal(presave).log);
+            }
+            for (const [addr, v] of epochs[0]!) new Uint8Array(memory.buffer)[(addr * 7) % (4 * 65536)] = v ^ 0x5a;
+            tracker.rollback([...logs].reverse(), 4 * 65536);
+            assert.ok(Buffer.from(memory.buffer).equals(target));
+            for (const l of logs) tracker.release(l);
+          },
+        ),
+        { numRuns: 40 },
+      );
+      assert.ok(tracker.stats().undoStores! <= 6, `stores are reused (${tracker.stats().undoStores})`);
+    });
+  });
+
+  it('collect: a scan started at a seal yields memory exactly as it was then, while writes and seals go on (property)', async () => {
+    const memory = new WebAssembly.Memory({ initial: 32 });
+    fillRandom(new Uint8Array(memory.buffer).subarray(0, 16 * 65536));
+    const tracker = createTracker(memory, 'wp-sync');
+    let merged = 0;
+    try {
+      await fc.assert(
+        fc.asyncProperty(
+          fc.array(fc.array(fc.tuple(fc.nat(32 * 65536 - 1), fc.nat(255)), { maxLength: 200 }), { minLength: 1, maxLength: 5 }),
+          fc.boolean(),
+          async (epochs, presave) => {
+            for (const [addr, v] of epochs[0]!) new Uint8Array(memory.buffer)[addr] = v;
+            const held = [tracker.seal(presave).log];
+            const image = new Uint8Array(new SharedArrayBuffer(memory.buffer.byteLength));
+            const expected = new Uint8Array(memory.buffer).slice();
+            held.push(tracker.seal(presave, { image, bytes: memory.buffer.byteLength }).log);
+            for (const writes of epochs) {
+              for (const [addr, v] of writes) new Uint8Array(memory.buffer)[addr] = v;
+              // Write a page and put its bytes back: predicted and unchanged at the seal, yet written meanwhile.
+              const mem = new Uint8Array(memory.buffer);
+              const keep = mem[5 * PAGE]!;
+              mem[5 * PAGE] = keep ^ 0xff;
+              mem[5 * PAGE] = keep;
+              held.push(tracker.seal(presave).log);
+              await new Promise((r) => setImmediate(r));
+            }
+            for (let i = 0; i < 2000 && tracker.scanPoll() !== 'done'; i++) await new Promise((r) => setTimeout(r, 1));
+            const result = tracker.scanEnd();
+            merged += result.mergedPages;
+            assert.ok(Buffer.from(image).equals(expected), 'image = memory at the seal');
+            const nonZero = [];
+            for (let p = 0; p < expected.length / PAGE; p++) if (expected.subarray(p * PAGE, (p + 1) * PAGE).some((b) => b !== 0)) nonZero.push(p);
+            assert.deepEqual(Array.from(result.storedPages), nonZero);
+            for (const l of held) tracker.release(l);
+          },
+        ),
+        { numRuns: 15 },
+      );
+      assert.ok(merged > 0, 'pre-images were merged over the copy');
+    } finally {
+      tracker.dispose();
+    }
+  });
+
+  it('a rollback stops a scan in progress; dispose stops one too', () => {
+    const memory = new WebAssembly.Memory({ initial: 64 });
+    const tracker = createTracker(memory, 'wp-sync');
+    try {
+      new Uint8Array(memory.buffer)[PAGE] = 1;
+      const image = new Uint8Array(new SharedArrayBuffer(memory.buffer.byteLength));
+      const a = tracker.seal(true, { image, bytes: memory.buffer.byteLength });
+      assert.throws(() => tracker.seal(false, { image, bytes: memory.buffer.byteLength }), (e) => isUnderstudyError(e, 'ERR_TRACKER'));
+      tracker.rollback([a.log], memory.buffer.byteLength);
+      assert.equal(tracker.scanPoll(), 'none');
+      tracker.release(a.log);
+      const b = tracker.seal(false, { image, bytes: memory.buffer.byteLength });
+      void b;
+    } finally {
+      tracker.dispose();
+    }
   });
 });
