@@ -48,7 +48,7 @@ export interface CollectedCheckpoint {
   /** From the boundary the image is of to the file being durable. */
   durableAfterMs: number;
   writeMs: number;
-  /** Guest time stopped at the boundary to start it (the seal is shared with the epoch's). */
+  /** What the collect adds to the boundary's pause: capturing vCPU, device and output state (the seal is the epoch's own). */
   startPauseMs: number;
 }
 
@@ -108,6 +108,7 @@ export class Collector {
   /** Right after the seal that started a scan, guest still at rest: the rest of the state of that instant. */
   started(sealStartedAtMs: number): void {
     assert(this.guest.atRest, 'collect starts at rest');
+    const t0 = performance.now();
     const meta = guestMeta(this.guest, this.gate, this.sequence, this.options.createdAtMs?.());
     const { vcpu, devices } = encodeGuestState(this.guest, this.gate);
     this.phase = {
@@ -116,7 +117,7 @@ export class Collector {
       parts: { meta, module: this.guest.module.original, vcpu, devices },
       sequence: this.sequence++,
       startedAtMs: sealStartedAtMs,
-      startPauseMs: performance.now() - sealStartedAtMs,
+      startPauseMs: performance.now() - t0,
       epochs: 0,
     };
     this.lastStartMs = sealStartedAtMs;

@@ -292,7 +292,7 @@ describe('wp-sync undo logs (seal, background job, verify)', { skip: probe?.supp
             for (const l of held) tracker.release(l);
           },
         ),
-        { numRuns: 15 },
+        { numRuns: 8 },
       );
       assert.ok(merged > 0, 'pre-images were merged over the copy');
     } finally {

@@ -27,13 +27,12 @@ test('run --protect rollback: an injected crash or hang is detected and rolled b
   const plain = cli(['run', hw, ...HEAPWALK]);
   assert.equal(plain.status, 0, plain.stderr);
   assert.match(plain.stdout.toString(), /^done checksum=[0-9a-f]+$/m);
-  for (const inject of ['crash@20', 'hang@12']) {
-    const r = cli(['run', hw, '--protect', 'rollback', '--epoch-ms', '10', '--watchdog-ms', '400', '--inject', inject, ...HEAPWALK]);
-    assert.equal(r.status, 0, r.stderr);
-    assert.match(r.stderr, inject.startsWith('crash') ? /rollback: ERR_GUEST_TRAP detected; rolled back to checkpoint \d+/ : /rollback: ERR_GUEST_HANG detected; rolled back to checkpoint \d+/);
-    assert.match(r.stderr, /1 errors detected, 1 recoveries \(0 restarts\)/);
-    assert.ok(r.stdout.equals(plain.stdout), `${inject}: output equals the fault-free run`);
-  }
+  // (A command's hang is covered by src/rollback/rollback.test.ts; the reactor's hang below.)
+  const crashed = cli(['run', hw, '--protect', 'rollback', '--epoch-ms', '10', '--inject', 'crash@20', ...HEAPWALK]);
+  assert.equal(crashed.status, 0, crashed.stderr);
+  assert.match(crashed.stderr, /rollback: ERR_GUEST_TRAP detected; rolled back to checkpoint \d+/);
+  assert.match(crashed.stderr, /1 errors detected, 1 recoveries \(0 restarts\)/);
+  assert.ok(crashed.stdout.equals(plain.stdout), 'output equals the fault-free run');
   // A reactor: requests as lines; a handler that loops at request 60 is stopped and rolled back.
   const checked = guestPath('checked');
   const ref = cli(['run', checked], REQUESTS);
