@@ -5,8 +5,12 @@ import type { Message, NodeId, Output } from './messages.js';
 import { EPOCH_OUTPUTS_MAX, SYNC_CHUNK_PAGES_MAX } from './messages.js';
 import { replicateError } from './codes.js';
 
-/** Durable numbers, each written before the node acts on it. */
-export type StorageKey = 'term' | 'incarnation' | 'bootstrapped' | 'nonceReserved';
+/**
+ * Durable numbers, each written before the node acts on it. `soloTerm`: the
+ * newest term in which this node released output alone (unprotected); after a
+ * crash it tells the peer that state the peer does not hold was released.
+ */
+export type StorageKey = 'term' | 'incarnation' | 'bootstrapped' | 'nonceReserved' | 'soloTerm';
 export interface NodeStorage {
   get(key: StorageKey): number | undefined;
   /** Durable when it returns. */
@@ -17,16 +21,24 @@ export interface NodeStorage {
 export interface Release {
   /** The term of the node releasing. */
   term: number;
-  /** The epoch whose acknowledgement (or application, on the promoted backup) allows this. */
+  /** The epoch whose acknowledgement (or application, on the promoted backup; or closing, when solo) allows this. */
   epochTerm: number;
   epochSeq: number;
   outputs: Output[];
+  /**
+   * Released alone (unprotected): no other node holds a replica, so the epoch
+   * was closed here and not acknowledged. Only a primary that knows its peer
+   * holds no replica does this (after a promotion, or when the peer showed it
+   * lost its copy), until a new backup has synced.
+   */
+  solo: boolean;
 }
 
 export type ReplEventKind =
   | 'role' // a role change (detail says why)
   | 'term' // a newer term adopted
   | 'applied' // a backup applied (and acknowledges) epoch (epochTerm, seq)
+  | 'solo' // a primary serving alone closed epoch (epochTerm, seq); its outputs are released unprotected
   | 'promoted'
   | 'deposed'
   | 'resumed'

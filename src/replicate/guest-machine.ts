@@ -212,6 +212,10 @@ export class GuestMachine implements ReplicatedMachine {
     return answer;
   }
 
+  prepareToRun(): void {
+    this.ensureLive();
+  }
+
   // ---- for tests and the wiring ----
 
   get requestTable(): RequestTable {

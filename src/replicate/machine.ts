@@ -29,6 +29,8 @@ export interface ReplicatedMachine {
   digest(): number;
   /** Runs one client request; a request id already applied returns its recorded response and changes nothing. */
   handleRequest(client: number, reqId: number, body: Uint8Array): Uint8Array;
+  /** A replica is about to run (its node promotes): do the work of becoming runnable now, not on the first request. */
+  prepareToRun?(): void;
 }
 
 /** Makes an empty machine: what a backup syncs into. */

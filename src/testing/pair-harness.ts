@@ -135,6 +135,8 @@ export interface HttpAnswer {
   status: number;
   body: string;
   epoch: string | null;
+  /** 'acknowledged' or 'unprotected' (released by a primary serving alone). */
+  protection: string | null;
 }
 
 export function post(port: number, client: number, reqId: number, body: string): Promise<HttpAnswer> {
@@ -144,7 +146,14 @@ export function post(port: number, client: number, reqId: number, body: string):
       (res) => {
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString(), epoch: (res.headers['x-understudy-epoch'] as string | undefined) ?? null }));
+        res.on('end', () =>
+          resolve({
+            status: res.statusCode ?? 0,
+            body: Buffer.concat(chunks).toString(),
+            epoch: (res.headers['x-understudy-epoch'] as string | undefined) ?? null,
+            protection: (res.headers['x-understudy-protection'] as string | undefined) ?? null,
+          }),
+        );
         res.on('error', reject);
       },
     );
@@ -177,6 +186,16 @@ export async function waitProtected(ports: number[], msMax: number): Promise<num
     await sleep(10);
   }
   throw new Error(`no protected primary within ${msMax} ms`);
+}
+
+/** Waits (bounded) until the node serving on `port` reports `role`. */
+export async function waitRole(port: number, role: string, msMax: number): Promise<void> {
+  const t0 = Date.now();
+  while (Date.now() - t0 < msMax) {
+    if ((await getStatus(port))?.role === role) return;
+    await sleep(5);
+  }
+  throw new Error(`the node on port ${port} did not become ${role} within ${msMax} ms`);
 }
 
 export function sleep(ms: number): Promise<void> {
@@ -248,6 +267,7 @@ interface EventLine {
   term: number;
   epochTerm?: number;
   seq?: number;
+  solo?: boolean;
 }
 
 function readEvents(file: string): EventLine[] {
@@ -273,19 +293,35 @@ function readEvents(file: string): EventLine[] {
 export function checkTrial(records: ClientRecord[], eventFiles: string[], finalCount: number, reasks: Map<string, HttpAnswer>): { counts: TrialCounts; notes: string[] } {
   const notes: string[] = [];
   const counts: TrialCounts = { ackedLost: 0, effectsTwice: 0, unanswered: 0, releasedUnacked: 0 };
-  // Outputs released from an unacknowledged epoch: every release (and every answer a client saw) names an epoch some node applied.
+  // Outputs released from an unacknowledged epoch: every release (and every answer a client saw)
+  // names an epoch some node applied — or, released alone, an epoch its node closed alone in its
+  // own term before any backup held a replica of that term (one fault per trial: once a backup
+  // synced in a term, nothing in that term may be released without its acknowledgement).
   const applied = new Set<string>();
+  const soloClosed = new Set<string>();
+  const firstAppliedSeq = new Map<number, number>();
   const releases: EventLine[] = [];
   for (const f of eventFiles) {
     for (const e of readEvents(f)) {
-      if (e.kind === 'applied') applied.add(`${e.epochTerm}.${e.seq}`);
+      if (e.kind === 'applied') {
+        applied.add(`${e.epochTerm}.${e.seq}`);
+        firstAppliedSeq.set(e.epochTerm!, Math.min(firstAppliedSeq.get(e.epochTerm!) ?? Infinity, e.seq!));
+      }
+      if (e.kind === 'solo') soloClosed.add(`${e.epochTerm}.${e.seq}`);
+      if (e.kind === 'solo' && e.epochTerm !== e.term) notes.push(`node ${e.node} closed epoch ${e.epochTerm}.${e.seq} alone in term ${e.term}`);
       if (e.kind === 'release') releases.push(e);
     }
   }
   for (const r of releases) {
-    if (!applied.has(`${r.epochTerm}.${r.seq}`)) {
+    const epoch = `${r.epochTerm}.${r.seq}`;
+    if (r.solo === true) {
+      if (!soloClosed.has(epoch) || r.epochTerm !== r.term || (firstAppliedSeq.get(r.term) ?? Infinity) < r.seq!) {
+        counts.releasedUnacked++;
+        notes.push(`node ${r.node} released epoch ${epoch} alone in term ${r.term}, ${soloClosed.has(epoch) ? 'after a backup synced in that term' : 'an epoch no node closed alone'}`);
+      }
+    } else if (!applied.has(epoch)) {
       counts.releasedUnacked++;
-      notes.push(`node ${r.node} released epoch ${r.epochTerm}.${r.seq}, which no backup applied`);
+      notes.push(`node ${r.node} released epoch ${epoch}, which no backup applied`);
     }
   }
   for (const rec of records) {
@@ -294,9 +330,10 @@ export function checkTrial(records: ClientRecord[], eventFiles: string[], finalC
       notes.push(`${rec.client}:${rec.reqId} unanswered after ${rec.attempts} attempts`);
       continue;
     }
-    if (rec.answer.epoch !== null && !applied.has(rec.answer.epoch)) {
+    const e = rec.answer.epoch;
+    if (e !== null && !(rec.answer.protection === 'unprotected' ? soloClosed.has(e) : applied.has(e))) {
       counts.releasedUnacked++;
-      notes.push(`${rec.client}:${rec.reqId} answered from epoch ${rec.answer.epoch}, which no backup applied`);
+      notes.push(`${rec.client}:${rec.reqId} answered (${rec.answer.protection}) from epoch ${e}, which ${rec.answer.protection === 'unprotected' ? 'no node closed alone' : 'no backup applied'}`);
     }
     // An acknowledged answer the survivor does not hold (asked again with the same ids) is lost.
     const again = reasks.get(`${rec.client}:${rec.reqId}`);
@@ -410,6 +447,10 @@ export interface TrialResult {
   requests: number;
   /** ms from the fault to the first answer released by the new primary (kill only). */
   failoverMs: number | null;
+  /** That answer's x-understudy-protection. */
+  failoverProtection: string | null;
+  /** performance.timeOrigin + performance.now() of the fault (compare with the event logs' wall). */
+  faultWallMs: number | null;
   dir: string;
 }
 
@@ -432,6 +473,8 @@ export async function runTrial(o: TrialOptions): Promise<TrialResult> {
   let proxy: FaultProxy | null = null;
   const records: ClientRecord[] = [];
   let failoverMs: number | null = null;
+  let failoverProtection: string | null = null;
+  let faultWallMs: number | null = null;
   try {
     const b = pair.backup(2);
     const bReady = await b.ready;
@@ -450,7 +493,9 @@ export async function runTrial(o: TrialOptions): Promise<TrialResult> {
       faultAt = performance.now();
       if (kind === 'kill') {
         p.signal('SIGKILL');
-        await sleep(20);
+        // A supervisor starts a replacement once the survivor took over (starting it at once would
+        // compete for the CPU with the takeover on a small machine).
+        await waitRole(bReady.serve!, 'primary', NODE_READY_MS_MAX);
         const j = pair.join(1, bReady.link!);
         const jr = await j.ready;
         ports = [bReady.serve!, jr.serve!];
@@ -467,7 +512,12 @@ export async function runTrial(o: TrialOptions): Promise<TrialResult> {
     await Promise.all([...load, fault]);
     if (kind === 'kill') {
       const first = records.filter((r) => r.answeredMs !== null && r.answeredMs > faultAt && r.answer?.epoch !== null && Number(r.answer!.epoch!.split('.')[0]) > 2);
-      if (first.length > 0) failoverMs = Math.min(...first.map((r) => r.answeredMs!)) - faultAt;
+      if (first.length > 0) {
+        const f = first.reduce((a, b) => (b.answeredMs! < a.answeredMs! ? b : a));
+        failoverMs = f.answeredMs! - faultAt;
+        failoverProtection = f.answer!.protection;
+        faultWallMs = performance.timeOrigin + faultAt;
+      }
     }
     // The survivor's view: a fresh client asks COUNT; each client's last answers are asked again.
     const survivor = await waitProtected(ports, 10_000);
@@ -480,7 +530,7 @@ export async function runTrial(o: TrialOptions): Promise<TrialResult> {
       reasks.set(`${rec.client}:${rec.reqId}`, await post(survivor, rec.client, rec.reqId, rec.body));
     }
     const { counts, notes } = checkTrial(records, [pair.eventsFile(1), pair.eventsFile(2)], finalCount, reasks);
-    return { seed: o.seed, kind, faultAtRequest, counts, notes, requests: records.length, failoverMs, dir: pair.dir };
+    return { seed: o.seed, kind, faultAtRequest, counts, notes, requests: records.length, failoverMs, failoverProtection, faultWallMs, dir: pair.dir };
   } finally {
     proxy?.close();
     await pair.stopAll();

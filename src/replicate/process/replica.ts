@@ -82,7 +82,15 @@ export class ReplicaProcess {
       createMachine: () => this.newMachine(),
       bootstrap,
     });
-    this.gateway = o.serve !== undefined ? new Gateway({ onRequest: (c, r, b) => this.node.onRequest(c, r, b), status: () => this.node.status() }) : null;
+    this.gateway =
+      o.serve !== undefined
+        ? new Gateway({
+            onRequest: (c, r, b) => this.node.onRequest(c, r, b),
+            status: () => this.node.status(),
+            // A synced backup may be about to take over: hold a request as long as a takeover can take.
+            takeoverWaitMs: () => (this.node.roleName === 'backup' ? this.node.config.primaryTimeoutMs + this.node.config.heartbeatMs : 0),
+          })
+        : null;
   }
 
   static async start(o: ReplicaProcessOptions): Promise<ReplicaProcess> {
@@ -120,6 +128,7 @@ export class ReplicaProcess {
 
   private tick(): void {
     this.node.onTick(this.now());
+    this.gateway?.retryParked();
     // The process owns every machine it made; one the node no longer holds is released here.
     const held = this.node.machine;
     for (const m of this.machines) {
@@ -158,6 +167,7 @@ export class ReplicaProcess {
       term: r.term,
       epochTerm: r.epochTerm,
       seq: r.epochSeq,
+      solo: r.solo,
       responses: r.outputs.flatMap((o) => (o.kind === 'response' ? [[o.client, o.reqId]] : [])),
     });
     this.gateway?.release(r);
@@ -168,7 +178,8 @@ export class ReplicaProcess {
 
   private record(e: Record<string, unknown>): void {
     if (this.eventsFd === null) return;
-    fs.writeSync(this.eventsFd, JSON.stringify({ t: Math.round(this.now() * 1000) / 1000, node: this.o.nodeId, ...e }) + '\n');
+    // t: ms since this process started; wall: ms since the epoch (comparable across the processes of one host).
+    fs.writeSync(this.eventsFd, JSON.stringify({ t: Math.round(this.now() * 1000) / 1000, wall: Math.round((performance.timeOrigin + performance.now()) * 1000) / 1000, node: this.o.nodeId, ...e }) + '\n');
   }
 }
 

@@ -145,6 +145,10 @@ export interface ScheduleResult {
     releases: number;
     outputsReleased: number;
     promotions: number;
+    /** Epochs a primary serving alone closed and released. */
+    soloReleases: number;
+    /** Solo answers lost with their only copy (chaos schedules: double failures, excused). */
+    excused: number;
     faults: Record<FaultKind, number>;
     framesRefused: number;
     attacks: number;
@@ -243,7 +247,7 @@ class Simulation {
   private readonly nodes = new Map<NodeId, SimNode>();
   private readonly links = new Map<string, Link>();
   private readonly clients: SimClient[] = [];
-  readonly checker = new Checker();
+  readonly checker: Checker;
   private traceHash = 0x811c9dc5;
   readonly trace: string[] | null;
   private events = 0;
@@ -261,6 +265,8 @@ class Simulation {
     releases: 0,
     outputsReleased: 0,
     promotions: 0,
+    soloReleases: 0,
+    excused: 0,
     faults: { crash: 0, pause: 0, partition: 0, oneway: 0 },
     framesRefused: 0,
     attacks: 0,
@@ -271,6 +277,7 @@ class Simulation {
     readonly spec: ScheduleSpec,
     withTrace: boolean,
   ) {
+    this.checker = new Checker(spec.mode === 'budget');
     this.rng = new Prng(spec.seed);
     this.netRng = this.rng.fork();
     this.faultRng = this.rng.fork();
@@ -363,13 +370,19 @@ class Simulation {
       if (list.length < 64 && list[list.length - 1] !== label) list.push(label);
     }
     if (e.kind === 'applied') this.checker.onApplied(e.epochTerm!, e.seq!);
+    if (e.kind === 'solo') {
+      this.checker.onSolo(e.node, this.nodes.get(e.node)!.node!.incarnation, e.epochTerm!, e.seq!);
+      this.stats.soloReleases += 1;
+    }
     if (e.kind === 'promoted') this.stats.promotions += 1;
     if (e.kind === 'role' || e.kind === 'promoted' || e.kind === 'deposed' || e.kind === 'resumed' || e.kind === 'term') this.note(`${e.kind}:${e.detail}`, e.node, e.term);
   }
 
   private onRelease(id: NodeId, r: Release): void {
     this.note('release', id, r.term, r.epochTerm, r.epochSeq, r.outputs.length);
-    this.checker.onRelease(id, r);
+    const n = this.nodes.get(id)!;
+    const peer = this.nodes.get(n.peer)!.node;
+    this.checker.onRelease(id, n.node!.incarnation, r, peer !== null && peer.roleName === 'backup');
     for (const o of r.outputs) {
       if (o.kind !== 'response') continue;
       const cl = this.clients[o.client - 1];
@@ -400,9 +413,10 @@ class Simulation {
 
   private sendNode(from: NodeId, to: NodeId, msg: Message): void {
     if (msg.type === 'reject' && (msg.reason === 'diverged' || msg.reason === 'delta-invalid')) this.checker.violation(`node ${from} refused a delta: ${msg.detail} (seed=${this.spec.seed})`);
+    const sender = this.nodes.get(from)!;
+    if (msg.type === 'epoch' || msg.type === 'sync-done') this.checker.onEpochMade(from, sender.node?.incarnation ?? 0, msg.term, msg.seq);
     const link = this.links.get(`${from}>${to}`)!;
     if (this.now < link.cutUntil) return;
-    const sender = this.nodes.get(from)!;
     let payload: Message | Uint8Array = msg;
     if (sender.channel !== null) {
       const bytes = sender.channel.seal(msg);
@@ -591,6 +605,7 @@ class Simulation {
           this.faultsActive -= 1; // already down (chaos)
           return;
         }
+        this.checker.onCrash(id);
         n.node = null;
         n.channel = null;
         n.pausedUntil = 0;
@@ -650,6 +665,7 @@ class Simulation {
     this.stats.events = this.events;
     this.stats.releases = this.checker.releases;
     this.stats.outputsReleased = this.checker.outputsReleased;
+    this.stats.excused = this.checker.excused;
     return {
       seed: this.spec.seed,
       spec: this.spec,
