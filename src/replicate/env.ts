@@ -10,7 +10,8 @@ import { replicateError } from './codes.js';
  * newest term in which this node released output alone (unprotected); after a
  * crash it tells the peer that state the peer does not hold was released.
  */
-export type StorageKey = 'term' | 'incarnation' | 'bootstrapped' | 'nonceReserved' | 'soloTerm';
+export const STORAGE_KEYS = ['term', 'incarnation', 'bootstrapped', 'nonceReserved', 'soloTerm'] as const;
+export type StorageKey = (typeof STORAGE_KEYS)[number];
 export interface NodeStorage {
   get(key: StorageKey): number | undefined;
   /** Durable when it returns. */
