@@ -38,6 +38,7 @@ interface ReplicaFlags {
   digest: boolean;
   readyFile?: string;
   pairDir?: string;
+  waitForBackup?: boolean;
   quiet?: boolean;
 }
 
@@ -91,6 +92,7 @@ function addReplicaFlags(cmd: Command): Command {
 }
 
 async function startReplica(guest: string, f: ReplicaFlags, role: { nodeId: number; bootstrap: boolean; listen?: Address; dial?: Address; announce?: boolean }): Promise<void> {
+  if (role.listen === undefined && role.dial === undefined) throw new UnderstudyError('ERR_USAGE', 'a replica needs --backup, --listen or --join');
   if (role.nodeId !== 1 && role.nodeId !== 2) throw new UnderstudyError('ERR_USAGE', '--node-id is 1 or 2');
   const say = f.quiet ? undefined : (line: string) => process.stderr.write(`understudy: ${line}\n`);
   const peerId = 3 - role.nodeId;
@@ -107,6 +109,7 @@ async function startReplica(guest: string, f: ReplicaFlags, role: { nodeId: numb
     dial: role.dial,
     serve: f.serve !== undefined ? parseServe(f.serve) : undefined,
     bootstrap: role.bootstrap,
+    bootstrapSolo: f.waitForBackup === false,
     config: configOf(f),
     tracker: f.tracker,
     digest: f.digest,
@@ -147,10 +150,11 @@ export function registerReplicateCommands(program: Command): void {
       .command('primary')
       .description('run a reactor guest as the primary of a replicated pair: output leaves only after the backup acknowledged it')
       .argument('<guest>', 'the guest module (.wasm, a reactor)')
-      .requiredOption('--backup <host:port>', 'where the backup listens')
-      .option('--listen <host:port>', 'also accept the link here (a replacement backup may dial in)'),
-  ).action(async (guest: string, f: ReplicaFlags & { backup: string; listen?: string }) => {
-    await startReplica(guest, f, { nodeId: f.nodeId ?? 1, bootstrap: true, dial: address(f.backup, '--backup'), listen: f.listen !== undefined ? address(f.listen, '--listen') : undefined });
+      .option('--backup <host:port>', 'where the backup listens')
+      .option('--listen <host:port>', 'accept the link here (a backup may join with --join)')
+      .option('--no-wait-for-backup', 'answer at once, unprotected, until the first backup has synced (default: answer nothing before)'),
+  ).action(async (guest: string, f: ReplicaFlags & { backup?: string; listen?: string }) => {
+    await startReplica(guest, f, { nodeId: f.nodeId ?? 1, bootstrap: true, dial: f.backup !== undefined ? address(f.backup, '--backup') : undefined, listen: f.listen !== undefined ? address(f.listen, '--listen') : undefined });
   });
 
   addReplicaFlags(

@@ -83,7 +83,7 @@ export interface ReplicaConfig {
   epochsInFlightMax: number;
   /** Client requests waiting for the guest; more are refused (the client retries). */
   requestQueueMax: number;
-  /** Outputs one open epoch may hold before the guest is paused. */
+  /** Outputs one open epoch may hold: a full epoch closes early; if it cannot (back-pressure), the guest pauses. */
   epochOutputsMax: number;
   /** Client requests the guest runs per tick. */
   requestsPerTickMax: number;
@@ -106,7 +106,7 @@ export const DEFAULT_CONFIG: Readonly<ReplicaConfig> = {
   backupTimeoutMs: 200,
   epochsInFlightMax: 4,
   requestQueueMax: 64,
-  epochOutputsMax: 256,
+  epochOutputsMax: 512,
   requestsPerTickMax: 16,
   precopyRoundsMax: 5,
   precopyDirtyPagesStop: 4,

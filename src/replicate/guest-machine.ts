@@ -19,7 +19,10 @@
 //        8    4  page count n
 //       12    4  meta bytes m
 //       16   4n  page indices (4 KiB pages), strictly ascending
-//   16+4n     m  meta: plain data { module, memoryPages, vcpu, devices, table }
+//   16+4n     m  meta: plain data { module, memoryPages, vcpu, devices } and either
+//                 table (the whole request table: a base delta, which ends a sync) or
+//                 tableRecords + tableFp (the records since the previous capture, replayed
+//                 by the backup; see request-table.ts)
 //   16+4n+m 4096n page contents, in index order
 import { decodePlain, encodePlain } from '../checkpoint/plain-codec.js';
 import { UnderstudyError, isUnderstudyError } from '../errors.js';
@@ -37,7 +40,8 @@ import type { ReplicatedMachine } from './machine.js';
 import { RequestTable, ResponseStatus, TABLE_RESPONSE_BYTES_EACH_MAX, envelope } from './request-table.js';
 
 export const GUEST_DELTA_MAGIC = 0x4d475355; // bytes 'U' 'S' 'G' 'M'
-export const GUEST_DELTA_VERSION = 1;
+/** 2: the request table travels as a journal between base deltas. */
+export const GUEST_DELTA_VERSION = 2;
 export const DELTA_HEAD_BYTES = 16;
 /** The non-page state of one delta: vCPU, devices (with the in-memory file system) and the request table. */
 export const DELTA_META_BYTES_MAX = 16 * 1024 * 1024;
@@ -90,6 +94,8 @@ export class GuestMachine implements ReplicatedMachine {
   /** Stats. */
   logBytesDropped = 0;
   materialisedAtMs: number | null = null;
+  /** Where replication spends its time on this machine (sums; the benchmark divides by the counts). */
+  readonly stats = { captures: 0, captureMs: 0, capturedPages: 0, metaBytes: 0, applies: 0, applyMs: 0, digests: 0, digestMs: 0 };
 
   private constructor(private readonly o: GuestMachineOptions) {
     this.log = o.log ?? null;
@@ -151,7 +157,8 @@ export class GuestMachine implements ReplicatedMachine {
     return Array.from(this.ensureLive().tracker.collect());
   }
 
-  captureDelta(alsoPages: readonly number[] = []): Uint8Array {
+  captureDelta(alsoPages: readonly number[] = [], base = false): Uint8Array {
+    const t0 = performance.now();
     const { guest, tracker } = this.ensureLive();
     assert(guest.atRest, 'capture between requests only');
     const mem = new Uint8Array(guest.memory.buffer);
@@ -160,7 +167,15 @@ export class GuestMachine implements ReplicatedMachine {
     for (const p of alsoPages) if (p < limit) set.add(p);
     const pages = Uint32Array.from([...set].sort((a, b) => a - b));
     const vcpu = guest.captureVcpu();
-    const meta = encodePlain({ module: this.o.module.sha256, memoryPages: vcpu.memoryPages, vcpu: vcpuToPlain(vcpu), devices: guest.wasi.save(), table: this.table.save() });
+    const journal = base ? null : this.table.takeJournal();
+    let table: PlainObject;
+    if (journal === null) {
+      table = { table: this.table.save() };
+      this.table.startJournal();
+    } else {
+      table = { tableRecords: journal.records, tableFp: journal.fingerprint };
+    }
+    const meta = encodePlain({ module: this.o.module.sha256, memoryPages: vcpu.memoryPages, vcpu: vcpuToPlain(vcpu), devices: guest.wasi.save(), ...table });
     assert(meta.length <= DELTA_META_BYTES_MAX, 'delta meta past its bound');
     const out = new Uint8Array(DELTA_HEAD_BYTES + 4 * pages.length + meta.length + pages.length * PAGE_BYTES);
     const v = new DataView(out.buffer);
@@ -174,23 +189,35 @@ export class GuestMachine implements ReplicatedMachine {
     out.set(meta, metaAt);
     if (pages.length > 0) native.gatherPages(mem, pages, out.subarray(metaAt + meta.length));
     this.metaBytes = meta;
+    const s = this.stats;
+    s.captures++;
+    s.captureMs += performance.now() - t0;
+    s.capturedPages += pages.length;
+    s.metaBytes += meta.length;
     return out;
   }
 
   applyDelta(delta: Uint8Array): void {
     assert(this.live === null, 'deltas apply to an image, never a live guest');
+    const t0 = performance.now();
     const d = this.parseDelta(delta); // everything validated before anything changes
     this.growImage(d.meta.memoryPages * WASM_PAGE_BYTES);
     if (d.pages.length > 0) native.scatterPages(d.data, d.pages, this.image.subarray(0, this.imageBytes));
     this.meta = d.meta;
     this.table = d.meta.table;
     this.metaBytes = d.metaBytes;
+    this.stats.applies++;
+    this.stats.applyMs += performance.now() - t0;
   }
 
   digest(): number {
     if (this.o.digest === false) return 0;
+    const t0 = performance.now();
     const mem = this.memoryView();
-    return native.crc32c(this.metaBytes, native.crc32c(mem)) >>> 0 || 1;
+    const d = native.crc32c(this.metaBytes, native.crc32c(mem)) >>> 0 || 1;
+    this.stats.digests++;
+    this.stats.digestMs += performance.now() - t0;
+    return d;
   }
 
   handleRequest(client: number, reqId: number, body: Uint8Array): Uint8Array {
@@ -331,7 +358,16 @@ export class GuestMachine implements ReplicatedMachine {
     if (vcpu.memoryPages !== memoryPages) throw bad('vCPU and delta disagree on the memory size');
     const layout = this.o.module.layout;
     if (vcpu.globals.length !== layout.globals.length || vcpu.tables.length !== layout.tables.length) throw bad('vCPU does not fit the module');
-    const table = RequestTable.restore(o.table ?? null);
+    let table: RequestTable;
+    if (o.table !== undefined && o.tableRecords === undefined && o.tableFp === undefined) {
+      table = RequestTable.restore(o.table);
+    } else if (o.table === undefined && o.tableRecords !== undefined && o.tableFp !== undefined) {
+      // A journal continues the table of the previous delta; an image that has none cannot take it.
+      if (this.meta === null) throw bad('a request-table journal before any whole table');
+      table = this.table.replay(o.tableRecords, o.tableFp);
+    } else {
+      throw bad('meta carries neither a whole request table nor a journal');
+    }
     const pages = new Uint32Array(n);
     const limit = memoryPages * PAGES_PER_WASM_PAGE;
     let previous = -1;

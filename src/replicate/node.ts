@@ -44,6 +44,11 @@ export interface ReplicaNodeOptions {
   createMachine: MachineFactory;
   /** Start as the first primary with this machine, unless this node's storage says it already did once. */
   bootstrap?: ReplicatedMachine;
+  /**
+   * The first primary serves alone until its first backup has synced (no replica exists
+   * anywhere yet, so this is safe; answers are unprotected). Default: wait for the backup.
+   */
+  bootstrapSolo?: boolean;
 }
 
 export interface NodeStatus {
@@ -101,8 +106,8 @@ export class ReplicaNode implements NodeContext {
     if (o.bootstrap !== undefined && s.get('bootstrapped') !== 1) {
       this.adoptTerm(this.nextOwnedTerm(this.currentTerm));
       s.set('bootstrapped', 1);
-      // The first primary waits for its first backup before answering anyone (solo is for after a failure).
-      this.role = new PrimaryRole(this, o.bootstrap, 0, { solo: false });
+      // By default the first primary waits for its first backup before answering anyone: a fresh service starts protected.
+      this.role = new PrimaryRole(this, o.bootstrap, 0, { solo: o.bootstrapSolo ?? false });
       this.log('role', 'bootstrapped as the first primary');
     } else {
       this.log('role', `started idle (incarnation ${this.incarnation})`);

@@ -190,7 +190,7 @@ export class PrimaryRole {
         this.pumpSync(now);
         break;
       case 'synced':
-        this.maybeCaptureEpoch(now);
+        this.maybeCaptureEpoch(now, this.open.length >= c.epochOutputsMax);
         this.retransmit(now);
         break;
     }
@@ -206,7 +206,11 @@ export class PrimaryRole {
   // ---- the guest ----
 
   private runGuest(): void {
-    for (let n = 0; n < this.ctx.config.requestsPerTickMax && this.queue.length > 0 && this.guestRunnable; n++) {
+    const c = this.ctx.config;
+    for (let n = 0; n < c.requestsPerTickMax && this.queue.length > 0; n++) {
+      // A full open epoch closes early (back-pressure permitting) rather than pausing the guest until the next tick.
+      if (!this.guestRunnable && this.link.state === 'synced' && this.open.length >= c.epochOutputsMax) this.maybeCaptureEpoch(this.ctx.env.now(), true);
+      if (!this.guestRunnable) break;
       const r = this.queue.shift()!;
       const body = this.machine.handleRequest(r.client, r.reqId, r.body);
       // Every answer, a repeated one too, is output of the open epoch: a repeat may answer from state not yet acknowledged.
@@ -241,9 +245,10 @@ export class PrimaryRole {
 
   // ---- epochs ----
 
-  private maybeCaptureEpoch(now: number): void {
+  /** Closes the open epoch every epochMs (or at once if `full`: it holds epochOutputsMax outputs). */
+  private maybeCaptureEpoch(now: number, full: boolean): void {
     const c = this.ctx.config;
-    if (!this.touched || now - this.lastEpochMs < c.epochMs) return;
+    if (!this.touched || (!full && now - this.lastEpochMs < c.epochMs)) return;
     if (this.inflight.length >= c.epochsInFlightMax) return; // back-pressure: the guest stays paused
     assert(this.link.state === 'synced');
     this.seq += 1;
@@ -457,7 +462,7 @@ export class PrimaryRole {
       session: l.session,
       chunksTotal: l.nextChunkSeq - 1,
       seq: this.seq,
-      delta: this.machine.captureDelta(dirty),
+      delta: this.machine.captureDelta(dirty, true),
       outputs: this.open,
       digest: this.machine.digest(),
       releasedThrough: this.releasedThrough,

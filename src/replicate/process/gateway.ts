@@ -17,7 +17,7 @@
 //        primary gone comes here), and serves it if it takes over meanwhile.
 //   504  not released within GATEWAY_WAIT_MS: retry with the same ids
 //   400  missing or malformed ids; 413 body too large
-// GET /status answers the node's status as JSON.
+// GET /status answers the node's status as JSON; GET /stats what replication costs (and the gateway's counters).
 import http from 'node:http';
 import type { NodeStatus } from '../node.js';
 import type { Release } from '../env.js';
@@ -37,6 +37,8 @@ export interface GatewayBackend {
   status(): NodeStatus;
   /** How long a request refused as not-primary may wait here for this node to take over (0: answer 503 at once). */
   takeoverWaitMs(): number;
+  /** GET /stats: what replication costs (plain data). */
+  stats?(): object;
 }
 
 interface Waiter {
@@ -119,6 +121,10 @@ export class Gateway {
   private handle(req: http.IncomingMessage, res: http.ServerResponse): void {
     if (req.method === 'GET' && req.url === '/status') {
       this.reply(res, 200, JSON.stringify(this.backend.status()), { 'content-type': 'application/json' });
+      return;
+    }
+    if (req.method === 'GET' && req.url === '/stats') {
+      this.reply(res, 200, JSON.stringify({ gateway: this.stats, replica: this.backend.stats?.() ?? null }), { 'content-type': 'application/json' });
       return;
     }
     if (req.method !== 'POST') {
@@ -218,7 +224,8 @@ export class Gateway {
 
   private reply(res: http.ServerResponse, code: number, body: string | Uint8Array, headers: Record<string, string>): void {
     if (res.headersSent || res.destroyed) return;
-    res.writeHead(code, { 'content-type': 'application/octet-stream', ...headers });
+    // An explicit length: no chunked encoding for one small body.
+    res.writeHead(code, { 'content-type': 'application/octet-stream', 'content-length': String(typeof body === 'string' ? Buffer.byteLength(body) : body.length), ...headers });
     res.end(body);
   }
 }

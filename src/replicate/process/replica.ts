@@ -7,6 +7,8 @@ import { assert } from '../../util/assert.js';
 import type { GuestModule } from '../../guest/module.js';
 import type { TrackerKind } from '../../track/tracker.js';
 import { Channel } from '../channel.js';
+import { useCrc32c } from '../crc32c.js';
+import { native } from '../../native.js';
 import type { Env, ReplEvent, Release, ReplicaConfig } from '../env.js';
 import { NonceCounter } from '../frame.js';
 import { GuestMachine } from '../guest-machine.js';
@@ -16,8 +18,26 @@ import { Gateway } from './gateway.js';
 import { PeerLink, type Address } from './link.js';
 import { FileStorage } from './storage.js';
 
+// Frames carry a CRC-32C of their payload; a real process has the native addon, ~100x faster than the portable one.
+useCrc32c((bytes, previous) => native.crc32c(bytes, previous) >>> 0);
+
 /** The node's clock is read and its timers run this often. */
 export const TICK_MS = 2;
+/** Epoch round trips kept for the statistics (the newest). */
+export const RTT_SAMPLES_MAX = 4096;
+/** Epochs sent and not yet acknowledged that the statistics remember (the protocol bounds them far lower). */
+const EPOCHS_TIMED_MAX = 1024;
+
+/** What replication costs this process, for GET /stats and the benchmarks. Times in ms, sums unless named. */
+export interface ReplicaStats {
+  machine: GuestMachine['stats'] | null;
+  sealMs: number;
+  framesSent: number;
+  bytesSent: number;
+  epochsSent: number;
+  /** Epoch sent -> its acknowledgement arrived (includes the backup's apply), newest samples. */
+  epochAckMs: number[];
+}
 
 export interface ReplicaProcessOptions {
   nodeId: NodeId;
@@ -31,6 +51,8 @@ export interface ReplicaProcessOptions {
   serve?: Address;
   /** Start as the first primary (unless this state dir says this node already did once). */
   bootstrap: boolean;
+  /** The first primary answers at once, unprotected, until its first backup has synced. */
+  bootstrapSolo?: boolean;
   config?: Partial<ReplicaConfig>;
   tracker?: TrackerKind | 'auto';
   digest?: boolean;
@@ -52,6 +74,8 @@ export class ReplicaProcess {
   private eventsFd: number | null;
   private readonly channel: Channel;
   private readonly t0 = performance.now();
+  private readonly epochSentAt = new Map<number, number>();
+  private readonly stats = { sealMs: 0, epochsSent: 0, epochAckMs: [] as number[] };
 
   private constructor(private readonly o: ReplicaProcessOptions, bootstrap: GuestMachine | undefined) {
     const storage = new FileStorage(o.stateDir);
@@ -66,7 +90,14 @@ export class ReplicaProcess {
     const env: Env = {
       now: () => performance.now() - this.t0,
       send: (_to, msg) => {
-        this.link.send(this.channel.seal(msg));
+        const t = performance.now();
+        const frame = this.channel.seal(msg);
+        this.stats.sealMs += performance.now() - t;
+        if (msg.type === 'epoch' && !this.epochSentAt.has(msg.seq) && this.epochSentAt.size < EPOCHS_TIMED_MAX) {
+          this.epochSentAt.set(msg.seq, t);
+          this.stats.epochsSent++;
+        }
+        this.link.send(frame);
       },
       random: () => Math.random(),
       storage,
@@ -81,12 +112,14 @@ export class ReplicaProcess {
       config: o.config,
       createMachine: () => this.newMachine(),
       bootstrap,
+      bootstrapSolo: o.bootstrapSolo,
     });
     this.gateway =
       o.serve !== undefined
         ? new Gateway({
             onRequest: (c, r, b) => this.node.onRequest(c, r, b),
             status: () => this.node.status(),
+            stats: () => this.replicaStats(),
             // A synced backup may be about to take over: hold a request as long as a takeover can take.
             takeoverWaitMs: () => (this.node.roleName === 'backup' ? this.node.config.primaryTimeoutMs + this.node.config.heartbeatMs : 0),
           })
@@ -150,8 +183,33 @@ export class ReplicaProcess {
       this.record({ kind: 'refused-frame', code: opened.error.code, detail: opened.error.message });
       return false;
     }
+    if (opened.msg.type === 'ack' && this.epochSentAt.size > 0) this.timeAcks(opened.msg.seq);
     this.node.onMessage(opened.from, opened.msg);
     return true;
+  }
+
+  private timeAcks(through: number): void {
+    const now = performance.now();
+    for (const [seq, at] of this.epochSentAt) {
+      if (seq > through) continue;
+      this.epochSentAt.delete(seq);
+      const s = this.stats.epochAckMs;
+      if (s.length >= RTT_SAMPLES_MAX) s.shift();
+      s.push(now - at);
+    }
+  }
+
+  /** Where replication spent its time (GET /stats). */
+  replicaStats(): ReplicaStats {
+    const m = this.node.machine;
+    return {
+      machine: m instanceof GuestMachine ? { ...m.stats } : null,
+      sealMs: this.stats.sealMs,
+      framesSent: this.link.stats.framesSent,
+      bytesSent: this.link.stats.bytesSent,
+      epochsSent: this.stats.epochsSent,
+      epochAckMs: [...this.stats.epochAckMs],
+    };
   }
 
   private onEvent(e: ReplEvent): void {

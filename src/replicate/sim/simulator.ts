@@ -77,6 +77,8 @@ export interface ScheduleSpec {
   /** Frames mode: chance per message of an attack (replay, forgery, bit flip) on that link. */
   attackP: number;
   config: Partial<ReplicaConfig>;
+  /** The first primary serves alone until its first backup synced (ReplicaNodeOptions.bootstrapSolo). */
+  bootstrapSolo: boolean;
 }
 
 /** The schedule a seed stands for: its fault mix, network and load. */
@@ -104,6 +106,8 @@ export function specFor(seed: number): ScheduleSpec {
     requestsPerClient: r.int(3, KV_REQUESTS_PER_CLIENT_MAX),
     attackP: wire === 'frames' ? 0.02 : 0,
     config: configFor(r),
+    // Drawn last (object fields evaluate in order), so adding it kept every earlier seed's schedule.
+    bootstrapSolo: r.chance(0.25),
   };
 }
 
@@ -336,6 +340,7 @@ class Simulation {
       config: this.spec.config,
       createMachine: () => new KvMachine(),
       bootstrap: n.id === NODE_IDS[0] ? new KvMachine() : undefined,
+      bootstrapSolo: this.spec.bootstrapSolo,
       env: {
         now: () => Math.floor(sim.now * n.drift) + n.offsetMs,
         send: (to, msg) => sim.sendNode(n.id, to, msg),
