@@ -24,7 +24,7 @@ for (let seed = first; seed < first + trials; seed++) {
   const r = await runTrial({ seed, guest: guestPath('kvstore'), clients: 4, requestsPerClient: 30, kinds, heartbeatMs, primaryTimeoutMs, epochMs });
   results.push(r);
   const bad = Object.values(r.counts).some((v) => v > 0);
-  process.stdout.write(`seed ${seed} ${r.kind} ${JSON.stringify(r.counts)}${r.failoverMs !== null ? ` failover ${r.failoverMs.toFixed(0)} ms (${r.failoverProtection})` : ''}${bad ? ` FAIL ${r.dir}\n  ${r.notes.join('\n  ')}` : ''}\n`);
+  process.stdout.write(`seed ${seed} ${r.kind} ${JSON.stringify(r.counts)}${r.failoverMs !== null ? ` failover ${r.failoverMs.toFixed(0)} ms (${r.failoverProtection})` : ''}${r.faultNode !== 1 ? ' (a stall had already swapped the roles: the fault hit node 2)' : ''}${bad ? ` FAIL ${r.dir}\n  ${r.notes.join('\n  ')}` : ''}\n`);
 }
 const byKind = new Map<string, number>();
 for (const r of results) byKind.set(r.kind, (byKind.get(r.kind) ?? 0) + 1);

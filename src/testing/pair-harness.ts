@@ -115,8 +115,9 @@ export class Pair {
   backup(id: number): SpawnedNode {
     return this.spawnCli(['backup', '--guest', this.o.guest, '--listen', '127.0.0.1:0', '--node-id', String(id), ...this.common(id)], `backup${id}`);
   }
+  /** Listens too, so a replacement for its peer can join it whichever role it holds by then. */
   primary(id: number, backupLinkPort: number): SpawnedNode {
-    return this.spawnCli(['primary', this.o.guest, '--backup', `127.0.0.1:${backupLinkPort}`, '--node-id', String(id), ...this.common(id)], `primary${id}`);
+    return this.spawnCli(['primary', this.o.guest, '--backup', `127.0.0.1:${backupLinkPort}`, '--listen', '127.0.0.1:0', '--node-id', String(id), ...this.common(id)], `primary${id}`);
   }
   /** A replacement for a dead node: same id and state dir, dialing the survivor. */
   join(id: number, survivorLinkPort: number): SpawnedNode {
@@ -137,6 +138,8 @@ export interface HttpAnswer {
   epoch: string | null;
   /** 'acknowledged' or 'unprotected' (released by a primary serving alone). */
   protection: string | null;
+  /** The term of the node that released the answer. */
+  term: number | null;
 }
 
 export function post(port: number, client: number, reqId: number, body: string): Promise<HttpAnswer> {
@@ -152,6 +155,7 @@ export function post(port: number, client: number, reqId: number, body: string):
             body: Buffer.concat(chunks).toString(),
             epoch: (res.headers['x-understudy-epoch'] as string | undefined) ?? null,
             protection: (res.headers['x-understudy-protection'] as string | undefined) ?? null,
+            term: res.headers['x-understudy-term'] !== undefined ? Number(res.headers['x-understudy-term']) : null,
           }),
         );
         res.on('error', reject);
@@ -188,14 +192,14 @@ export async function waitProtected(ports: number[], msMax: number): Promise<num
   throw new Error(`no protected primary within ${msMax} ms`);
 }
 
-/** Waits (bounded) until the node serving on `port` reports `role`. */
-export async function waitRole(port: number, role: string, msMax: number): Promise<void> {
+/** Waits (bounded) until the node serving on `port` reports one of `roles`. */
+export async function waitRole(port: number, roles: readonly string[], msMax: number): Promise<void> {
   const t0 = Date.now();
   while (Date.now() - t0 < msMax) {
-    if ((await getStatus(port))?.role === role) return;
+    if (roles.includes(String((await getStatus(port))?.role))) return;
     await sleep(5);
   }
-  throw new Error(`the node on port ${port} did not become ${role} within ${msMax} ms`);
+  throw new Error(`the node on port ${port} did not become ${roles.join(' or ')} within ${msMax} ms`);
 }
 
 export function sleep(ms: number): Promise<void> {
@@ -451,6 +455,8 @@ export interface TrialResult {
   failoverProtection: string | null;
   /** performance.timeOrigin + performance.now() of the fault (compare with the event logs' wall). */
   faultWallMs: number | null;
+  /** The node the fault hit (the primary then: 2 if a stall had already made the backup take over). */
+  faultNode: number;
   dir: string;
 }
 
@@ -484,25 +490,39 @@ export async function runTrial(o: TrialOptions): Promise<TrialResult> {
     const pReady = await p.ready;
     let ports = [pReady.serve!, bReady.serve!];
     await waitProtected([pReady.serve!], NODE_READY_MS_MAX);
+    const nodes = [
+      { id: 1, proc: p, ready: pReady },
+      { id: 2, proc: b, ready: bReady },
+    ];
     let faultAt = 0;
+    let faultTerm = 0;
+    let faultNode = 1;
     const load = Array.from({ length: clients }, (_, k) => runClient(k + 1, perClient, () => ports, kvRequest, records));
     // The fault, at a seeded point of the load.
     const fault = (async () => {
       while (records.filter((r) => r.answer !== null).length < faultAtRequest) await sleep(1);
       await sleep(jitterMs);
+      // The fault hits whichever node is primary now: on a loaded machine a stall past the timeouts
+      // can have made the backup take over already (a false failover, which is safe but swaps roles).
+      const st = await Promise.all(nodes.map((n) => getStatus(n.ready.serve!)));
+      const at = Math.max(0, st.findIndex((x) => x?.role === 'primary'));
+      const target = nodes[at]!;
+      const survivor = nodes[1 - at]!;
+      faultTerm = Number(st[at]?.term ?? 2);
+      faultNode = target.id;
       faultAt = performance.now();
       if (kind === 'kill') {
-        p.signal('SIGKILL');
-        // A supervisor starts a replacement once the survivor took over (starting it at once would
-        // compete for the CPU with the takeover on a small machine).
-        await waitRole(bReady.serve!, 'primary', NODE_READY_MS_MAX);
-        const j = pair.join(1, bReady.link!);
+        target.proc.signal('SIGKILL');
+        // A supervisor starts a replacement once the survivor holds the service (starting it at once
+        // would compete for the CPU with the takeover on a small machine).
+        await waitRole(survivor.ready.serve!, ['primary', 'deposed'], NODE_READY_MS_MAX);
+        const j = pair.join(target.id, survivor.ready.link!);
         const jr = await j.ready;
-        ports = [bReady.serve!, jr.serve!];
+        ports = [survivor.ready.serve!, jr.serve!];
       } else if (kind === 'stop') {
-        p.signal('SIGSTOP');
+        target.proc.signal('SIGSTOP');
         await sleep(primaryTimeoutMs * 2 + rng.int(0, 100));
-        p.signal('SIGCONT');
+        target.proc.signal('SIGCONT');
       } else {
         proxy!.cut();
         await sleep(primaryTimeoutMs * 2 + rng.int(0, 100));
@@ -511,7 +531,7 @@ export async function runTrial(o: TrialOptions): Promise<TrialResult> {
     })();
     await Promise.all([...load, fault]);
     if (kind === 'kill') {
-      const first = records.filter((r) => r.answeredMs !== null && r.answeredMs > faultAt && r.answer?.epoch !== null && Number(r.answer!.epoch!.split('.')[0]) > 2);
+      const first = records.filter((r) => r.answeredMs !== null && r.answeredMs > faultAt && (r.answer?.term ?? 0) > faultTerm);
       if (first.length > 0) {
         const f = first.reduce((a, b) => (b.answeredMs! < a.answeredMs! ? b : a));
         failoverMs = f.answeredMs! - faultAt;
@@ -530,7 +550,7 @@ export async function runTrial(o: TrialOptions): Promise<TrialResult> {
       reasks.set(`${rec.client}:${rec.reqId}`, await post(survivor, rec.client, rec.reqId, rec.body));
     }
     const { counts, notes } = checkTrial(records, [pair.eventsFile(1), pair.eventsFile(2)], finalCount, reasks);
-    return { seed: o.seed, kind, faultAtRequest, counts, notes, requests: records.length, failoverMs, failoverProtection, faultWallMs, dir: pair.dir };
+    return { seed: o.seed, kind, faultAtRequest, counts, notes, requests: records.length, failoverMs, failoverProtection, faultWallMs, faultNode, dir: pair.dir };
   } finally {
     proxy?.close();
     await pair.stopAll();
