@@ -36,6 +36,7 @@ interface ReplicaFlags {
   retransmitMs?: number;
   tracker: TrackerKind | 'auto';
   digest: boolean;
+  diff?: boolean;
   readyFile?: string;
   pairDir?: string;
   waitForBackup?: boolean;
@@ -85,7 +86,8 @@ function addReplicaFlags(cmd: Command): Command {
     .option('--backup-timeout-ms <ms>', 'a primary stops releasing after this long without its backup', (v) => parseMs(v, '--backup-timeout-ms'))
     .option('--retransmit-ms <ms>', 'unacknowledged epochs are resent after this long', (v) => parseMs(v, '--retransmit-ms'))
     .addOption(new Option('--tracker <kind>', 'dirty-page tracker').choices(['auto', 'wp-async', 'wp-sync', 'hash']).default('auto'))
-    .option('--no-digest', 'skip the whole-state checksum after each epoch')
+    .option('--no-digest', 'skip the whole-state checksum (every 8th epoch, and each sync)')
+    .option('--no-diff', 'send whole dirty pages instead of the changed byte runs (saves the primary a shadow copy of the memory)')
     .addOption(new Option('--ready-file <file>', 'write the bound ports here as JSON once listening').hideHelp())
     .addOption(new Option('--pair-dir <dir>', 'a member of a supervised pair (run --replicas 2): replace the peer when its process is gone').hideHelp())
     .option('-q, --quiet', 'no messages on stderr');
@@ -113,6 +115,7 @@ async function startReplica(guest: string, f: ReplicaFlags, role: { nodeId: numb
     config: configOf(f),
     tracker: f.tracker,
     digest: f.digest,
+    diff: f.diff,
     eventsFile: f.events,
     say,
   });
@@ -197,6 +200,7 @@ export async function runReplicated(guest: string, f: ReplicaFlags & { serve?: s
     if (v !== undefined) pass.push(flag, String(v));
   }
   if (!f.digest) pass.push('--no-digest');
+  if (f.diff === false) pass.push('--no-diff');
   if (f.quiet) pass.push('--quiet');
   const serve = f.serve !== undefined ? parseServe(f.serve) : undefined;
   // The backup serves on the next port, so clients can fail over to it; a replacement takes its node's port again.

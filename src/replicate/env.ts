@@ -95,6 +95,12 @@ export interface ReplicaConfig {
   syncChunkPages: number;
   /** Unacknowledged sync chunks in flight. */
   syncChunksInFlightMax: number;
+  /**
+   * Every Nth epoch carries the whole-state digest the backup checks (a sync's last delta always
+   * does). A digest is a pass over the whole memory on both sides, per epoch the largest fixed
+   * cost after the pages; a divergence is still caught within N epochs.
+   */
+  digestEveryEpochs: number;
 }
 
 export const DEFAULT_CONFIG: Readonly<ReplicaConfig> = {
@@ -104,7 +110,7 @@ export const DEFAULT_CONFIG: Readonly<ReplicaConfig> = {
   retransmitMs: 60,
   primaryTimeoutMs: 300,
   backupTimeoutMs: 200,
-  epochsInFlightMax: 4,
+  epochsInFlightMax: 7,
   requestQueueMax: 64,
   epochOutputsMax: 512,
   requestsPerTickMax: 16,
@@ -112,11 +118,12 @@ export const DEFAULT_CONFIG: Readonly<ReplicaConfig> = {
   precopyDirtyPagesStop: 4,
   syncChunkPages: 64,
   syncChunksInFlightMax: 8,
+  digestEveryEpochs: 8,
 };
 
 /** Refuses a configuration whose bounds contradict each other. */
 export function validateConfig(c: ReplicaConfig): ReplicaConfig {
-  const positive: (keyof ReplicaConfig)[] = ['epochMs', 'heartbeatMs', 'helloMs', 'retransmitMs', 'primaryTimeoutMs', 'backupTimeoutMs', 'epochsInFlightMax', 'requestQueueMax', 'epochOutputsMax', 'requestsPerTickMax', 'precopyRoundsMax', 'syncChunkPages', 'syncChunksInFlightMax'];
+  const positive: (keyof ReplicaConfig)[] = ['epochMs', 'heartbeatMs', 'helloMs', 'retransmitMs', 'primaryTimeoutMs', 'backupTimeoutMs', 'epochsInFlightMax', 'requestQueueMax', 'epochOutputsMax', 'requestsPerTickMax', 'precopyRoundsMax', 'syncChunkPages', 'syncChunksInFlightMax', 'digestEveryEpochs'];
   for (const k of positive) {
     if (!Number.isSafeInteger(c[k]) || c[k] <= 0) throw replicateError('ERR_REPL_CONFIG', `${k} must be a positive integer, not ${c[k]}`);
   }

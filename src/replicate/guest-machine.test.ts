@@ -214,3 +214,40 @@ test('after a sync, epochs carry the request table as a journal (small), not who
   backup.dispose();
   fresh.dispose();
 });
+
+test('epochs after a sync carry changed byte runs, not whole dirty pages; corrupted runs are refused whole; diff: false sends pages', async () => {
+  const { module, primary, backup } = await pair('kvstore');
+  answer(primary.handleRequest(1, 1, enc('FILL 3000 64')));
+  sync(primary, backup);
+  for (let i = 0; i < 200; i++) answer(primary.handleRequest(2, 1 + i, enc(`SET k${i} ${'x'.repeat(32)}`)));
+  const d = primary.captureDelta();
+  const view = new DataView(d.buffer, d.byteOffset);
+  assert.equal(view.getUint16(6, true), 1, 'DELTA_FLAG_RUNS');
+  const pages = primary.stats.capturedPages;
+  assert.ok(d.length < (pages * 4096) / 4, `${d.length} bytes for an epoch that dirtied pages worth ${pages * 4096}`);
+  const before = backup.digest();
+  const refuse = (bad: Uint8Array, why: string) => {
+    assert.throws(() => backup.applyDelta(bad), (e: unknown) => isUnderstudyError(e, 'ERR_REPL_DELTA'), why);
+    assert.equal(backup.digest(), before, `${why}: nothing applied`);
+  };
+  const runsAt = 16 + view.getUint32(12, true);
+  const magic = d.slice();
+  magic[runsAt]! ^= 0xff;
+  refuse(magic, 'runs with a bad magic');
+  refuse(d.subarray(0, d.length - 3), 'runs cut short');
+  const past = d.slice();
+  new DataView(past.buffer).setUint32(runsAt + 24, 0x7fffffff, true); // the first entry's page index
+  refuse(past, 'a page past the memory');
+  backup.applyDelta(d);
+  assert.equal(backup.digest(), primary.digest());
+  // The same without the byte-run encoding: whole pages.
+  const p2 = await GuestMachine.create({ module, handler: 'handle', diff: false });
+  const b2 = GuestMachine.empty({ module, handler: 'handle', diff: false });
+  sync(p2, b2);
+  answer(p2.handleRequest(1, 1, enc('SET a 1')));
+  const whole = p2.captureDelta();
+  assert.equal(new DataView(whole.buffer, whole.byteOffset).getUint16(6, true), 0);
+  b2.applyDelta(whole);
+  assert.equal(b2.digest(), p2.digest());
+  for (const m of [primary, backup, p2, b2]) m.dispose();
+});

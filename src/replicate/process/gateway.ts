@@ -31,6 +31,12 @@ export const GATEWAY_BODY_BYTES_MAX = 1024 * 1024;
 export const GATEWAY_WAITING_MAX = 4096;
 /** A request waits this long for its release, then is answered 504 (the client retries). */
 export const GATEWAY_WAIT_MS = 2000;
+/**
+ * Connections the kernel holds before we accept them (capped by net.core.somaxconn). Node's
+ * default, 511, made a burst of 1,024 clients connecting at once wait seconds: past the backlog
+ * the kernel drops handshakes and the clients' retransmissions back off.
+ */
+export const GATEWAY_BACKLOG = 4096;
 
 export interface GatewayBackend {
   onRequest(client: number, reqId: number, body: Uint8Array): RequestVerdict;
@@ -78,7 +84,7 @@ export class Gateway {
     this.server = server;
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
-      server.listen(port, host, () => {
+      server.listen({ port, host, backlog: GATEWAY_BACKLOG }, () => {
         server.off('error', reject);
         resolve();
       });

@@ -37,6 +37,8 @@ export interface ReplicaStats {
   epochsSent: number;
   /** Epoch sent -> its acknowledgement arrived (includes the backup's apply), newest samples. */
   epochAckMs: number[];
+  /** This process's CPU time so far (user + system), for cost per request. */
+  cpuMs: number;
 }
 
 export interface ReplicaProcessOptions {
@@ -56,6 +58,8 @@ export interface ReplicaProcessOptions {
   config?: Partial<ReplicaConfig>;
   tracker?: TrackerKind | 'auto';
   digest?: boolean;
+  /** Epochs as changed byte runs (default true). */
+  diff?: boolean;
   /** JSON lines: every protocol event and every release (what the fault harness checks). */
   eventsFile?: string;
   say?: (line: string) => void;
@@ -209,17 +213,19 @@ export class ReplicaProcess {
       bytesSent: this.link.stats.bytesSent,
       epochsSent: this.stats.epochsSent,
       epochAckMs: [...this.stats.epochAckMs],
+      cpuMs: ((u) => (u.user + u.system) / 1000)(process.cpuUsage()),
     };
   }
 
   private onEvent(e: ReplEvent): void {
-    this.record({ ...e });
+    if (this.eventsFd !== null) this.record({ ...e });
     if (e.kind === 'role' || e.kind === 'promoted' || e.kind === 'deposed' || e.kind === 'resumed' || e.kind === 'term') this.o.say?.(`[node ${e.node} term ${e.term}] ${e.kind}: ${e.detail}`);
   }
 
   private onRelease(r: Release): void {
     // Recorded before anything leaves, so the log never misses a release a client saw.
-    this.record({
+    // (Serving alone releases once per request: build nothing when there is no log.)
+    if (this.eventsFd !== null) this.record({
       kind: 'release',
       node: this.o.nodeId,
       term: r.term,
@@ -242,7 +248,7 @@ export class ReplicaProcess {
 }
 
 function machineOptions(o: ReplicaProcessOptions) {
-  return { module: o.module, handler: o.handler, tracker: o.tracker, digest: o.digest };
+  return { module: o.module, handler: o.handler, tracker: o.tracker, digest: o.digest, diff: o.diff };
 }
 
 function writeProcessLog(stream: 'stdout' | 'stderr', bytes: Uint8Array): void {
