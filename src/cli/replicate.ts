@@ -8,9 +8,11 @@ import path from 'node:path';
 import type { Command } from 'commander';
 import { Option } from 'commander';
 import { UnderstudyError } from '../errors.js';
+import { assert } from '../util/assert.js';
 import { loadGuestModule } from '../guest/module.js';
 import type { ReplicaConfig } from '../replicate/env.js';
 import { parseAddress, type Address } from '../replicate/process/link.js';
+import { PairSupervisor, assertNotRunning, nodeStateDir, pairConfigPath, procStartOf, processAlive, readReady, readyPath, stoppingPath, writeFileAtomic, type PairConfig, type ReadyInfo } from '../replicate/process/pair-dir.js';
 import { ReplicaProcess } from '../replicate/process/replica.js';
 import { KEY_ENV, loadKey } from '../replicate/process/storage.js';
 import type { TrackerKind } from '../track/tracker.js';
@@ -34,7 +36,10 @@ interface ReplicaFlags {
   retransmitMs?: number;
   tracker: TrackerKind | 'auto';
   digest: boolean;
+  diff?: boolean;
   readyFile?: string;
+  pairDir?: string;
+  waitForBackup?: boolean;
   quiet?: boolean;
 }
 
@@ -81,18 +86,23 @@ function addReplicaFlags(cmd: Command): Command {
     .option('--backup-timeout-ms <ms>', 'a primary stops releasing after this long without its backup', (v) => parseMs(v, '--backup-timeout-ms'))
     .option('--retransmit-ms <ms>', 'unacknowledged epochs are resent after this long', (v) => parseMs(v, '--retransmit-ms'))
     .addOption(new Option('--tracker <kind>', 'dirty-page tracker').choices(['auto', 'wp-async', 'wp-sync', 'hash']).default('auto'))
-    .option('--no-digest', 'skip the whole-state checksum after each epoch')
+    .option('--no-digest', 'skip the whole-state checksum (every 8th epoch, and each sync)')
+    .option('--no-diff', 'send whole dirty pages instead of the changed byte runs (saves the primary a shadow copy of the memory)')
     .addOption(new Option('--ready-file <file>', 'write the bound ports here as JSON once listening').hideHelp())
+    .addOption(new Option('--pair-dir <dir>', 'a member of a supervised pair (run --replicas 2): replace the peer when its process is gone').hideHelp())
     .option('-q, --quiet', 'no messages on stderr');
 }
 
-async function startReplica(guest: string, f: ReplicaFlags, role: { nodeId: number; bootstrap: boolean; listen?: Address; dial?: Address }): Promise<void> {
+async function startReplica(guest: string, f: ReplicaFlags, role: { nodeId: number; bootstrap: boolean; listen?: Address; dial?: Address; announce?: boolean }): Promise<void> {
+  if (role.listen === undefined && role.dial === undefined) throw new UnderstudyError('ERR_USAGE', 'a replica needs --backup, --listen or --join');
   if (role.nodeId !== 1 && role.nodeId !== 2) throw new UnderstudyError('ERR_USAGE', '--node-id is 1 or 2');
   const say = f.quiet ? undefined : (line: string) => process.stderr.write(`understudy: ${line}\n`);
+  const peerId = 3 - role.nodeId;
+  if (f.pairDir !== undefined) assertNotRunning(f.pairDir, role.nodeId);
   const module = await loadGuestModule(guest);
   const p = await ReplicaProcess.start({
     nodeId: role.nodeId,
-    peerId: 3 - role.nodeId,
+    peerId,
     module,
     handler: f.handler,
     key: loadKey(f.keyFile),
@@ -101,22 +111,34 @@ async function startReplica(guest: string, f: ReplicaFlags, role: { nodeId: numb
     dial: role.dial,
     serve: f.serve !== undefined ? parseServe(f.serve) : undefined,
     bootstrap: role.bootstrap,
+    bootstrapSolo: f.waitForBackup === false,
     config: configOf(f),
     tracker: f.tracker,
     digest: f.digest,
+    diff: f.diff,
     eventsFile: f.events,
     say,
   });
-  const ready = { ready: true, node: role.nodeId, pid: process.pid, link: p.linkPort, serve: p.servePort };
-  if (f.readyFile !== undefined) {
-    fs.writeFileSync(`${f.readyFile}.tmp`, JSON.stringify(ready));
-    fs.renameSync(`${f.readyFile}.tmp`, f.readyFile);
-  } else {
-    process.stdout.write(JSON.stringify(ready) + '\n');
+  const ready: ReadyInfo = { ready: true, node: role.nodeId, pid: process.pid, procStart: procStartOf(process.pid), link: p.linkPort, serve: p.servePort };
+  let supervisor: PairSupervisor | null = null;
+  if (f.pairDir !== undefined) {
+    writeFileAtomic(readyPath(f.pairDir, role.nodeId), JSON.stringify(ready));
+    assert(p.linkPort !== null, 'a pair member listens, so a replacement can join it');
+    supervisor = new PairSupervisor({ dir: f.pairDir, nodeId: role.nodeId, peerId, linkPort: p.linkPort, role: () => p.node.roleName, say });
+    supervisor.start();
   }
+  if (f.readyFile !== undefined) writeFileAtomic(f.readyFile, JSON.stringify(ready));
+  else if (f.pairDir === undefined || role.announce === true) process.stdout.write(JSON.stringify(ready) + '\n');
   say?.(`node ${role.nodeId} ${role.bootstrap ? 'primary' : 'backup'}${p.linkPort !== null ? `, link on port ${p.linkPort}` : ''}${p.servePort !== null ? `, serving http://${parseServe(f.serve!).host}:${p.servePort}` : ''}`);
   await new Promise<void>((resolve) => {
     const stop = () => {
+      if (f.pairDir !== undefined) {
+        // Stopping one member stops the pair: no replacement, and the peer is told to stop too.
+        fs.writeFileSync(stoppingPath(f.pairDir), String(process.pid));
+        const peer = readReady(f.pairDir, peerId);
+        if (peer !== null && processAlive(peer)) process.kill(peer.pid, 'SIGTERM');
+      }
+      supervisor?.close();
       p.close();
       resolve();
     };
@@ -131,10 +153,11 @@ export function registerReplicateCommands(program: Command): void {
       .command('primary')
       .description('run a reactor guest as the primary of a replicated pair: output leaves only after the backup acknowledged it')
       .argument('<guest>', 'the guest module (.wasm, a reactor)')
-      .requiredOption('--backup <host:port>', 'where the backup listens')
-      .option('--listen <host:port>', 'also accept the link here (a replacement backup may dial in)'),
-  ).action(async (guest: string, f: ReplicaFlags & { backup: string; listen?: string }) => {
-    await startReplica(guest, f, { nodeId: f.nodeId ?? 1, bootstrap: true, dial: address(f.backup, '--backup'), listen: f.listen !== undefined ? address(f.listen, '--listen') : undefined });
+      .option('--backup <host:port>', 'where the backup listens')
+      .option('--listen <host:port>', 'accept the link here (a backup may join with --join)')
+      .option('--no-wait-for-backup', 'answer at once, unprotected, until the first backup has synced (default: answer nothing before)'),
+  ).action(async (guest: string, f: ReplicaFlags & { backup?: string; listen?: string }) => {
+    await startReplica(guest, f, { nodeId: f.nodeId ?? 1, bootstrap: true, dial: f.backup !== undefined ? address(f.backup, '--backup') : undefined, listen: f.listen !== undefined ? address(f.listen, '--listen') : undefined });
   });
 
   addReplicaFlags(
@@ -155,44 +178,64 @@ export function registerReplicateCommands(program: Command): void {
   });
 }
 
-/** `run --replicas 2 <guest>`: a backup child on loopback, then this process as the primary. */
+/**
+ * `run --replicas 2 <guest>`: a supervised pair on this host (pair-dir.ts). A
+ * backup child on loopback, then this process as the primary; each member
+ * replaces the other when its process is gone, so protection resumes after a
+ * failover without an operator. Stopping either member stops both.
+ */
 export async function runReplicated(guest: string, f: ReplicaFlags & { serve?: string }, cliPath: string): Promise<void> {
-  const dir = f.stateDir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'understudy-pair-'));
+  const dir = path.resolve(f.stateDir ?? fs.mkdtempSync(path.join(os.tmpdir(), 'understudy-pair-')));
   fs.mkdirSync(dir, { recursive: true });
-  const keyFile = f.keyFile ?? path.join(dir, 'key');
+  const keyFile = path.resolve(f.keyFile ?? path.join(dir, 'key'));
   if (f.keyFile === undefined) fs.writeFileSync(keyFile, crypto.randomBytes(32).toString('hex'), { mode: 0o600 });
-  const readyFile = path.join(dir, 'backup.ready');
-  fs.rmSync(readyFile, { force: true });
+  for (const node of [1, 2]) {
+    const r = readReady(dir, node);
+    if (r !== null && processAlive(r)) throw new UnderstudyError('ERR_USAGE', `${dir} belongs to a running pair (node ${node} is pid ${r.pid})`);
+    fs.rmSync(readyPath(dir, node), { force: true });
+  }
+  fs.rmSync(stoppingPath(dir), { force: true });
   const pass: string[] = ['--handler', f.handler, '--tracker', f.tracker];
   for (const [flag, v] of [['--epoch-ms', f.epochMs], ['--heartbeat-ms', f.heartbeatMs], ['--primary-timeout-ms', f.primaryTimeoutMs], ['--backup-timeout-ms', f.backupTimeoutMs], ['--retransmit-ms', f.retransmitMs]] as const) {
     if (v !== undefined) pass.push(flag, String(v));
   }
   if (!f.digest) pass.push('--no-digest');
+  if (f.diff === false) pass.push('--no-diff');
   if (f.quiet) pass.push('--quiet');
   const serve = f.serve !== undefined ? parseServe(f.serve) : undefined;
-  const childArgs = [cliPath, 'backup', '--guest', guest, '--listen', '127.0.0.1:0', '--key-file', keyFile, '--state-dir', path.join(dir, 'node-2'), '--ready-file', readyFile, ...pass];
-  // The backup serves on the next port, so clients can fail over to it.
-  if (serve !== undefined) childArgs.push('--serve', `http://${serve.host}:${serve.port === 0 ? 0 : serve.port + 1}`);
-  if (f.events !== undefined) childArgs.push('--events', `${f.events}.node-2`);
-  const child = spawn(process.execPath, childArgs, { stdio: ['ignore', 'inherit', 'inherit'] });
-  let ready: { link: number; serve: number | null } | null = null;
+  // The backup serves on the next port, so clients can fail over to it; a replacement takes its node's port again.
+  const serveOf = (node: number) => (serve === undefined ? undefined : `http://${serve.host.includes(':') ? `[${serve.host}]` : serve.host}:${serve.port === 0 ? 0 : serve.port + node - 1}`);
+  const config: PairConfig = {
+    version: 1,
+    cli: cliPath,
+    guest: path.resolve(guest),
+    keyFile,
+    flags: pass,
+    serve: serve === undefined ? null : { '1': serveOf(1)!, '2': serveOf(2)! },
+    events: f.events !== undefined ? path.resolve(f.events) : null,
+  };
+  writeFileAtomic(pairConfigPath(dir), JSON.stringify(config, null, 2));
+  const childArgs = [cliPath, 'backup', '--guest', config.guest, '--listen', '127.0.0.1:0', '--node-id', '2', '--key-file', keyFile, '--state-dir', nodeStateDir(dir, 2), '--pair-dir', dir, ...pass];
+  if (serve !== undefined) childArgs.push('--serve', serveOf(2)!);
+  if (config.events !== null) childArgs.push('--events', `${config.events}.node-2`);
+  const child = spawn(process.execPath, childArgs, { stdio: ['ignore', 'ignore', 'inherit'] });
+  let ready: ReadyInfo | null = null;
   for (let waited = 0; ready === null; waited += BACKUP_READY_POLL_MS) {
     if (child.exitCode !== null) throw new UnderstudyError('ERR_USAGE', `the backup exited with code ${child.exitCode} before listening`);
     if (waited > BACKUP_READY_MS_MAX) {
       child.kill('SIGTERM');
       throw new UnderstudyError('ERR_USAGE', 'the backup did not start listening in time');
     }
-    if (fs.existsSync(readyFile)) ready = JSON.parse(fs.readFileSync(readyFile, 'utf8'));
-    else await new Promise((r) => setTimeout(r, BACKUP_READY_POLL_MS));
+    ready = readReady(dir, 2);
+    if (ready === null) await new Promise((r) => setTimeout(r, BACKUP_READY_POLL_MS));
   }
-  // The backup outlives us if we are killed (that is the point); a clean stop stops both.
-  const stopChild = () => child.kill('SIGTERM');
-  process.once('SIGTERM', stopChild);
-  process.once('SIGINT', stopChild);
-  await startReplica(guest, { ...f, keyFile, stateDir: path.join(dir, 'node-1'), events: f.events !== undefined ? `${f.events}.node-1` : undefined }, {
+  child.unref(); // it outlives us if we are killed: that is the point
+  await startReplica(config.guest, { ...f, keyFile, stateDir: nodeStateDir(dir, 1), pairDir: dir, serve: serveOf(1), events: config.events !== null ? `${config.events}.node-1` : undefined }, {
     nodeId: 1,
     bootstrap: true,
-    dial: { host: '127.0.0.1', port: ready.link },
+    dial: { host: '127.0.0.1', port: ready.link! },
+    listen: { host: '127.0.0.1', port: 0 },
+    announce: true,
   });
 }
 

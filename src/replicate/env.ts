@@ -5,8 +5,13 @@ import type { Message, NodeId, Output } from './messages.js';
 import { EPOCH_OUTPUTS_MAX, SYNC_CHUNK_PAGES_MAX } from './messages.js';
 import { replicateError } from './codes.js';
 
-/** Durable numbers, each written before the node acts on it. */
-export type StorageKey = 'term' | 'incarnation' | 'bootstrapped' | 'nonceReserved';
+/**
+ * Durable numbers, each written before the node acts on it. `soloTerm`: the
+ * newest term in which this node released output alone (unprotected); after a
+ * crash it tells the peer that state the peer does not hold was released.
+ */
+export const STORAGE_KEYS = ['term', 'incarnation', 'bootstrapped', 'nonceReserved', 'soloTerm'] as const;
+export type StorageKey = (typeof STORAGE_KEYS)[number];
 export interface NodeStorage {
   get(key: StorageKey): number | undefined;
   /** Durable when it returns. */
@@ -17,16 +22,24 @@ export interface NodeStorage {
 export interface Release {
   /** The term of the node releasing. */
   term: number;
-  /** The epoch whose acknowledgement (or application, on the promoted backup) allows this. */
+  /** The epoch whose acknowledgement (or application, on the promoted backup; or closing, when solo) allows this. */
   epochTerm: number;
   epochSeq: number;
   outputs: Output[];
+  /**
+   * Released alone (unprotected): no other node holds a replica, so the epoch
+   * was closed here and not acknowledged. Only a primary that knows its peer
+   * holds no replica does this (after a promotion, or when the peer showed it
+   * lost its copy), until a new backup has synced.
+   */
+  solo: boolean;
 }
 
 export type ReplEventKind =
   | 'role' // a role change (detail says why)
   | 'term' // a newer term adopted
   | 'applied' // a backup applied (and acknowledges) epoch (epochTerm, seq)
+  | 'solo' // a primary serving alone closed epoch (epochTerm, seq); its outputs are released unprotected
   | 'promoted'
   | 'deposed'
   | 'resumed'
@@ -70,7 +83,7 @@ export interface ReplicaConfig {
   epochsInFlightMax: number;
   /** Client requests waiting for the guest; more are refused (the client retries). */
   requestQueueMax: number;
-  /** Outputs one open epoch may hold before the guest is paused. */
+  /** Outputs one open epoch may hold: a full epoch closes early; if it cannot (back-pressure), the guest pauses. */
   epochOutputsMax: number;
   /** Client requests the guest runs per tick. */
   requestsPerTickMax: number;
@@ -82,6 +95,12 @@ export interface ReplicaConfig {
   syncChunkPages: number;
   /** Unacknowledged sync chunks in flight. */
   syncChunksInFlightMax: number;
+  /**
+   * Every Nth epoch carries the whole-state digest the backup checks (a sync's last delta always
+   * does). A digest is a pass over the whole memory on both sides, per epoch the largest fixed
+   * cost after the pages; a divergence is still caught within N epochs.
+   */
+  digestEveryEpochs: number;
 }
 
 export const DEFAULT_CONFIG: Readonly<ReplicaConfig> = {
@@ -91,19 +110,20 @@ export const DEFAULT_CONFIG: Readonly<ReplicaConfig> = {
   retransmitMs: 60,
   primaryTimeoutMs: 300,
   backupTimeoutMs: 200,
-  epochsInFlightMax: 4,
+  epochsInFlightMax: 7,
   requestQueueMax: 64,
-  epochOutputsMax: 256,
+  epochOutputsMax: 512,
   requestsPerTickMax: 16,
   precopyRoundsMax: 5,
   precopyDirtyPagesStop: 4,
   syncChunkPages: 64,
   syncChunksInFlightMax: 8,
+  digestEveryEpochs: 8,
 };
 
 /** Refuses a configuration whose bounds contradict each other. */
 export function validateConfig(c: ReplicaConfig): ReplicaConfig {
-  const positive: (keyof ReplicaConfig)[] = ['epochMs', 'heartbeatMs', 'helloMs', 'retransmitMs', 'primaryTimeoutMs', 'backupTimeoutMs', 'epochsInFlightMax', 'requestQueueMax', 'epochOutputsMax', 'requestsPerTickMax', 'precopyRoundsMax', 'syncChunkPages', 'syncChunksInFlightMax'];
+  const positive: (keyof ReplicaConfig)[] = ['epochMs', 'heartbeatMs', 'helloMs', 'retransmitMs', 'primaryTimeoutMs', 'backupTimeoutMs', 'epochsInFlightMax', 'requestQueueMax', 'epochOutputsMax', 'requestsPerTickMax', 'precopyRoundsMax', 'syncChunkPages', 'syncChunksInFlightMax', 'digestEveryEpochs'];
   for (const k of positive) {
     if (!Number.isSafeInteger(c[k]) || c[k] <= 0) throw replicateError('ERR_REPL_CONFIG', `${k} must be a positive integer, not ${c[k]}`);
   }

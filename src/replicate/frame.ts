@@ -26,7 +26,8 @@ import { replicateError, type ReplicateErrorCode } from './codes.js';
 import type { UnderstudyError } from '../errors.js';
 
 export const FRAME_MAGIC = Uint8Array.of(0x55, 0x53, 0x52, 0x50); // "USRP"
-export const PROTOCOL_VERSION = 1;
+/** 2: Hello carries soloTerm (solo terms after a failover). A node speaks exactly one version. */
+export const PROTOCOL_VERSION = 2;
 export const FRAME_HEADER_BYTES = 44;
 export const FRAME_TAG_BYTES = 16;
 /** One epoch delta travels in one frame; a guest whose epoch dirties more than this is refused, not split. */

@@ -14,13 +14,21 @@
 // Delta layout (all little-endian; checked in code by DELTA_HEAD_BYTES):
 //   offset size  field
 //        0    4  magic "USGM"
-//        4    2  version = 1
-//        6    2  flags = 0
-//        8    4  page count n
+//        4    2  version = 3
+//        6    2  flags: 0, or DELTA_FLAG_RUNS
+//        8    4  page count n (0 with DELTA_FLAG_RUNS)
 //       12    4  meta bytes m
 //       16   4n  page indices (4 KiB pages), strictly ascending
-//   16+4n     m  meta: plain data { module, memoryPages, vcpu, devices, table }
+//   16+4n     m  meta: plain data { module, memoryPages, vcpu, devices } and either
+//                 table (the whole request table: a base delta, which ends a sync) or
+//                 tableRecords + tableFp (the records since the previous capture, replayed
+//                 by the backup; see request-table.ts)
 //   16+4n+m 4096n page contents, in index order
+//   or, with DELTA_FLAG_RUNS, after the meta: a page delta in the checkpoint format
+//   (src/checkpoint/delta-codec.ts: per page zero, full, or the changed byte runs) against
+//   the state of the previous delta. A primary keeps a shadow of what its backup holds
+//   (set by each base delta) to encode against: kvstore and docstore epochs shrink from
+//   whole dirty pages to the few words each request changed (seed 001).
 import { decodePlain, encodePlain } from '../checkpoint/plain-codec.js';
 import { UnderstudyError, isUnderstudyError } from '../errors.js';
 import { Guest } from '../guest/guest.js';
@@ -33,11 +41,15 @@ import type { Plain, PlainObject } from '../util/plain.js';
 import { WasiDevice } from '../wasi/index.js';
 import type { OutputSink, OutputStream } from '../wasi/index.js';
 import { replicateError } from './codes.js';
+import { applyDelta as applyPageDelta, deltaBoundBytes, encodeDelta, growShadow } from '../checkpoint/delta-codec.js';
 import type { ReplicatedMachine } from './machine.js';
 import { RequestTable, ResponseStatus, TABLE_RESPONSE_BYTES_EACH_MAX, envelope } from './request-table.js';
 
 export const GUEST_DELTA_MAGIC = 0x4d475355; // bytes 'U' 'S' 'G' 'M'
-export const GUEST_DELTA_VERSION = 1;
+/** 2: the request table travels as a journal between base deltas; 3: pages may be byte runs (DELTA_FLAG_RUNS). */
+export const GUEST_DELTA_VERSION = 3;
+/** The pages follow the meta as a checkpoint page delta (byte runs) against the previous delta's state. */
+export const DELTA_FLAG_RUNS = 1;
 export const DELTA_HEAD_BYTES = 16;
 /** The non-page state of one delta: vCPU, devices (with the in-memory file system) and the request table. */
 export const DELTA_META_BYTES_MAX = 16 * 1024 * 1024;
@@ -59,6 +71,11 @@ export interface GuestMachineOptions {
   tracker?: TrackerKind | 'auto';
   /** Compute a digest of the whole state after each capture and apply (a crc32c pass over memory). Default true. */
   digest?: boolean;
+  /**
+   * Epochs carry changed byte runs instead of whole dirty pages (default true). Costs a shadow
+   * copy of the memory on the primary (what its backup holds), set at each sync's base delta.
+   */
+  diff?: boolean;
   /** Log output of requests; null discards it. */
   log?: LogSink | null;
 }
@@ -85,11 +102,15 @@ export class GuestMachine implements ReplicatedMachine {
   private table = new RequestTable();
   /** The meta bytes of the last capture or apply: part of the digest. */
   private metaBytes: Uint8Array = new Uint8Array(0);
+  /** Primary with diff on: the memory as the backup holds it (as of the last capture); null until a base delta. */
+  private shadow: Uint8Array | null = null;
   private log: LogSink | null;
   private readonly pendingLog: { stdout: Uint8Array[]; stderr: Uint8Array[]; bytes: number } = { stdout: [], stderr: [], bytes: 0 };
   /** Stats. */
   logBytesDropped = 0;
   materialisedAtMs: number | null = null;
+  /** Where replication spends its time on this machine (sums; the benchmark divides by the counts). */
+  readonly stats = { captures: 0, captureMs: 0, capturedPages: 0, metaBytes: 0, pageBytes: 0, applies: 0, applyMs: 0, digests: 0, digestMs: 0 };
 
   private constructor(private readonly o: GuestMachineOptions) {
     this.log = o.log ?? null;
@@ -151,7 +172,8 @@ export class GuestMachine implements ReplicatedMachine {
     return Array.from(this.ensureLive().tracker.collect());
   }
 
-  captureDelta(alsoPages: readonly number[] = []): Uint8Array {
+  captureDelta(alsoPages: readonly number[] = [], base = false): Uint8Array {
+    const t0 = performance.now();
     const { guest, tracker } = this.ensureLive();
     assert(guest.atRest, 'capture between requests only');
     const mem = new Uint8Array(guest.memory.buffer);
@@ -160,37 +182,85 @@ export class GuestMachine implements ReplicatedMachine {
     for (const p of alsoPages) if (p < limit) set.add(p);
     const pages = Uint32Array.from([...set].sort((a, b) => a - b));
     const vcpu = guest.captureVcpu();
-    const meta = encodePlain({ module: this.o.module.sha256, memoryPages: vcpu.memoryPages, vcpu: vcpuToPlain(vcpu), devices: guest.wasi.save(), table: this.table.save() });
+    const journal = base ? null : this.table.takeJournal();
+    let table: PlainObject;
+    if (journal === null) {
+      table = { table: this.table.save() };
+      this.table.startJournal();
+    } else {
+      table = { tableRecords: journal.records, tableFp: journal.fingerprint };
+    }
+    const meta = encodePlain({ module: this.o.module.sha256, memoryPages: vcpu.memoryPages, vcpu: vcpuToPlain(vcpu), devices: guest.wasi.save(), ...table });
     assert(meta.length <= DELTA_META_BYTES_MAX, 'delta meta past its bound');
-    const out = new Uint8Array(DELTA_HEAD_BYTES + 4 * pages.length + meta.length + pages.length * PAGE_BYTES);
-    const v = new DataView(out.buffer);
-    v.setUint32(0, GUEST_DELTA_MAGIC, true);
-    v.setUint16(4, GUEST_DELTA_VERSION, true);
-    v.setUint16(6, 0, true);
-    v.setUint32(8, pages.length, true);
-    v.setUint32(12, meta.length, true);
-    pages.forEach((p, i) => v.setUint32(DELTA_HEAD_BYTES + 4 * i, p, true));
-    const metaAt = DELTA_HEAD_BYTES + 4 * pages.length;
-    out.set(meta, metaAt);
-    if (pages.length > 0) native.gatherPages(mem, pages, out.subarray(metaAt + meta.length));
+    let out: Uint8Array;
+    if (!base && this.shadow !== null) {
+      // Changed byte runs against what the backup holds; the shadow follows.
+      const staged = new Uint8Array(pages.length * PAGE_BYTES);
+      if (pages.length > 0) native.gatherPages(mem, pages, staged);
+      this.shadow = growShadow(this.shadow, mem.length);
+      const runs = encodeDelta(staged, pages, this.shadow, new Uint8Array(deltaBoundBytes(pages.length))).encoded;
+      out = new Uint8Array(DELTA_HEAD_BYTES + meta.length + runs.length);
+      writeDeltaHead(out, DELTA_FLAG_RUNS, 0, meta.length);
+      out.set(meta, DELTA_HEAD_BYTES);
+      out.set(runs, DELTA_HEAD_BYTES + meta.length);
+    } else {
+      out = new Uint8Array(DELTA_HEAD_BYTES + 4 * pages.length + meta.length + pages.length * PAGE_BYTES);
+      writeDeltaHead(out, 0, pages.length, meta.length);
+      const v = new DataView(out.buffer);
+      pages.forEach((p, i) => v.setUint32(DELTA_HEAD_BYTES + 4 * i, p, true));
+      const metaAt = DELTA_HEAD_BYTES + 4 * pages.length;
+      out.set(meta, metaAt);
+      if (pages.length > 0) native.gatherPages(mem, pages, out.subarray(metaAt + meta.length));
+      // A base delta makes the backup's image equal to our memory: encode the next epochs against a copy of it.
+      if (base && this.o.diff !== false) this.shadow = mem.slice();
+    }
     this.metaBytes = meta;
+    const s = this.stats;
+    s.captures++;
+    s.captureMs += performance.now() - t0;
+    s.capturedPages += pages.length;
+    s.metaBytes += meta.length;
+    s.pageBytes += out.length - meta.length - DELTA_HEAD_BYTES;
     return out;
   }
 
   applyDelta(delta: Uint8Array): void {
     assert(this.live === null, 'deltas apply to an image, never a live guest');
+    const t0 = performance.now();
     const d = this.parseDelta(delta); // everything validated before anything changes
+    const before = this.imageBytes;
     this.growImage(d.meta.memoryPages * WASM_PAGE_BYTES);
-    if (d.pages.length > 0) native.scatterPages(d.data, d.pages, this.image.subarray(0, this.imageBytes));
+    if (d.runs !== null) {
+      if (this.meta === null) {
+        this.imageBytes = before;
+        throw replicateError('ERR_REPL_DELTA', 'guest delta: byte runs before any whole state');
+      }
+      try {
+        applyPageDelta(d.runs, this.image.subarray(0, this.imageBytes)); // validates all of it, then writes
+      } catch (e) {
+        // Nothing was written; the image grows only with zero pages, so shrinking it back restores it exactly.
+        this.imageBytes = before;
+        if (isUnderstudyError(e) && e.code === 'ERR_CKPT_MALFORMED') throw replicateError('ERR_REPL_DELTA', `guest delta: page runs: ${e.message}`, { cause: e });
+        throw e;
+      }
+    } else if (d.pages.length > 0) {
+      native.scatterPages(d.data, d.pages, this.image.subarray(0, this.imageBytes));
+    }
     this.meta = d.meta;
     this.table = d.meta.table;
     this.metaBytes = d.metaBytes;
+    this.stats.applies++;
+    this.stats.applyMs += performance.now() - t0;
   }
 
   digest(): number {
     if (this.o.digest === false) return 0;
+    const t0 = performance.now();
     const mem = this.memoryView();
-    return native.crc32c(this.metaBytes, native.crc32c(mem)) >>> 0 || 1;
+    const d = native.crc32c(this.metaBytes, native.crc32c(mem)) >>> 0 || 1;
+    this.stats.digests++;
+    this.stats.digestMs += performance.now() - t0;
+    return d;
   }
 
   handleRequest(client: number, reqId: number, body: Uint8Array): Uint8Array {
@@ -210,6 +280,10 @@ export class GuestMachine implements ReplicatedMachine {
     this.table.record(client, reqId, answer);
     this.flushLog();
     return answer;
+  }
+
+  prepareToRun(): void {
+    this.ensureLive();
   }
 
   // ---- for tests and the wiring ----
@@ -288,17 +362,23 @@ export class GuestMachine implements ReplicatedMachine {
     return this.live;
   }
 
-  private parseDelta(delta: Uint8Array): { pages: Uint32Array; data: Uint8Array; meta: Meta; metaBytes: Uint8Array } {
+  private parseDelta(delta: Uint8Array): { pages: Uint32Array; data: Uint8Array; runs: Uint8Array | null; meta: Meta; metaBytes: Uint8Array } {
     const bad = (what: string) => replicateError('ERR_REPL_DELTA', `guest delta: ${what}`);
     if (delta.length < DELTA_HEAD_BYTES) throw bad('shorter than its header');
     const v = new DataView(delta.buffer, delta.byteOffset, delta.byteLength);
     if (v.getUint32(0, true) !== GUEST_DELTA_MAGIC) throw bad('bad magic');
     if (v.getUint16(4, true) !== GUEST_DELTA_VERSION) throw bad(`version ${v.getUint16(4, true)}`);
-    if (v.getUint16(6, true) !== 0) throw bad('unknown flags');
+    const flags = v.getUint16(6, true);
+    if (flags !== 0 && flags !== DELTA_FLAG_RUNS) throw bad('unknown flags');
     const n = v.getUint32(8, true);
     const m = v.getUint32(12, true);
     if (n > TRACKED_PAGES_MAX || m > DELTA_META_BYTES_MAX) throw bad('page count or meta size past its bound');
-    if (delta.length !== DELTA_HEAD_BYTES + 4 * n + m + n * PAGE_BYTES) throw bad(`${delta.length} bytes do not match ${n} pages and ${m} meta bytes`);
+    if (flags === DELTA_FLAG_RUNS) {
+      // The page delta checks its own lengths and indices when applied (against the grown image).
+      if (n !== 0 || delta.length < DELTA_HEAD_BYTES + m) throw bad(`byte runs with ${n} listed pages or ${delta.length} bytes for ${m} meta bytes`);
+    } else if (delta.length !== DELTA_HEAD_BYTES + 4 * n + m + n * PAGE_BYTES) {
+      throw bad(`${delta.length} bytes do not match ${n} pages and ${m} meta bytes`);
+    }
     const metaAt = DELTA_HEAD_BYTES + 4 * n;
     const metaBytes = delta.slice(metaAt, metaAt + m);
     let plain: Plain;
@@ -327,7 +407,16 @@ export class GuestMachine implements ReplicatedMachine {
     if (vcpu.memoryPages !== memoryPages) throw bad('vCPU and delta disagree on the memory size');
     const layout = this.o.module.layout;
     if (vcpu.globals.length !== layout.globals.length || vcpu.tables.length !== layout.tables.length) throw bad('vCPU does not fit the module');
-    const table = RequestTable.restore(o.table ?? null);
+    let table: RequestTable;
+    if (o.table !== undefined && o.tableRecords === undefined && o.tableFp === undefined) {
+      table = RequestTable.restore(o.table);
+    } else if (o.table === undefined && o.tableRecords !== undefined && o.tableFp !== undefined) {
+      // A journal continues the table of the previous delta; an image that has none cannot take it.
+      if (this.meta === null) throw bad('a request-table journal before any whole table');
+      table = this.table.replay(o.tableRecords, o.tableFp);
+    } else {
+      throw bad('meta carries neither a whole request table nor a journal');
+    }
     const pages = new Uint32Array(n);
     const limit = memoryPages * PAGES_PER_WASM_PAGE;
     let previous = -1;
@@ -337,6 +426,16 @@ export class GuestMachine implements ReplicatedMachine {
       pages[i] = p;
       previous = p;
     }
-    return { pages, data: delta.subarray(metaAt + m), meta: { memoryPages, vcpu, devices: o.devices as PlainObject, table }, metaBytes };
+    const rest = delta.subarray(metaAt + m);
+    return { pages, data: rest, runs: flags === DELTA_FLAG_RUNS ? rest : null, meta: { memoryPages, vcpu, devices: o.devices as PlainObject, table }, metaBytes };
   }
+}
+
+function writeDeltaHead(out: Uint8Array, flags: number, pages: number, metaBytes: number): void {
+  const v = new DataView(out.buffer, out.byteOffset, out.byteLength);
+  v.setUint32(0, GUEST_DELTA_MAGIC, true);
+  v.setUint16(4, GUEST_DELTA_VERSION, true);
+  v.setUint16(6, flags, true);
+  v.setUint32(8, pages, true);
+  v.setUint32(12, metaBytes, true);
 }

@@ -21,14 +21,19 @@ export interface ReplicatedMachine {
    * Everything that changed since the previous collect or capture (pages and
    * non-page state), plus the pages listed in `alsoPages` (dirty pages a
    * pre-copy round collected but did not send), encoded; re-arms tracking.
+   * `base`: the delta ends a sync, so it carries the whole non-page state (the
+   * replica has none yet); otherwise non-page state may come as a change
+   * against the previous capture (which the backup applied: epochs apply in order).
    */
-  captureDelta(alsoPages?: readonly number[]): Uint8Array;
+  captureDelta(alsoPages?: readonly number[], base?: boolean): Uint8Array;
   /** Validates the whole delta first, then applies it; applies nothing and throws ERR_REPL_DELTA if it is malformed. */
   applyDelta(delta: Uint8Array): void;
   /** A checksum of the whole replicated state, compared by the backup after each apply (0 = not computed). */
   digest(): number;
   /** Runs one client request; a request id already applied returns its recorded response and changes nothing. */
   handleRequest(client: number, reqId: number, body: Uint8Array): Uint8Array;
+  /** A replica is about to run (its node promotes): do the work of becoming runnable now, not on the first request. */
+  prepareToRun?(): void;
 }
 
 /** Makes an empty machine: what a backup syncs into. */

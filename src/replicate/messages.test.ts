@@ -19,7 +19,7 @@ const outputs = fc.array(
 const u = fc.nat({ max: 0xffffffff });
 const term = fc.nat({ max: 1e9 });
 const message: fc.Arbitrary<Message> = fc.oneof(
-  fc.record({ type: fc.constant('hello' as const), term, role: fc.constantFrom('idle' as const, 'syncing' as const, 'backup' as const, 'primary' as const, 'deposed' as const), session: u, lastApplied: fc.integer({ min: -1, max: 1e9 }), incarnation: u, view: u }),
+  fc.record({ type: fc.constant('hello' as const), term, role: fc.constantFrom('idle' as const, 'syncing' as const, 'backup' as const, 'primary' as const, 'deposed' as const), session: u, lastApplied: fc.integer({ min: -1, max: 1e9 }), incarnation: u, view: u, soloTerm: u }),
   fc.integer({ min: 1, max: 4 }).chain((n) =>
     fc.record({ type: fc.constant('sync-chunk' as const), term, session: u, chunkSeq: fc.integer({ min: 1, max: 1e9 }), pageBytes: fc.constant(8), pages: fc.array(u, { minLength: n, maxLength: n }), data: fc.uint8Array({ minLength: 8 * n, maxLength: 8 * n }) }),
   ),
@@ -70,9 +70,11 @@ test('any payload that is not a well-formed message is refused with ERR_REPL_MES
     { numRuns: 2000 },
   );
   const bad: [keyof typeof MESSAGE_TYPE_CODES, number, unknown][] = [
-    ['hello', 0, { role: 'king', session: 1, lastApplied: 0, incarnation: 1, view: 1 }],
+    ['hello', 0, { role: 'king', session: 1, lastApplied: 0, incarnation: 1, view: 1, soloTerm: 0 }],
+    ['hello', 0, { role: 'idle', session: 1, lastApplied: 0, incarnation: 1, view: 1 }],
     ['hello', 0, { role: 'idle', session: 1, lastApplied: 0, incarnation: 1 }],
-    ['hello', 0, { role: 'idle', session: -1, lastApplied: 0, incarnation: 1, view: 0 }],
+    ['hello', 0, { role: 'idle', session: -1, lastApplied: 0, incarnation: 1, view: 0, soloTerm: 0 }],
+    ['hello', 0, { role: 'idle', session: 1, lastApplied: 0, incarnation: 1, view: 0, soloTerm: -1 }],
     ['sync-chunk', 1, { session: 1, pageBytes: 8, pages: [1, 2], data: new Uint8Array(15) }],
     ['sync-chunk', 0, { session: 1, pageBytes: 8, pages: [1], data: new Uint8Array(8) }],
     ['epoch', 3, { session: 1, delta: new Uint8Array(), outputs: [], digest: 0, releasedThrough: 3 }],

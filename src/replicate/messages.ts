@@ -44,6 +44,8 @@ export interface Hello {
   /** (incarnation, view) orders a node's Hellos: a Hello older than one already seen is stale and ignored. */
   incarnation: number;
   view: number;
+  /** The newest term in which the sender released output alone (0 = never); durable at the sender. */
+  soloTerm: number;
 }
 /** Pre-copy: a run of whole pages. chunkSeq counts from 1 across all rounds of a session. */
 export interface SyncChunk {
@@ -156,7 +158,7 @@ export function encodeMessage(m: Message): EncodedMessage {
   let body: PlainObject;
   switch (m.type) {
     case 'hello':
-      body = { role: m.role, session: m.session, lastApplied: m.lastApplied, incarnation: m.incarnation, view: m.view };
+      body = { role: m.role, session: m.session, lastApplied: m.lastApplied, incarnation: m.incarnation, view: m.view, soloTerm: m.soloTerm };
       break;
     case 'sync-chunk':
       body = { session: m.session, pageBytes: m.pageBytes, pages: m.pages, data: m.data };
@@ -242,11 +244,11 @@ export function decodeMessage(h: { type: number; term: number; seq: number }, pa
   const session = (): number => int(o.session, 'session', 0, ID_MAX);
   switch (type) {
     case 'hello': {
-      exactKeys(o, ['role', 'session', 'lastApplied', 'incarnation', 'view'], type);
+      exactKeys(o, ['role', 'session', 'lastApplied', 'incarnation', 'view', 'soloTerm'], type);
       const role = o.role;
       if (typeof role !== 'string' || !(NODE_ROLES as readonly string[]).includes(role)) bad('role');
       if (h.seq !== 0) bad('hello carries no sequence');
-      return { type, term, role: role as NodeRole, session: session(), lastApplied: int(o.lastApplied, 'lastApplied', -1, U), incarnation: int(o.incarnation, 'incarnation', 0, U), view: int(o.view, 'view', 0, U) };
+      return { type, term, role: role as NodeRole, session: session(), lastApplied: int(o.lastApplied, 'lastApplied', -1, U), incarnation: int(o.incarnation, 'incarnation', 0, U), view: int(o.view, 'view', 0, U), soloTerm: int(o.soloTerm, 'soloTerm', 0, U) };
     }
     case 'sync-chunk': {
       exactKeys(o, ['session', 'pageBytes', 'pages', 'data'], type);

@@ -164,6 +164,115 @@ test('the backup promotes when the primary falls silent, in a newer term it owns
   assert.equal((b.machine as KvMachine).client(3).applied, 1, 'the effect happened once');
 });
 
+test('after a failover the promoted backup serves alone at once (unprotected), and waits for acks again once a new backup synced', () => {
+  const p = new Pair({ primaryTimeoutMs: 200, backupTimeoutMs: 150 });
+  p.run(100);
+  p.nodes.delete(1); // the primary dies
+  p.run(210);
+  const b = p.node(2);
+  assert.equal(b.roleName, 'primary');
+  assert.equal(b.status().solo, true, 'reported as serving alone');
+  assert.equal(p.storage.get(2)!.get('soloTerm'), undefined, 'nothing released alone yet');
+  // A request is answered at once: no backup to wait for.
+  b.onRequest(5, 1, kvRequestBody(1, 3));
+  const solo = p.released.filter((x) => x.r.solo);
+  assert.equal(solo.length, 1);
+  assert.equal(solo[0]!.r.term, b.term);
+  assert.equal(solo[0]!.r.epochTerm, b.term, 'a solo epoch belongs to its own term');
+  assert.equal(p.storage.get(2)!.get('soloTerm'), b.term, 'the solo term is durable before the release');
+  assert.equal(p.responses().get('5:1'), 1, 'the answer is the effect count after it');
+  // A replacement joins: once its sync is done, output waits for its acknowledgements again.
+  p.start(1);
+  p.run(200);
+  assert.equal(p.node(1).roleName, 'backup');
+  assert.equal(b.status().solo, false);
+  assert.ok(b.status().protected);
+  p.drop = (m) => m.from === 1;
+  const before = p.released.length;
+  b.onRequest(5, 2, kvRequestBody(1, 1));
+  p.run(60);
+  assert.equal(p.released.length, before, 'protected again: nothing leaves without the ack');
+  p.drop = () => false;
+  p.run(100);
+  assert.equal(p.responses().get('5:2'), 2);
+  assert.ok(p.released.slice(before).every((x) => !x.r.solo));
+});
+
+test('a double failure stops the service: the old primary does not resume from state older than what the promoted backup released alone', () => {
+  const p = new Pair({ primaryTimeoutMs: 150, backupTimeoutMs: 100 });
+  p.run(100);
+  p.drop = () => true; // partition: the backup promotes, the primary is deposed
+  p.run(200);
+  const b = p.node(2);
+  assert.equal(b.roleName, 'primary');
+  assert.equal(p.node(1).roleName, 'deposed');
+  b.onRequest(7, 1, kvRequestBody(2, 9)); // released alone
+  assert.equal(p.responses().get('7:1'), 1);
+  const releases = p.released.length;
+  p.nodes.delete(2); // the second fault: the only copy of that answer is gone
+  const again = p.start(2); // restarts idle, remembering it released alone in its term
+  assert.equal(again.roleName, 'idle');
+  p.drop = () => false;
+  p.run(400);
+  assert.equal(p.node(1).roleName, 'idle', 'the old primary stepped down instead of serving older state');
+  assert.equal(p.released.length, releases, 'nothing was released after the loss');
+  assert.equal(p.node(1).onRequest(7, 2, kvRequestBody(2, 1)), 'not-primary');
+});
+
+test('the same partition without a solo release: the old primary keeps the service (it holds everything released)', () => {
+  const p = new Pair({ primaryTimeoutMs: 150, backupTimeoutMs: 100 });
+  p.run(100);
+  p.drop = () => true;
+  p.run(200);
+  assert.equal(p.node(2).roleName, 'primary');
+  p.nodes.delete(2); // crashes before answering anyone alone
+  p.start(2);
+  p.drop = () => false;
+  p.run(600);
+  assert.equal(p.node(1).roleName, 'primary', 'rule 6: stay primary in a newer term');
+  assert.ok(p.node(1).term > p.node(2).term - 1);
+  assert.equal(p.node(2).roleName, 'backup');
+});
+
+test('a backup that restarts: the primary serves alone (it knows no replica exists) until the backup has synced again', () => {
+  const p = new Pair({ primaryTimeoutMs: 10_000, backupTimeoutMs: 150 });
+  p.run(100);
+  assert.ok(p.node(1).status().protected);
+  p.nodes.delete(2);
+  p.run(200);
+  assert.equal(p.node(1).roleName, 'deposed', 'a silent backup might have taken over: no output');
+  assert.equal(p.node(1).onRequest(1, 1, kvRequestBody(0, 2)), 'not-primary');
+  p.start(2); // its Hello says it holds nothing
+  p.drop = (m) => m.from === 1 && m.msg.type !== 'hello'; // hold the resync back
+  p.run(20);
+  assert.equal(p.node(1).status().solo, true);
+  p.node(1).onRequest(1, 1, kvRequestBody(0, 2));
+  assert.equal(p.responses().get('1:1'), 1, 'answered alone while the backup resyncs');
+  p.drop = () => false;
+  p.run(200);
+  assert.equal(p.node(1).status().solo, false);
+  assert.ok(p.node(1).status().protected);
+});
+
+test('a late copy of a Hello sent before the backup synced is no evidence it lost its replica: the primary does not serve alone', () => {
+  const p = new Pair({ primaryTimeoutMs: 10_000, backupTimeoutMs: 5_000 });
+  let idle: Message | null = null;
+  // The primary never hears the backup's Hellos after its first (idle) one: the sync starts on its sync-acks.
+  p.drop = (m) => {
+    if (m.from !== 2 || m.msg.type !== 'hello') return false;
+    if (idle === null && m.msg.role === 'idle') {
+      idle = m.msg;
+      return false;
+    }
+    return true;
+  };
+  p.run(200);
+  assert.ok(p.node(1).status().protected);
+  assert.ok(idle !== null);
+  p.node(1).onMessage(2, idle); // the same Hello again, late
+  assert.equal(p.node(1).status().solo, false, 'the backup may still hold its replica and take over');
+});
+
 test('an old primary that finds a newer term steps down and becomes the backup', () => {
   const p = new Pair({ primaryTimeoutMs: 150, backupTimeoutMs: 100 });
   p.run(100);

@@ -13,11 +13,17 @@
 //  * A backup promotes itself to its next owned term after primaryTimeoutMs of
 //    silence, releasing the outputs of the epochs it applied that the primary
 //    had not said it released.
+//  * A promoted backup serves alone (solo, unprotected) until a new backup has
+//    synced; before its first solo release in a term it records that term
+//    durably (soloTerm), and its Hellos carry it.
 //  * One exception to "newer term means step down": a primary (or deposed
 //    primary) that hears an *idle* peer at a newer term keeps its state and moves
-//    to its next owned term past it. In a pair, the peer can only have reached
-//    that term by promoting from our own epochs and then losing its state, so
-//    everything it released came from epochs we hold.
+//    to its next owned term past it — unless the peer released output alone in
+//    a term newer than ours (its soloTerm). In a pair, the peer can only have
+//    reached its term by promoting from our own epochs and then losing its
+//    state; if it released nothing alone, everything it released came from
+//    epochs we hold. If it did, both copies of that output are gone (a double
+//    failure): we step down rather than serve from older state.
 import { assert } from '../util/assert.js';
 import { BackupRole } from './backup.js';
 import { DEFAULT_CONFIG, validateConfig, type Env, type ReplEventKind, type ReplicaConfig } from './env.js';
@@ -38,6 +44,11 @@ export interface ReplicaNodeOptions {
   createMachine: MachineFactory;
   /** Start as the first primary with this machine, unless this node's storage says it already did once. */
   bootstrap?: ReplicatedMachine;
+  /**
+   * The first primary serves alone until its first backup has synced (no replica exists
+   * anywhere yet, so this is safe; answers are unprotected). Default: wait for the backup.
+   */
+  bootstrapSolo?: boolean;
 }
 
 export interface NodeStatus {
@@ -51,6 +62,8 @@ export interface NodeStatus {
   /** Primary: every epoch up to here is released. */
   lastReleased: number;
   protected: boolean;
+  /** Serving alone, unprotected: answers are released without a backup's acknowledgement. */
+  solo: boolean;
   epochsInFlight: number;
   guestRunnable: boolean;
 }
@@ -73,6 +86,8 @@ export class ReplicaNode implements NodeContext {
   private peerIncarnation = -1;
   private peerView = -1;
   private readonly termParity: number;
+  /** The newest term this node released output alone in (durable as 'soloTerm'). */
+  private soloTerm: number;
 
   constructor(o: ReplicaNodeOptions) {
     assert(o.id !== o.peer, 'a node is not its own peer');
@@ -84,13 +99,15 @@ export class ReplicaNode implements NodeContext {
     this.termParity = o.id < o.peer ? 0 : 1;
     const s = o.env.storage;
     this.currentTerm = s.get('term') ?? 0;
+    this.soloTerm = s.get('soloTerm') ?? 0;
     this.incarnation = (s.get('incarnation') ?? 0) + 1;
     s.set('incarnation', this.incarnation);
     this.role = { kind: 'idle', lastHelloMs: -Infinity };
     if (o.bootstrap !== undefined && s.get('bootstrapped') !== 1) {
       this.adoptTerm(this.nextOwnedTerm(this.currentTerm));
       s.set('bootstrapped', 1);
-      this.role = new PrimaryRole(this, o.bootstrap, 0);
+      // By default the first primary waits for its first backup before answering anyone: a fresh service starts protected.
+      this.role = new PrimaryRole(this, o.bootstrap, 0, { solo: o.bootstrapSolo ?? false });
       this.log('role', 'bootstrapped as the first primary');
     } else {
       this.log('role', `started idle (incarnation ${this.incarnation})`);
@@ -103,7 +120,7 @@ export class ReplicaNode implements NodeContext {
     return this.currentTerm;
   }
   hello(role: NodeRole, session: number, lastApplied: number): Hello {
-    return { type: 'hello', term: this.currentTerm, role, session, lastApplied, incarnation: this.incarnation, view: this.viewCounter };
+    return { type: 'hello', term: this.currentTerm, role, session, lastApplied, incarnation: this.incarnation, view: this.viewCounter, soloTerm: this.soloTerm };
   }
   bumpView(): void {
     this.viewCounter += 1;
@@ -120,6 +137,12 @@ export class ReplicaNode implements NodeContext {
       if (s !== previous) return s;
     }
     return previous === 1 ? 2 : 1;
+  }
+  noteSolo(): void {
+    if (this.soloTerm === this.currentTerm) return;
+    assert(this.soloTerm < this.currentTerm, 'solo terms only grow');
+    this.env.storage.set('soloTerm', this.currentTerm); // durable before the release it precedes
+    this.soloTerm = this.currentTerm;
   }
 
   // ---- what the wiring and the simulator read ----
@@ -152,6 +175,7 @@ export class ReplicaNode implements NodeContext {
       lastApplied: p?.lastCaptured ?? b?.lastApplied ?? -1,
       lastReleased: p?.lastReleased ?? -1,
       protected: p?.isProtected ?? false,
+      solo: p?.isSolo ?? false,
       epochsInFlight: p?.epochsInFlight ?? 0,
       guestRunnable: p?.guestRunnable ?? false,
     };
@@ -198,7 +222,7 @@ export class ReplicaNode implements NodeContext {
       this.peerView = msg.view;
     }
     if (msg.term > this.currentTerm) {
-      if (msg.type === 'hello' && msg.role === 'idle' && this.role instanceof PrimaryRole) {
+      if (msg.type === 'hello' && msg.role === 'idle' && this.role instanceof PrimaryRole && msg.soloTerm < this.currentTerm) {
         // The exception in the header comment: keep our state, move past the peer's term.
         this.adoptTerm(this.nextOwnedTerm(msg.term));
         this.log('term', `idle peer at newer term ${msg.term}: staying primary in term ${this.currentTerm}`);
@@ -206,7 +230,8 @@ export class ReplicaNode implements NodeContext {
         return;
       }
       this.adoptTerm(msg.term);
-      this.log('term', `adopted term ${msg.term} from a ${msg.type}`);
+      const lost = msg.type === 'hello' && msg.role === 'idle' && this.role instanceof PrimaryRole;
+      this.log('term', lost ? `adopted term ${msg.term}: the peer released output alone in term ${msg.soloTerm} and lost it; our state is older, so the service stops (a double failure)` : `adopted term ${msg.term} from a ${msg.type}`);
       if (this.role instanceof PrimaryRole || this.role instanceof BackupRole) this.toIdle(`newer term ${msg.term}`);
     } else if (msg.term < this.currentTerm) {
       if (msg.type === 'hello') {
@@ -265,9 +290,12 @@ export class ReplicaNode implements NodeContext {
     this.log('promoted', `primary silent: taking over at epoch ${b.lastApplied}, term ${from} -> ${this.currentTerm}`);
     // Release what the applied epochs covered and the primary had not said it released.
     for (const e of b.retained) {
-      if (e.outputs.length > 0) this.env.release({ term: this.currentTerm, epochTerm: e.term, epochSeq: e.seq, outputs: e.outputs });
+      if (e.outputs.length > 0) this.env.release({ term: this.currentTerm, epochTerm: e.term, epochSeq: e.seq, outputs: e.outputs, solo: false });
     }
-    this.role = new PrimaryRole(this, b.machine, b.lastApplied);
+    b.machine.prepareToRun?.();
+    // No other node holds a replica now (the old primary never held one of its own state): serve alone until a new backup syncs.
+    this.role = new PrimaryRole(this, b.machine, b.lastApplied, { solo: true });
+    this.log('role', `serving alone, unprotected, in term ${this.currentTerm} until a new backup has synced`);
   }
 
   private adoptTerm(t: number): void {

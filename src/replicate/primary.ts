@@ -3,6 +3,13 @@
 // acknowledged it in the current term. It first brings a backup up to date
 // (pre-copy rounds, then a final stop-and-copy), and steps down (stops
 // releasing, pauses the guest) when its synced backup falls silent.
+//
+// Solo: a primary that knows no other node holds a replica (it just promoted,
+// or its peer showed it lost its copy) serves alone, unprotected: it closes an
+// epoch after each batch of requests and releases its outputs at once, until
+// a new backup's sync completes. Nothing can take over from state that lacks
+// those outputs while no other replica exists; if this node is lost too before
+// the new backup syncs, that is a double failure (docs/replication.md).
 import { assert } from '../util/assert.js';
 import type { ReplicatedMachine } from './machine.js';
 import type { Epoch, Hello, Message, Output, SyncAck, SyncChunk, SyncDone } from './messages.js';
@@ -22,7 +29,13 @@ interface QueuedRequest {
   body: Uint8Array;
 }
 
-/** How far the primary is with its backup. */
+/**
+ * How far the primary is with its backup. `helloSeen`: a Hello from the peer
+ * in this session arrived (syncing or backup). Hellos are ordered per sender
+ * (incarnation, view) and the node drops older ones, so once one of this
+ * session was seen, any later Hello saying the peer holds no replica is newer
+ * than its replica, not a delayed copy from before it synced.
+ */
 type BackupLink =
   | { state: 'offering'; session: number; lastOfferMs: number }
   | {
@@ -33,10 +46,16 @@ type BackupLink =
       nextPage: number;
       nextChunkSeq: number;
       window: ChunkInFlight[];
+      helloSeen: boolean;
     }
-  | { state: 'synced'; session: number; syncSeq: number };
+  | { state: 'synced'; session: number; syncSeq: number; helloSeen: boolean };
 
 export type RequestVerdict = 'queued' | 'not-primary' | 'busy';
+
+export interface PrimaryOptions {
+  /** Start serving alone: no other node holds a replica (a promoted backup). */
+  solo: boolean;
+}
 
 export class PrimaryRole {
   /** Deposed: the synced backup fell silent. No output is released and the guest is paused until it answers. */
@@ -55,12 +74,16 @@ export class PrimaryRole {
   private lastEpochMs: number;
   private lastHeartbeatMs = -Infinity;
   private lastDeposedHelloMs = -Infinity;
+  /** Serving alone (see the header): set on promotion or on evidence that the peer holds no replica; cleared by a completed sync. */
+  private solo: boolean;
 
   constructor(
     private readonly ctx: NodeContext,
     readonly machine: ReplicatedMachine,
     lastSeq: number,
+    o: PrimaryOptions,
   ) {
+    this.solo = o.solo;
     this.seq = lastSeq;
     this.releasedThrough = lastSeq;
     const now = ctx.env.now();
@@ -91,6 +114,10 @@ export class PrimaryRole {
   get linkState(): BackupLink['state'] {
     return this.link.state;
   }
+  /** Serving alone: outputs are released when their epoch closes here, unacknowledged. */
+  get isSolo(): boolean {
+    return this.solo;
+  }
   /** The guest may run: not deposed, the open epoch has room, and back-pressure allows. */
   get guestRunnable(): boolean {
     return !this.deposed && this.open.length < this.ctx.config.epochOutputsMax && this.inflight.length < this.ctx.config.epochsInFlightMax;
@@ -110,6 +137,7 @@ export class PrimaryRole {
     assert(this.open.length < this.ctx.config.epochOutputsMax + this.ctx.config.epochOutputsMax * this.ctx.config.epochsInFlightMax, 'output while the open epoch is full: the guest should be paused');
     this.open.push(o);
     this.touched = true;
+    this.closeSolo();
   }
 
   onMessage(msg: Message): Transition {
@@ -162,7 +190,7 @@ export class PrimaryRole {
         this.pumpSync(now);
         break;
       case 'synced':
-        this.maybeCaptureEpoch(now);
+        this.maybeCaptureEpoch(now, this.open.length >= c.epochOutputsMax);
         this.retransmit(now);
         break;
     }
@@ -171,26 +199,56 @@ export class PrimaryRole {
       this.ctx.send({ type: 'heartbeat', term: this.ctx.term, session: this.link.session, seq: this.releasedThrough });
     }
     this.runGuest();
+    this.closeSolo();
     return STAY;
   }
 
   // ---- the guest ----
 
   private runGuest(): void {
-    for (let n = 0; n < this.ctx.config.requestsPerTickMax && this.queue.length > 0 && this.guestRunnable; n++) {
+    const c = this.ctx.config;
+    for (let n = 0; n < c.requestsPerTickMax && this.queue.length > 0; n++) {
+      // A full open epoch closes early (back-pressure permitting) rather than pausing the guest until the next tick.
+      if (!this.guestRunnable && this.link.state === 'synced' && this.open.length >= c.epochOutputsMax) this.maybeCaptureEpoch(this.ctx.env.now(), true);
+      if (!this.guestRunnable) break;
       const r = this.queue.shift()!;
       const body = this.machine.handleRequest(r.client, r.reqId, r.body);
       // Every answer, a repeated one too, is output of the open epoch: a repeat may answer from state not yet acknowledged.
       this.open.push({ kind: 'response', client: r.client, reqId: r.reqId, body });
       this.touched = true;
     }
+    this.closeSolo();
+  }
+
+  /**
+   * Solo: closes an epoch over the open outputs and releases them now. No delta
+   * is captured (no backup needs one; a new backup's sync sends whole pages),
+   * so the dirty tracking of a pre-copy in progress is left alone.
+   */
+  private closeSolo(): void {
+    if (!this.solo || this.open.length === 0) return;
+    assert(this.link.state !== 'synced' && this.inflight.length === 0, 'a solo primary has no synced backup');
+    this.ctx.noteSolo(); // durable before the first solo release of this term
+    this.seq += 1;
+    const outputs = this.open;
+    this.open = [];
+    this.releasedThrough = this.seq;
+    this.ctx.log('solo', `epoch ${this.seq} closed alone: ${outputs.length} outputs released unprotected`, { epochTerm: this.ctx.term, seq: this.seq });
+    this.ctx.env.release({ term: this.ctx.term, epochTerm: this.ctx.term, epochSeq: this.seq, outputs, solo: true });
+  }
+
+  private goSolo(why: string): void {
+    if (this.solo) return;
+    this.solo = true;
+    this.ctx.log('role', `serving alone, unprotected, until a new backup has synced: ${why}`);
   }
 
   // ---- epochs ----
 
-  private maybeCaptureEpoch(now: number): void {
+  /** Closes the open epoch every epochMs (or at once if `full`: it holds epochOutputsMax outputs). */
+  private maybeCaptureEpoch(now: number, full: boolean): void {
     const c = this.ctx.config;
-    if (!this.touched || now - this.lastEpochMs < c.epochMs) return;
+    if (!this.touched || (!full && now - this.lastEpochMs < c.epochMs)) return;
     if (this.inflight.length >= c.epochsInFlightMax) return; // back-pressure: the guest stays paused
     assert(this.link.state === 'synced');
     this.seq += 1;
@@ -201,7 +259,7 @@ export class PrimaryRole {
       seq: this.seq,
       delta: this.machine.captureDelta(),
       outputs: this.open,
-      digest: this.machine.digest(),
+      digest: this.seq % c.digestEveryEpochs === 0 ? this.machine.digest() : 0,
       releasedThrough: this.releasedThrough,
     };
     this.open = [];
@@ -244,7 +302,7 @@ export class PrimaryRole {
     while (this.inflight.length > 0 && this.inflight[0]!.msg.seq <= seq) {
       const e = this.inflight.shift()!;
       this.releasedThrough = e.msg.seq;
-      if (e.msg.outputs.length > 0) this.ctx.env.release({ term: this.ctx.term, epochTerm: e.msg.term, epochSeq: e.msg.seq, outputs: e.msg.outputs });
+      if (e.msg.outputs.length > 0) this.ctx.env.release({ term: this.ctx.term, epochTerm: e.msg.term, epochSeq: e.msg.seq, outputs: e.msg.outputs, solo: false });
     }
   }
 
@@ -262,28 +320,39 @@ export class PrimaryRole {
       return STAY;
     }
     if (h.role === 'backup' && h.session === mine && h.term === this.ctx.term) {
+      if (this.link.state !== 'offering') this.link.helloSeen = true;
       this.onAck(h.session, h.lastApplied, 'hello');
       return STAY;
     }
     if (h.role === 'syncing' && h.session === mine && h.term === this.ctx.term) {
       this.contact();
       if (this.link.state === 'offering') this.startSync();
+      if (this.link.state !== 'offering') this.link.helloSeen = true;
       if (this.deposed) {
         this.deposed = false;
         this.ctx.log('resumed', 'backup is syncing with us');
       }
       return STAY;
     }
-    if (this.deposed && h.role === 'backup') {
-      // A backup of another session still holds a replica and may take over: no evidence to resume on.
-      this.ctx.log('stale', `deposed; peer is backup of session ${h.session}`);
-      return STAY;
-    }
-    // The peer holds no replica of our current session (idle, syncing another session,
-    // an older primary): it cannot take over from us, so we may resume and offer afresh.
-    if (this.deposed) {
-      this.deposed = false;
-      this.ctx.log('resumed', `peer is ${h.role} at term ${h.term} without our session`);
+    if (h.role === 'backup') {
+      // A backup of another session still holds a replica and may take over:
+      // no evidence to resume on, and no serving alone while it exists.
+      if (this.deposed) {
+        this.ctx.log('stale', `deposed; peer is backup of session ${h.session}`);
+        return STAY;
+      }
+      this.solo = false;
+    } else {
+      // The peer holds no replica at all (idle, syncing, an older primary): it
+      // cannot take over from us, so we may resume and offer afresh. If it held
+      // our replica until now (our link was synced) and this Hello is known to
+      // be newer than that replica (helloSeen), it lost it: serve alone until
+      // it has synced again. Otherwise keep waiting for a backup.
+      if (this.link.state === 'synced' && this.link.helloSeen) this.goSolo(`the backup holds no replica (it is ${h.role} at term ${h.term})`);
+      if (this.deposed) {
+        this.deposed = false;
+        this.ctx.log('resumed', `peer is ${h.role} at term ${h.term} without our session`);
+      }
     }
     if (this.link.state === 'offering') {
       this.link.lastOfferMs = -Infinity; // answer at once
@@ -293,10 +362,11 @@ export class PrimaryRole {
     return STAY;
   }
 
-  /** The node moved us to a newer term: start over with the backup. */
+  /** The node moved us to a newer term because the peer is idle (it holds no replica): start over with it, alone until it syncs. */
   restartLink(why: string): void {
     this.deposed = false;
     this.reoffer(why);
+    this.goSolo(why);
   }
 
   /** Abandons the current session: what it had not acknowledged rides on the next sync. */
@@ -317,7 +387,7 @@ export class PrimaryRole {
     const n = this.machine.pageCount();
     const pages: number[] = [];
     for (let i = 0; i < n; i++) pages.push(i);
-    this.link = { state: 'syncing', session: this.link.session, round: 0, roundPages: pages, nextPage: 0, nextChunkSeq: 1, window: [] };
+    this.link = { state: 'syncing', session: this.link.session, round: 0, roundPages: pages, nextPage: 0, nextChunkSeq: 1, window: [], helloSeen: false };
     this.ctx.log('role', `pre-copy round 0: ${n} pages`);
     this.pumpSync(this.ctx.env.now());
   }
@@ -392,7 +462,7 @@ export class PrimaryRole {
       session: l.session,
       chunksTotal: l.nextChunkSeq - 1,
       seq: this.seq,
-      delta: this.machine.captureDelta(dirty),
+      delta: this.machine.captureDelta(dirty, true),
       outputs: this.open,
       digest: this.machine.digest(),
       releasedThrough: this.releasedThrough,
@@ -401,13 +471,18 @@ export class PrimaryRole {
     this.touched = false;
     const now = this.ctx.env.now();
     this.lastEpochMs = now;
-    this.link = { state: 'synced', session: l.session, syncSeq: this.seq };
+    this.link = { state: 'synced', session: l.session, syncSeq: this.seq, helloSeen: l.helloSeen };
     this.inflight.push({ msg, sentAtMs: now });
     this.ctx.send(msg);
     this.ctx.log('role', `sync done at epoch ${this.seq} after ${round} pre-copy rounds and ${msg.chunksTotal} chunks`);
+    if (this.solo) {
+      // From this epoch on the backup holds our state: output waits for its acknowledgements again.
+      this.solo = false;
+      this.ctx.log('role', `protected again from epoch ${this.seq}: output waits for acknowledgements`);
+    }
   }
 
   describe(): string {
-    return `primary seq=${this.seq} released=${this.releasedThrough} inflight=${this.inflight.length} link=${this.link.state}${this.deposed ? ' deposed' : ''}`;
+    return `primary seq=${this.seq} released=${this.releasedThrough} inflight=${this.inflight.length} link=${this.link.state}${this.deposed ? ' deposed' : ''}${this.solo ? ' solo' : ''}`;
   }
 }

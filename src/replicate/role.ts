@@ -16,6 +16,8 @@ export interface NodeContext {
   log(kind: ReplEventKind, detail: string, extra?: { epochTerm?: number; seq?: number }): void;
   /** A fresh session id: non-zero, not the previous one. */
   newSession(previous: number): number;
+  /** Records durably, before the first solo release of the current term, that this node releases alone in it. */
+  noteSolo(): void;
 }
 
 /** Transitions a role asks for; the node performs them after the handler returns. */

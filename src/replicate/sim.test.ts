@@ -47,7 +47,7 @@ test('one seed replays exactly: identical event traces', () => {
 
 function scenario(script: ScriptedFault[], spec: Partial<ScheduleSpec> = {}) {
   const r = runSchedule(11, {
-    spec: { mode: 'budget', wire: 'objects', faultPhaseMs: 1500, lossP: 0.02, dupP: 0.05, reorderP: 0.1, delayMinMs: 1, delayMaxMs: 5, clients: 3, requestsPerClient: 10, config: {}, script, ...spec },
+    spec: { mode: 'budget', wire: 'objects', faultPhaseMs: 1500, lossP: 0.02, dupP: 0.05, reorderP: 0.1, delayMinMs: 1, delayMaxMs: 5, clients: 3, requestsPerClient: 10, config: {}, bootstrapSolo: false, script, ...spec },
   });
   assert.ok(r.ok, describeFailure(r));
   assert.equal(r.stats.answered, 30);

@@ -115,8 +115,9 @@ export class Pair {
   backup(id: number): SpawnedNode {
     return this.spawnCli(['backup', '--guest', this.o.guest, '--listen', '127.0.0.1:0', '--node-id', String(id), ...this.common(id)], `backup${id}`);
   }
+  /** Listens too, so a replacement for its peer can join it whichever role it holds by then. */
   primary(id: number, backupLinkPort: number): SpawnedNode {
-    return this.spawnCli(['primary', this.o.guest, '--backup', `127.0.0.1:${backupLinkPort}`, '--node-id', String(id), ...this.common(id)], `primary${id}`);
+    return this.spawnCli(['primary', this.o.guest, '--backup', `127.0.0.1:${backupLinkPort}`, '--listen', '127.0.0.1:0', '--node-id', String(id), ...this.common(id)], `primary${id}`);
   }
   /** A replacement for a dead node: same id and state dir, dialing the survivor. */
   join(id: number, survivorLinkPort: number): SpawnedNode {
@@ -135,6 +136,10 @@ export interface HttpAnswer {
   status: number;
   body: string;
   epoch: string | null;
+  /** 'acknowledged' or 'unprotected' (released by a primary serving alone). */
+  protection: string | null;
+  /** The term of the node that released the answer. */
+  term: number | null;
 }
 
 export function post(port: number, client: number, reqId: number, body: string): Promise<HttpAnswer> {
@@ -144,7 +149,15 @@ export function post(port: number, client: number, reqId: number, body: string):
       (res) => {
         const chunks: Buffer[] = [];
         res.on('data', (c: Buffer) => chunks.push(c));
-        res.on('end', () => resolve({ status: res.statusCode ?? 0, body: Buffer.concat(chunks).toString(), epoch: (res.headers['x-understudy-epoch'] as string | undefined) ?? null }));
+        res.on('end', () =>
+          resolve({
+            status: res.statusCode ?? 0,
+            body: Buffer.concat(chunks).toString(),
+            epoch: (res.headers['x-understudy-epoch'] as string | undefined) ?? null,
+            protection: (res.headers['x-understudy-protection'] as string | undefined) ?? null,
+            term: res.headers['x-understudy-term'] !== undefined ? Number(res.headers['x-understudy-term']) : null,
+          }),
+        );
         res.on('error', reject);
       },
     );
@@ -177,6 +190,16 @@ export async function waitProtected(ports: number[], msMax: number): Promise<num
     await sleep(10);
   }
   throw new Error(`no protected primary within ${msMax} ms`);
+}
+
+/** Waits (bounded) until the node serving on `port` reports one of `roles`. */
+export async function waitRole(port: number, roles: readonly string[], msMax: number): Promise<void> {
+  const t0 = Date.now();
+  while (Date.now() - t0 < msMax) {
+    if (roles.includes(String((await getStatus(port))?.role))) return;
+    await sleep(5);
+  }
+  throw new Error(`the node on port ${port} did not become ${roles.join(' or ')} within ${msMax} ms`);
 }
 
 export function sleep(ms: number): Promise<void> {
@@ -248,6 +271,7 @@ interface EventLine {
   term: number;
   epochTerm?: number;
   seq?: number;
+  solo?: boolean;
 }
 
 function readEvents(file: string): EventLine[] {
@@ -273,19 +297,35 @@ function readEvents(file: string): EventLine[] {
 export function checkTrial(records: ClientRecord[], eventFiles: string[], finalCount: number, reasks: Map<string, HttpAnswer>): { counts: TrialCounts; notes: string[] } {
   const notes: string[] = [];
   const counts: TrialCounts = { ackedLost: 0, effectsTwice: 0, unanswered: 0, releasedUnacked: 0 };
-  // Outputs released from an unacknowledged epoch: every release (and every answer a client saw) names an epoch some node applied.
+  // Outputs released from an unacknowledged epoch: every release (and every answer a client saw)
+  // names an epoch some node applied — or, released alone, an epoch its node closed alone in its
+  // own term before any backup held a replica of that term (one fault per trial: once a backup
+  // synced in a term, nothing in that term may be released without its acknowledgement).
   const applied = new Set<string>();
+  const soloClosed = new Set<string>();
+  const firstAppliedSeq = new Map<number, number>();
   const releases: EventLine[] = [];
   for (const f of eventFiles) {
     for (const e of readEvents(f)) {
-      if (e.kind === 'applied') applied.add(`${e.epochTerm}.${e.seq}`);
+      if (e.kind === 'applied') {
+        applied.add(`${e.epochTerm}.${e.seq}`);
+        firstAppliedSeq.set(e.epochTerm!, Math.min(firstAppliedSeq.get(e.epochTerm!) ?? Infinity, e.seq!));
+      }
+      if (e.kind === 'solo') soloClosed.add(`${e.epochTerm}.${e.seq}`);
+      if (e.kind === 'solo' && e.epochTerm !== e.term) notes.push(`node ${e.node} closed epoch ${e.epochTerm}.${e.seq} alone in term ${e.term}`);
       if (e.kind === 'release') releases.push(e);
     }
   }
   for (const r of releases) {
-    if (!applied.has(`${r.epochTerm}.${r.seq}`)) {
+    const epoch = `${r.epochTerm}.${r.seq}`;
+    if (r.solo === true) {
+      if (!soloClosed.has(epoch) || r.epochTerm !== r.term || (firstAppliedSeq.get(r.term) ?? Infinity) < r.seq!) {
+        counts.releasedUnacked++;
+        notes.push(`node ${r.node} released epoch ${epoch} alone in term ${r.term}, ${soloClosed.has(epoch) ? 'after a backup synced in that term' : 'an epoch no node closed alone'}`);
+      }
+    } else if (!applied.has(epoch)) {
       counts.releasedUnacked++;
-      notes.push(`node ${r.node} released epoch ${r.epochTerm}.${r.seq}, which no backup applied`);
+      notes.push(`node ${r.node} released epoch ${epoch}, which no backup applied`);
     }
   }
   for (const rec of records) {
@@ -294,9 +334,10 @@ export function checkTrial(records: ClientRecord[], eventFiles: string[], finalC
       notes.push(`${rec.client}:${rec.reqId} unanswered after ${rec.attempts} attempts`);
       continue;
     }
-    if (rec.answer.epoch !== null && !applied.has(rec.answer.epoch)) {
+    const e = rec.answer.epoch;
+    if (e !== null && !(rec.answer.protection === 'unprotected' ? soloClosed.has(e) : applied.has(e))) {
       counts.releasedUnacked++;
-      notes.push(`${rec.client}:${rec.reqId} answered from epoch ${rec.answer.epoch}, which no backup applied`);
+      notes.push(`${rec.client}:${rec.reqId} answered (${rec.answer.protection}) from epoch ${e}, which ${rec.answer.protection === 'unprotected' ? 'no node closed alone' : 'no backup applied'}`);
     }
     // An acknowledged answer the survivor does not hold (asked again with the same ids) is lost.
     const again = reasks.get(`${rec.client}:${rec.reqId}`);
@@ -410,6 +451,12 @@ export interface TrialResult {
   requests: number;
   /** ms from the fault to the first answer released by the new primary (kill only). */
   failoverMs: number | null;
+  /** That answer's x-understudy-protection. */
+  failoverProtection: string | null;
+  /** performance.timeOrigin + performance.now() of the fault (compare with the event logs' wall). */
+  faultWallMs: number | null;
+  /** The node the fault hit (the primary then: 2 if a stall had already made the backup take over). */
+  faultNode: number;
   dir: string;
 }
 
@@ -432,6 +479,8 @@ export async function runTrial(o: TrialOptions): Promise<TrialResult> {
   let proxy: FaultProxy | null = null;
   const records: ClientRecord[] = [];
   let failoverMs: number | null = null;
+  let failoverProtection: string | null = null;
+  let faultWallMs: number | null = null;
   try {
     const b = pair.backup(2);
     const bReady = await b.ready;
@@ -441,23 +490,39 @@ export async function runTrial(o: TrialOptions): Promise<TrialResult> {
     const pReady = await p.ready;
     let ports = [pReady.serve!, bReady.serve!];
     await waitProtected([pReady.serve!], NODE_READY_MS_MAX);
+    const nodes = [
+      { id: 1, proc: p, ready: pReady },
+      { id: 2, proc: b, ready: bReady },
+    ];
     let faultAt = 0;
+    let faultTerm = 0;
+    let faultNode = 1;
     const load = Array.from({ length: clients }, (_, k) => runClient(k + 1, perClient, () => ports, kvRequest, records));
     // The fault, at a seeded point of the load.
     const fault = (async () => {
       while (records.filter((r) => r.answer !== null).length < faultAtRequest) await sleep(1);
       await sleep(jitterMs);
+      // The fault hits whichever node is primary now: on a loaded machine a stall past the timeouts
+      // can have made the backup take over already (a false failover, which is safe but swaps roles).
+      const st = await Promise.all(nodes.map((n) => getStatus(n.ready.serve!)));
+      const at = Math.max(0, st.findIndex((x) => x?.role === 'primary'));
+      const target = nodes[at]!;
+      const survivor = nodes[1 - at]!;
+      faultTerm = Number(st[at]?.term ?? 2);
+      faultNode = target.id;
       faultAt = performance.now();
       if (kind === 'kill') {
-        p.signal('SIGKILL');
-        await sleep(20);
-        const j = pair.join(1, bReady.link!);
+        target.proc.signal('SIGKILL');
+        // A supervisor starts a replacement once the survivor holds the service (starting it at once
+        // would compete for the CPU with the takeover on a small machine).
+        await waitRole(survivor.ready.serve!, ['primary', 'deposed'], NODE_READY_MS_MAX);
+        const j = pair.join(target.id, survivor.ready.link!);
         const jr = await j.ready;
-        ports = [bReady.serve!, jr.serve!];
+        ports = [survivor.ready.serve!, jr.serve!];
       } else if (kind === 'stop') {
-        p.signal('SIGSTOP');
+        target.proc.signal('SIGSTOP');
         await sleep(primaryTimeoutMs * 2 + rng.int(0, 100));
-        p.signal('SIGCONT');
+        target.proc.signal('SIGCONT');
       } else {
         proxy!.cut();
         await sleep(primaryTimeoutMs * 2 + rng.int(0, 100));
@@ -466,8 +531,13 @@ export async function runTrial(o: TrialOptions): Promise<TrialResult> {
     })();
     await Promise.all([...load, fault]);
     if (kind === 'kill') {
-      const first = records.filter((r) => r.answeredMs !== null && r.answeredMs > faultAt && r.answer?.epoch !== null && Number(r.answer!.epoch!.split('.')[0]) > 2);
-      if (first.length > 0) failoverMs = Math.min(...first.map((r) => r.answeredMs!)) - faultAt;
+      const first = records.filter((r) => r.answeredMs !== null && r.answeredMs > faultAt && (r.answer?.term ?? 0) > faultTerm);
+      if (first.length > 0) {
+        const f = first.reduce((a, b) => (b.answeredMs! < a.answeredMs! ? b : a));
+        failoverMs = f.answeredMs! - faultAt;
+        failoverProtection = f.answer!.protection;
+        faultWallMs = performance.timeOrigin + faultAt;
+      }
     }
     // The survivor's view: a fresh client asks COUNT; each client's last answers are asked again.
     const survivor = await waitProtected(ports, 10_000);
@@ -480,7 +550,7 @@ export async function runTrial(o: TrialOptions): Promise<TrialResult> {
       reasks.set(`${rec.client}:${rec.reqId}`, await post(survivor, rec.client, rec.reqId, rec.body));
     }
     const { counts, notes } = checkTrial(records, [pair.eventsFile(1), pair.eventsFile(2)], finalCount, reasks);
-    return { seed: o.seed, kind, faultAtRequest, counts, notes, requests: records.length, failoverMs, dir: pair.dir };
+    return { seed: o.seed, kind, faultAtRequest, counts, notes, requests: records.length, failoverMs, failoverProtection, faultWallMs, faultNode, dir: pair.dir };
   } finally {
     proxy?.close();
     await pair.stopAll();

@@ -28,8 +28,8 @@ test('primary + backup over TCP: answers only after the backup acknowledged; SIG
 
     const records: ClientRecord[] = [];
     let ports = [pr.serve!, b.serve!];
-    const load = [2, 3, 4].map((c) => runClient(c, 40, () => ports, kvRequest, records));
-    while (records.filter((r) => r.answer !== null).length < 30) await sleep(2);
+    const load = [2, 3, 4].map((c) => runClient(c, 24, () => ports, kvRequest, records));
+    while (records.filter((r) => r.answer !== null).length < 20) await sleep(2);
     p.signal('SIGKILL');
     const j = await pair.join(1, b.link!).ready; // a replacement with the dead node's id and state
     ports = [b.serve!, j.serve!];
@@ -37,11 +37,11 @@ test('primary + backup over TCP: answers only after the backup acknowledged; SIG
     assert.equal(records.filter((r) => r.answer === null).length, 0, 'every request answered');
     const survivor = await waitProtected(ports, 10_000);
     const count = await post(survivor, 1, 3, 'COUNT');
-    assert.equal(Number(count.body), 1 + 3 * 20, 'every FILL applied exactly once, across the failover');
+    assert.equal(Number(count.body), 1 + 3 * 12, 'every FILL applied exactly once, across the failover');
     assert.equal((await post(survivor, 1, 1, 'FILL 1 8')).body, 'OK', 'an id applied before the failover is still recorded');
-    assert.equal(Number((await post(survivor, 1, 4, 'COUNT')).body), 61);
+    assert.equal(Number((await post(survivor, 1, 4, 'COUNT')).body), 37);
     const { checkTrial } = await import('../../src/testing/pair-harness.js');
-    const { counts, notes } = checkTrial(records, [pair.eventsFile(1), pair.eventsFile(2)], 60, new Map());
+    const { counts, notes } = checkTrial(records, [pair.eventsFile(1), pair.eventsFile(2)], 36, new Map());
     assert.deepEqual(counts, { ackedLost: 0, effectsTwice: 0, unanswered: 0, releasedUnacked: 0 }, notes.join('\n'));
     assert.ok(records.some((r) => r.answer !== null && Number(r.answer.epoch!.split('.')[0]) >= 3), 'the new primary (term 3) answered some');
   } finally {
@@ -62,21 +62,58 @@ test('fault harness, CI-short: seeded trials (SIGKILL, SIGSTOP past the timeout,
   assert.deepEqual(sumCounts(results), { ackedLost: 0, effectsTwice: 0, unanswered: 0, releasedUnacked: 0 });
 });
 
-test('run --replicas 2: the embedded default starts a backup process and answers only once it acknowledged', async () => {
+test('run --replicas 2: answers once the backup acknowledged; when either process dies the survivor answers alone at once, starts a replacement, and protection resumes', async () => {
   const { spawn } = await import('node:child_process');
   const { CLI_PATH, tempDir } = await import('../../src/testing/fixtures.js');
   const { SpawnedNode } = await import('../../src/testing/pair-harness.js');
+  const { readReady, processAlive } = await import('../../src/replicate/process/pair-dir.js');
   const dir = tempDir('replicas2');
-  const node = new SpawnedNode(spawn(process.execPath, [CLI_PATH, 'run', '--replicas', '2', guestPath('kvstore'), '--serve', 'http://127.0.0.1:0', '--state-dir', dir, '--quiet'], { stdio: ['ignore', 'pipe', 'inherit'] }), 'run');
+  const args = [CLI_PATH, 'run', '--replicas', '2', guestPath('kvstore'), '--serve', 'http://127.0.0.1:0', '--state-dir', dir, '--quiet', '--heartbeat-ms', '20', '--primary-timeout-ms', '150', '--backup-timeout-ms', '100'];
+  const run = new SpawnedNode(spawn(process.execPath, args, { stdio: ['ignore', 'pipe', 'inherit'] }), 'run');
+  const member = (n: number) => {
+    const r = readReady(dir, n);
+    assert.ok(r !== null && r.serve !== null, `node ${n} has a ready file`);
+    return r;
+  };
   try {
-    const r = await node.ready;
+    const r = await run.ready;
     await waitProtected([r.serve!], 10_000);
     const a = await post(r.serve!, 1, 1, 'SET x 1');
     assert.equal(a.status, 200);
+    assert.equal(a.protection, 'acknowledged');
     assert.equal((await post(r.serve!, 1, 2, 'GET x')).body, '1');
+
+    // Kill the primary (the run process): the backup takes over and answers at once, alone.
+    const n2 = member(2);
+    run.signal('SIGKILL');
+    const g = await post(n2.serve!, 1, 3, 'GET x'); // held by the backup until it takes over
+    assert.equal(g.status, 200);
+    assert.equal(g.body, '1');
+    assert.equal(g.protection, 'unprotected');
+    // It replaces node 1 (a new process that joins it); protection resumes.
+    await waitProtected([n2.serve!], 15_000);
+    const n1 = member(1);
+    assert.notEqual(n1.pid, r.pid);
+    const s2 = await post(n2.serve!, 1, 4, 'SET y 2');
+    assert.equal(s2.protection, 'acknowledged', 'protected again: answers wait for the new backup');
+
+    // And the other way round: the replacement takes over from node 2 and replaces it in turn.
+    process.kill(n2.pid, 'SIGKILL');
+    const y = await post(n1.serve!, 1, 5, 'GET y');
+    assert.equal(y.body, '2');
+    assert.equal(y.protection, 'unprotected');
+    await waitProtected([n1.serve!], 15_000);
+    assert.notEqual(member(2).pid, n2.pid);
+    assert.equal((await post(n1.serve!, 1, 6, 'GET x')).body, '1', 'state survived both failovers');
   } finally {
-    node.signal('SIGTERM');
-    await new Promise((res) => setTimeout(res, 300));
-    await node.stop();
+    // Stopping one member stops the pair; make sure nothing outlives the test.
+    const live = () => [1, 2].flatMap((n) => {
+      const m = readReady(dir, n);
+      return m !== null && processAlive(m) ? [m.pid] : [];
+    });
+    for (const pid of live()) process.kill(pid, 'SIGTERM');
+    for (let i = 0; i < 100 && live().length > 0; i++) await sleep(50);
+    for (const pid of live()) process.kill(pid, 'SIGKILL');
+    await run.stop();
   }
 });

@@ -2,17 +2,22 @@
 // request to the guest's handler, named by the client: `x-client-id` and
 // `x-request-id` (u32, from 1). The answer is written only when the node
 // releases it, i.e. after the epoch that produced it is acknowledged by the
-// backup; a client that gets no answer (timeout, a failover) retries the same
+// backup (or, on a primary serving alone after a failover, when the epoch
+// closes); a client that gets no answer (timeout, a failover) retries the same
 // ids, against either replica, and gets exactly one effect.
 //
-//   200  the guest's answer             x-understudy-epoch: <term>.<seq> of the releasing epoch
+//   200  the guest's answer             x-understudy-epoch: <term>.<seq> of the releasing epoch;
+//                                       x-understudy-protection: acknowledged (a backup held the
+//                                       epoch) or unprotected (released by a primary serving alone)
 //   409  request id applied, answer no longer kept (no effect now)
 //   500  the guest trapped on this request (recorded; a retry gets the same)
 //   429  too many clients
-//   503  not the primary (x-understudy-role), or busy: retry
+//   503  not the primary (x-understudy-role), or busy: retry. A synced backup first holds the
+//        request up to its takeover wait (it may be about to promote: a client that finds the
+//        primary gone comes here), and serves it if it takes over meanwhile.
 //   504  not released within GATEWAY_WAIT_MS: retry with the same ids
 //   400  missing or malformed ids; 413 body too large
-// GET /status answers the node's status as JSON.
+// GET /status answers the node's status as JSON; GET /stats what replication costs (and the gateway's counters).
 import http from 'node:http';
 import type { NodeStatus } from '../node.js';
 import type { Release } from '../env.js';
@@ -26,15 +31,34 @@ export const GATEWAY_BODY_BYTES_MAX = 1024 * 1024;
 export const GATEWAY_WAITING_MAX = 4096;
 /** A request waits this long for its release, then is answered 504 (the client retries). */
 export const GATEWAY_WAIT_MS = 2000;
+/**
+ * Connections the kernel holds before we accept them (capped by net.core.somaxconn). Node's
+ * default, 511, made a burst of 1,024 clients connecting at once wait seconds: past the backlog
+ * the kernel drops handshakes and the clients' retransmissions back off.
+ */
+export const GATEWAY_BACKLOG = 4096;
 
 export interface GatewayBackend {
   onRequest(client: number, reqId: number, body: Uint8Array): RequestVerdict;
   status(): NodeStatus;
+  /** How long a request refused as not-primary may wait here for this node to take over (0: answer 503 at once). */
+  takeoverWaitMs(): number;
+  /** GET /stats: what replication costs (plain data). */
+  stats?(): object;
 }
 
 interface Waiter {
   res: http.ServerResponse;
   timer: NodeJS.Timeout;
+}
+
+/** A request a backup holds, in case it takes over before `deadlineMs` (performance.now()). */
+interface Parked {
+  client: number;
+  reqId: number;
+  body: Uint8Array;
+  w: Waiter;
+  deadlineMs: number;
 }
 
 const HTTP_FOR: Record<ResponseStatus, number> = {
@@ -48,7 +72,9 @@ export class Gateway {
   private server: http.Server | null = null;
   private readonly waiting = new Map<string, Waiter[]>();
   private waitingCount = 0;
-  readonly stats = { answered: 0, timedOut: 0, refused: 0 };
+  /** Held by a backup (each also in `waiting`, so GATEWAY_WAITING_MAX bounds both). */
+  private parked: Parked[] = [];
+  readonly stats = { answered: 0, timedOut: 0, refused: 0, parked: 0 };
 
   constructor(private readonly backend: GatewayBackend) {}
 
@@ -58,7 +84,7 @@ export class Gateway {
     this.server = server;
     await new Promise<void>((resolve, reject) => {
       server.once('error', reject);
-      server.listen(port, host, () => {
+      server.listen({ port, host, backlog: GATEWAY_BACKLOG }, () => {
         server.off('error', reject);
         resolve();
       });
@@ -80,7 +106,7 @@ export class Gateway {
         clearTimeout(w.timer);
         this.stats.answered++;
         if (e === null) this.reply(w.res, 500, 'malformed answer', {});
-        else this.reply(w.res, HTTP_FOR[e.status], e.body, { 'x-understudy-epoch': `${r.epochTerm}.${r.epochSeq}`, 'x-understudy-term': String(r.term) });
+        else this.reply(w.res, HTTP_FOR[e.status], e.body, { 'x-understudy-epoch': `${r.epochTerm}.${r.epochSeq}`, 'x-understudy-term': String(r.term), 'x-understudy-protection': r.solo ? 'unprotected' : 'acknowledged' });
       }
     }
   }
@@ -92,6 +118,7 @@ export class Gateway {
     }
     this.waiting.clear();
     this.waitingCount = 0;
+    this.parked = [];
     this.server?.close();
     this.server?.closeAllConnections();
     this.server = null;
@@ -100,6 +127,10 @@ export class Gateway {
   private handle(req: http.IncomingMessage, res: http.ServerResponse): void {
     if (req.method === 'GET' && req.url === '/status') {
       this.reply(res, 200, JSON.stringify(this.backend.status()), { 'content-type': 'application/json' });
+      return;
+    }
+    if (req.method === 'GET' && req.url === '/stats') {
+      this.reply(res, 200, JSON.stringify({ gateway: this.stats, replica: this.backend.stats?.() ?? null }), { 'content-type': 'application/json' });
       return;
     }
     if (req.method !== 'POST') {
@@ -137,7 +168,7 @@ export class Gateway {
       return;
     }
     const key = `${client}:${reqId}`;
-    // Wait first: the answer may be released inside onRequest (never today: releases follow acks).
+    // Wait first: the answer may be released inside onRequest (a primary serving alone releases at once).
     const w: Waiter = {
       res,
       timer: setTimeout(() => {
@@ -154,11 +185,36 @@ export class Gateway {
       if (!res.writableEnded) this.unwait(key, w);
     });
     const verdict = this.backend.onRequest(client, reqId, body);
-    if (verdict !== 'queued') {
-      this.unwait(key, w);
-      this.stats.refused++;
-      this.reply(res, 503, verdict, { 'x-understudy-role': this.backend.status().role, 'retry-after': '0' });
+    if (verdict === 'queued') return;
+    const holdMs = verdict === 'not-primary' ? this.backend.takeoverWaitMs() : 0;
+    if (holdMs > 0) {
+      this.stats.parked++;
+      this.parked.push({ client, reqId, body, w, deadlineMs: performance.now() + holdMs });
+      return;
     }
+    this.refuse(key, w, verdict);
+  }
+
+  /** Offers held requests to the node again (after each tick): served if it took over, refused past their deadline. */
+  retryParked(): void {
+    if (this.parked.length === 0) return;
+    const now = performance.now();
+    const still: Parked[] = [];
+    for (const p of this.parked) {
+      const key = `${p.client}:${p.reqId}`;
+      if (p.w.res.destroyed || !(this.waiting.get(key) ?? []).includes(p.w)) continue; // gone or timed out
+      const verdict = this.backend.onRequest(p.client, p.reqId, p.body);
+      if (verdict === 'queued') continue;
+      if (verdict === 'not-primary' && now < p.deadlineMs) still.push(p);
+      else this.refuse(key, p.w, verdict);
+    }
+    this.parked = still;
+  }
+
+  private refuse(key: string, w: Waiter, verdict: RequestVerdict): void {
+    this.unwait(key, w);
+    this.stats.refused++;
+    this.reply(w.res, 503, verdict, { 'x-understudy-role': this.backend.status().role, 'retry-after': '0' });
   }
 
   private unwait(key: string, w: Waiter): void {
@@ -174,7 +230,8 @@ export class Gateway {
 
   private reply(res: http.ServerResponse, code: number, body: string | Uint8Array, headers: Record<string, string>): void {
     if (res.headersSent || res.destroyed) return;
-    res.writeHead(code, { 'content-type': 'application/octet-stream', ...headers });
+    // An explicit length: no chunked encoding for one small body.
+    res.writeHead(code, { 'content-type': 'application/octet-stream', 'content-length': String(typeof body === 'string' ? Buffer.byteLength(body) : body.length), ...headers });
     res.end(body);
   }
 }

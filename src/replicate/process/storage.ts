@@ -4,10 +4,9 @@
 import fs from 'node:fs';
 import path from 'node:path';
 import { replicateError } from '../codes.js';
-import type { NodeStorage, StorageKey } from '../env.js';
+import { STORAGE_KEYS, type NodeStorage, type StorageKey } from '../env.js';
 import { KEY_BYTES } from '../frame.js';
 
-const STORAGE_KEYS: readonly StorageKey[] = ['term', 'incarnation', 'bootstrapped', 'nonceReserved'];
 export const STATE_FILE = 'replica-state.json';
 /** The state file is a handful of numbers; anything larger is not ours. */
 const STATE_FILE_BYTES_MAX = 4096;

@@ -70,7 +70,8 @@ export class KvMachine implements ReplicatedMachine {
     }
     return dirty;
   }
-  captureDelta(alsoPages: readonly number[] = []): Uint8Array {
+  /** All state is in pages, so a base delta is no different. */
+  captureDelta(alsoPages: readonly number[] = [], _base = false): Uint8Array {
     const dirty = [...new Set([...this.collectDirtyPages(), ...alsoPages])].sort((a, b) => a - b);
     const out = new Uint8Array(4 + dirty.length * DELTA_ENTRY_BYTES);
     const v = new DataView(out.buffer);

@@ -77,18 +77,27 @@ export interface ScheduleSpec {
   /** Frames mode: chance per message of an attack (replay, forgery, bit flip) on that link. */
   attackP: number;
   config: Partial<ReplicaConfig>;
+  /** The first primary serves alone until its first backup synced (ReplicaNodeOptions.bootstrapSolo). */
+  bootstrapSolo: boolean;
 }
 
 /** The schedule a seed stands for: its fault mix, network and load. */
 export function specFor(seed: number): ScheduleSpec {
   const r = new Prng(seed ^ 0x5eed5eed);
+  const spec = { ...specDraws(r), seed };
+  // Drawn after everything else, so adding it kept every earlier seed's schedule.
+  spec.config.digestEveryEpochs = r.pick([1, 3]);
+  return spec;
+}
+
+function specDraws(r: Prng): ScheduleSpec {
   const mode = r.chance(0.25) ? 'chaos' : 'budget';
   const wire = r.chance(0.1) ? 'frames' : 'objects';
   const kinds: FaultKind[] = (['crash', 'pause', 'partition', 'oneway'] as FaultKind[]).filter(() => r.chance(0.6));
   if (kinds.length === 0) kinds.push(r.pick(['crash', 'pause', 'partition', 'oneway'] as FaultKind[]));
   const delayMinMs = r.int(0, 3);
   return {
-    seed,
+    seed: 0,
     mode,
     wire,
     faultPhaseMs: r.int(800, 3000),
@@ -104,6 +113,8 @@ export function specFor(seed: number): ScheduleSpec {
     requestsPerClient: r.int(3, KV_REQUESTS_PER_CLIENT_MAX),
     attackP: wire === 'frames' ? 0.02 : 0,
     config: configFor(r),
+    // Drawn last (object fields evaluate in order), so adding it kept every earlier seed's schedule.
+    bootstrapSolo: r.chance(0.25),
   };
 }
 
@@ -145,6 +156,10 @@ export interface ScheduleResult {
     releases: number;
     outputsReleased: number;
     promotions: number;
+    /** Epochs a primary serving alone closed and released. */
+    soloReleases: number;
+    /** Solo answers lost with their only copy (chaos schedules: double failures, excused). */
+    excused: number;
     faults: Record<FaultKind, number>;
     framesRefused: number;
     attacks: number;
@@ -243,7 +258,7 @@ class Simulation {
   private readonly nodes = new Map<NodeId, SimNode>();
   private readonly links = new Map<string, Link>();
   private readonly clients: SimClient[] = [];
-  readonly checker = new Checker();
+  readonly checker: Checker;
   private traceHash = 0x811c9dc5;
   readonly trace: string[] | null;
   private events = 0;
@@ -261,6 +276,8 @@ class Simulation {
     releases: 0,
     outputsReleased: 0,
     promotions: 0,
+    soloReleases: 0,
+    excused: 0,
     faults: { crash: 0, pause: 0, partition: 0, oneway: 0 },
     framesRefused: 0,
     attacks: 0,
@@ -271,6 +288,7 @@ class Simulation {
     readonly spec: ScheduleSpec,
     withTrace: boolean,
   ) {
+    this.checker = new Checker(spec.mode === 'budget');
     this.rng = new Prng(spec.seed);
     this.netRng = this.rng.fork();
     this.faultRng = this.rng.fork();
@@ -329,6 +347,7 @@ class Simulation {
       config: this.spec.config,
       createMachine: () => new KvMachine(),
       bootstrap: n.id === NODE_IDS[0] ? new KvMachine() : undefined,
+      bootstrapSolo: this.spec.bootstrapSolo,
       env: {
         now: () => Math.floor(sim.now * n.drift) + n.offsetMs,
         send: (to, msg) => sim.sendNode(n.id, to, msg),
@@ -363,13 +382,19 @@ class Simulation {
       if (list.length < 64 && list[list.length - 1] !== label) list.push(label);
     }
     if (e.kind === 'applied') this.checker.onApplied(e.epochTerm!, e.seq!);
+    if (e.kind === 'solo') {
+      this.checker.onSolo(e.node, this.nodes.get(e.node)!.node!.incarnation, e.epochTerm!, e.seq!);
+      this.stats.soloReleases += 1;
+    }
     if (e.kind === 'promoted') this.stats.promotions += 1;
     if (e.kind === 'role' || e.kind === 'promoted' || e.kind === 'deposed' || e.kind === 'resumed' || e.kind === 'term') this.note(`${e.kind}:${e.detail}`, e.node, e.term);
   }
 
   private onRelease(id: NodeId, r: Release): void {
     this.note('release', id, r.term, r.epochTerm, r.epochSeq, r.outputs.length);
-    this.checker.onRelease(id, r);
+    const n = this.nodes.get(id)!;
+    const peer = this.nodes.get(n.peer)!.node;
+    this.checker.onRelease(id, n.node!.incarnation, r, peer !== null && peer.roleName === 'backup');
     for (const o of r.outputs) {
       if (o.kind !== 'response') continue;
       const cl = this.clients[o.client - 1];
@@ -400,9 +425,10 @@ class Simulation {
 
   private sendNode(from: NodeId, to: NodeId, msg: Message): void {
     if (msg.type === 'reject' && (msg.reason === 'diverged' || msg.reason === 'delta-invalid')) this.checker.violation(`node ${from} refused a delta: ${msg.detail} (seed=${this.spec.seed})`);
+    const sender = this.nodes.get(from)!;
+    if (msg.type === 'epoch' || msg.type === 'sync-done') this.checker.onEpochMade(from, sender.node?.incarnation ?? 0, msg.term, msg.seq);
     const link = this.links.get(`${from}>${to}`)!;
     if (this.now < link.cutUntil) return;
-    const sender = this.nodes.get(from)!;
     let payload: Message | Uint8Array = msg;
     if (sender.channel !== null) {
       const bytes = sender.channel.seal(msg);
@@ -591,6 +617,7 @@ class Simulation {
           this.faultsActive -= 1; // already down (chaos)
           return;
         }
+        this.checker.onCrash(id);
         n.node = null;
         n.channel = null;
         n.pausedUntil = 0;
@@ -650,6 +677,7 @@ class Simulation {
     this.stats.events = this.events;
     this.stats.releases = this.checker.releases;
     this.stats.outputsReleased = this.checker.outputsReleased;
+    this.stats.excused = this.checker.excused;
     return {
       seed: this.spec.seed,
       spec: this.spec,
