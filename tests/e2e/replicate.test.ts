@@ -8,7 +8,7 @@
 import { test } from 'node:test';
 import assert from 'node:assert/strict';
 import { guestPath } from '../../src/testing/fixtures.js';
-import { Pair, kvRequest, post, runClient, runTrial, sleep, sumCounts, waitProtected, type ClientRecord, type TrialResult } from '../../src/testing/pair-harness.js';
+import { Pair, ask, kvRequest, post, runClient, runTrial, sleep, sumCounts, waitProtected, type ClientRecord, type TrialResult } from '../../src/testing/pair-harness.js';
 
 test('primary + backup over TCP: answers only after the backup acknowledged; SIGKILL, retry at the backup, exactly once', async () => {
   const pair = new Pair({ guest: guestPath('kvstore'), epochMs: 20, heartbeatMs: 20, primaryTimeoutMs: 150, backupTimeoutMs: 100 });
@@ -18,13 +18,13 @@ test('primary + backup over TCP: answers only after the backup acknowledged; SIG
     const pr = await p.ready;
     await waitProtected([pr.serve!], 10_000);
     // The backup refuses clients while it is a backup.
-    assert.equal((await post(b.serve!, 9, 1, 'COUNT')).status, 503);
-    const first = await post(pr.serve!, 1, 1, 'FILL 1 8');
+    assert.equal((await post(b.serve!, 9, 1, 'COUNT', 5000)).status, 503, 'held for the takeover wait, then refused');
+    const first = await ask(pr.serve!, 1, 1, 'FILL 1 8');
     assert.equal(first.status, 200);
     assert.match(first.epoch ?? '', /^2\.\d+$/, 'answers name the epoch that released them (term 2: the first primary)');
     // A repeat of an applied id: the recorded answer, no second effect.
-    assert.equal((await post(pr.serve!, 1, 1, 'FILL 1 8')).body, 'OK');
-    assert.equal((await post(pr.serve!, 1, 2, 'COUNT')).body, '1');
+    assert.equal((await ask(pr.serve!, 1, 1, 'FILL 1 8')).body, 'OK');
+    assert.equal((await ask(pr.serve!, 1, 2, 'COUNT')).body, '1');
 
     const records: ClientRecord[] = [];
     let ports = [pr.serve!, b.serve!];
@@ -36,10 +36,10 @@ test('primary + backup over TCP: answers only after the backup acknowledged; SIG
     await Promise.all(load);
     assert.equal(records.filter((r) => r.answer === null).length, 0, 'every request answered');
     const survivor = await waitProtected(ports, 10_000);
-    const count = await post(survivor, 1, 3, 'COUNT');
+    const count = await ask(survivor, 1, 3, 'COUNT');
     assert.equal(Number(count.body), 1 + 3 * 12, 'every FILL applied exactly once, across the failover');
-    assert.equal((await post(survivor, 1, 1, 'FILL 1 8')).body, 'OK', 'an id applied before the failover is still recorded');
-    assert.equal(Number((await post(survivor, 1, 4, 'COUNT')).body), 37);
+    assert.equal((await ask(survivor, 1, 1, 'FILL 1 8')).body, 'OK', 'an id applied before the failover is still recorded');
+    assert.equal(Number((await ask(survivor, 1, 4, 'COUNT')).body), 37);
     const { checkTrial } = await import('../../src/testing/pair-harness.js');
     const { counts, notes } = checkTrial(records, [pair.eventsFile(1), pair.eventsFile(2)], 36, new Map());
     assert.deepEqual(counts, { ackedLost: 0, effectsTwice: 0, unanswered: 0, releasedUnacked: 0 }, notes.join('\n'));
@@ -51,12 +51,10 @@ test('primary + backup over TCP: answers only after the backup acknowledged; SIG
 
 test('fault harness, CI-short: seeded trials (SIGKILL, SIGSTOP past the timeout, link cut by a proxy), all counts zero', async () => {
   const seeds = (process.env.UNDERSTUDY_FAULT_SEEDS ?? '1,3,4').split(',').map(Number);
-  const results: TrialResult[] = [];
-  for (const seed of seeds) {
-    const r = await runTrial({ seed, guest: guestPath('kvstore'), clients: 3, requestsPerClient: 24 });
-    results.push(r);
-    assert.deepEqual(r.counts, { ackedLost: 0, effectsTwice: 0, unanswered: 0, releasedUnacked: 0 }, `seed ${seed} (${r.kind}, ${r.dir}):\n${r.notes.join('\n')}`);
-  }
+  // The three pairs run at once (they share nothing but the CPU): the trials mostly wait — for a
+  // timeout, a stopped process, a cut link — so this takes about as long as the longest one.
+  const results: TrialResult[] = await Promise.all(seeds.map((seed) => runTrial({ seed, guest: guestPath('kvstore'), clients: 3, requestsPerClient: 24 })));
+  for (const r of results) assert.deepEqual(r.counts, { ackedLost: 0, effectsTwice: 0, unanswered: 0, releasedUnacked: 0 }, `seed ${r.seed} (${r.kind}, ${r.dir}):\n${r.notes.join('\n')}`);
   const kinds = new Set(results.map((r) => r.kind));
   assert.deepEqual([...kinds].sort(), ['cut', 'kill', 'stop'], 'the seeds cover every fault kind');
   assert.deepEqual(sumCounts(results), { ackedLost: 0, effectsTwice: 0, unanswered: 0, releasedUnacked: 0 });
@@ -78,15 +76,15 @@ test('run --replicas 2: answers once the backup acknowledged; when either proces
   try {
     const r = await run.ready;
     await waitProtected([r.serve!], 10_000);
-    const a = await post(r.serve!, 1, 1, 'SET x 1');
+    const a = await ask(r.serve!, 1, 1, 'SET x 1');
     assert.equal(a.status, 200);
     assert.equal(a.protection, 'acknowledged');
-    assert.equal((await post(r.serve!, 1, 2, 'GET x')).body, '1');
+    assert.equal((await ask(r.serve!, 1, 2, 'GET x')).body, '1');
 
     // Kill the primary (the run process): the backup takes over and answers at once, alone.
     const n2 = member(2);
     run.signal('SIGKILL');
-    const g = await post(n2.serve!, 1, 3, 'GET x'); // held by the backup until it takes over
+    const g = await ask(n2.serve!, 1, 3, 'GET x'); // held by the backup until it takes over
     assert.equal(g.status, 200);
     assert.equal(g.body, '1');
     assert.equal(g.protection, 'unprotected');
@@ -94,17 +92,17 @@ test('run --replicas 2: answers once the backup acknowledged; when either proces
     await waitProtected([n2.serve!], 15_000);
     const n1 = member(1);
     assert.notEqual(n1.pid, r.pid);
-    const s2 = await post(n2.serve!, 1, 4, 'SET y 2');
+    const s2 = await ask(n2.serve!, 1, 4, 'SET y 2');
     assert.equal(s2.protection, 'acknowledged', 'protected again: answers wait for the new backup');
 
     // And the other way round: the replacement takes over from node 2 and replaces it in turn.
     process.kill(n2.pid, 'SIGKILL');
-    const y = await post(n1.serve!, 1, 5, 'GET y');
+    const y = await ask(n1.serve!, 1, 5, 'GET y');
     assert.equal(y.body, '2');
     assert.equal(y.protection, 'unprotected');
     await waitProtected([n1.serve!], 15_000);
     assert.notEqual(member(2).pid, n2.pid);
-    assert.equal((await post(n1.serve!, 1, 6, 'GET x')).body, '1', 'state survived both failovers');
+    assert.equal((await ask(n1.serve!, 1, 6, 'GET x')).body, '1', 'state survived both failovers');
   } finally {
     // Stopping one member stops the pair; make sure nothing outlives the test.
     const live = () => [1, 2].flatMap((n) => {
