@@ -11,7 +11,7 @@
 //            output) until `settle()` says the commit is durable; if it
 //            failed, the areas are back as at cda_begin and the response is
 //            not released (runtime/session.ts)
-import { returnsI64, type Guest, type Hypercalls } from '../guest/guest.js';
+import type { Guest, Hypercalls } from '../guest/guest.js';
 import { isUnderstudyError, type UnderstudyError } from '../errors.js';
 import { answerOf, CdaAnswer, cdaError } from './codes.js';
 import { EMUL_HI_GLOBAL, EMUL_LO_GLOBAL } from './instrument.js';
@@ -104,8 +104,8 @@ export class GuestCda {
           s.abort();
           return 0;
         }),
-      cda_recover: returnsI64((guest: Guest) => this.call(guest, true, (s) => BigInt(s.recoverNow()))),
-      cda_end: returnsI64((guest: Guest) => this.call(guest, true, (s) => this.end(guest, s))),
+      cda_recover: (guest: Guest) => this.call(guest, true, (s) => BigInt(s.recoverNow())),
+      cda_end: (guest: Guest) => this.call(guest, true, (s) => this.end(guest, s)),
     };
   }
 

@@ -291,7 +291,7 @@ export class CheckpointFile {
     const populate = restoreTuning.populate;
     // Pre-faulting is a hint either way: an error (an unaligned destination, an old kernel) only
     // means the read faults the pages itself.
-    const ahead = populate === 'ahead' && extents.length > 0 ? native.prefaultStart(into, Uint32Array.from(extents)) : null;
+    const ahead = populate === 'ahead' && extents.length > 0 ? native.prefaultStart(into, extents) : null;
     try {
       for (let i = 0; i < extents.length; i += 2) {
         const view = into.subarray(extents[i]! * MEMORY_PAGE_BYTES, (extents[i]! + extents[i + 1]!) * MEMORY_PAGE_BYTES);

@@ -24,12 +24,6 @@ export type GuestStatus = 'ready' | 'running' | 'paused' | 'exited' | 'crashed';
  * called with the guest and the wasm arguments; a command guest may be stopped at any of them. */
 export type Hypercalls = Record<string, (guest: Guest, ...args: any[]) => unknown>;
 
-/** Marks a hypercall whose wasm result is i64. Kept for callers; the rewrite's layout now records
- * every import's result type (GuestLayout.importResults), which is what a stopped call answers by. */
-export function returnsI64<F extends (guest: Guest, ...args: any[]) => unknown>(fn: F): F {
-  return fn;
-}
-
 export interface GuestOptions {
   wasi: WasiDevice;
   yieldEveryMs?: number;
