@@ -9,7 +9,8 @@
         "native/src/uffd.c",
         "native/src/delta.c",
         "native/src/exclude.c",
-        "native/src/balloon.c"
+        "native/src/balloon.c",
+        "native/src/copier.c"
       ],
       "cflags_c": ["-std=c11", "-O2", "-Wall", "-Wextra", "-Werror=implicit-function-declaration", "-D_GNU_SOURCE"],
       "conditions": [

@@ -57,6 +57,19 @@ export interface NativeAddon {
   prefaultStart(memory: Uint8Array, extents: Uint32Array): PrefaultHandle;
   /** Waits for that thread; its first errno, 0 if every extent was populated (a hint either way). */
   prefaultJoin(handle: PrefaultHandle): number;
+  // Page copier (native/src/copier.c): a helper thread gathers a dirty set while the JS thread
+  // does other work of the same pause; join finishes the copy on both threads.
+  copierCreate(): CopierHandle;
+  /** Starts gathering packed[i * 4096..] = memory page pageIndices[i]; every index is checked first (ERR_NATIVE_RANGE). */
+  copierGatherStart(copier: CopierHandle, memory: Uint8Array, pageIndices: Uint32Array, packed: Uint8Array): void;
+  /** Returns once every page is copied; the number the helper thread copied. */
+  copierGatherJoin(copier: CopierHandle): number;
+  /** Finishes a gather in progress and stops the thread. Idempotent. */
+  copierClose(copier: CopierHandle): void;
+}
+
+export interface CopierHandle {
+  readonly __brand: 'CopierHandle';
 }
 
 /** An opaque native tracker (a napi external); freed by GC after dispose. */

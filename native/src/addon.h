@@ -36,6 +36,7 @@ napi_value us_init_uffd(napi_env env, napi_value exports);
 napi_value us_init_delta(napi_env env, napi_value exports);
 napi_value us_init_exclude(napi_env env, napi_value exports);
 napi_value us_init_balloon(napi_env env, napi_value exports);
+napi_value us_init_copier(napi_env env, napi_value exports);
 
 uint32_t us_crc32c(uint32_t crc, const uint8_t* data, size_t length);
 

@@ -57,13 +57,14 @@ async function restoreAt(module: GuestModule, dir: string, sequence: number) {
   }
 }
 
-test('every tracker supported here produce byte-identical chains, inline or on the worker', async () => {
+test('every tracker supported here produce byte-identical chains, inline or on the worker, copied by one thread or two', async () => {
   assert.ok(SUPPORTED.includes('hash'), 'the portable tracker is always supported');
   const module = await loadGuestModule(guestPath('heapwalk'), { cacheDir });
   const args = ['heapwalk', '2', '8'];
   const files = new Map<string, Buffer>();
   const runs: [string, Partial<EpochOptions>][] = SUPPORTED.map((k) => [k, { tracker: k as TrackerKind }]);
   runs.push([`${SUPPORTED[0]}+worker`, { tracker: SUPPORTED[0] as TrackerKind, inline: false }]);
+  runs.push([`${SUPPORTED[0]}+one-copy-thread`, { tracker: SUPPORTED[0] as TrackerKind, parallelCopyMinPages: Infinity }]);
   let reference: ChainRun | null = null;
   for (const [name, opts] of runs) {
     const run = await runWithEpochs(module, args, opts);

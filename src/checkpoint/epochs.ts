@@ -21,6 +21,7 @@ import { encodeGuestState, writeFullCheckpoint } from './snapshot.js';
 /** Epochs in flight (captured, not yet durable) before the guest is made to wait. */
 export const QUEUE_MAX_DEFAULT = 4;
 export const EPOCH_MS_DEFAULT = 20;
+export const PARALLEL_COPY_MIN_PAGES_DEFAULT = 0;
 
 export interface EpochOptions extends ChainWriterOptions {
   dir: string;
@@ -31,6 +32,8 @@ export interface EpochOptions extends ChainWriterOptions {
   tracker?: TrackerKind | 'auto';
   /** wp-async hot-region threshold (TrackerOptions.hotWrittenMinPages; default the tracker's). */
   hotWrittenMinPages?: number;
+  /** Dirty sets of at least this many pages are copied by two threads, the state captured beside (default PARALLEL_COPY_MIN_PAGES_DEFAULT; Infinity: one thread). */
+  parallelCopyMinPages?: number;
   /** Encode on this thread instead of a worker (tests; byte-identical output either way). */
   inline?: boolean;
   queueMax?: number;
@@ -44,9 +47,10 @@ export interface EpochOptions extends ChainWriterOptions {
 export interface EpochPause {
   sequence: number;
   listedPages: number;
-  /** Guest stopped for: collect + copy + state capture. */
+  /** Guest stopped for: collect, then the copy with the state capture beside it. */
   pauseMs: number;
   collectMs: number;
+  /** The copy's part after the state was captured (a helper thread copies while the state is captured). */
   copyMs: number;
   stateMs: number;
   /** Time the guest then waited for the worker (back-pressure; 0 when the queue had room). */
@@ -169,6 +173,8 @@ export class EpochCheckpointer {
   private readonly slots: StagingSlots;
   private failure: unknown = null;
   private closed = false;
+  /** Gathers the dirty set on a helper thread while this thread captures the state. */
+  private readonly copier = native.copierCreate();
   readonly epochs: EpochStats[] = [];
 
   private constructor(
@@ -245,9 +251,25 @@ export class EpochCheckpointer {
     assert(slot, 'a slot was free');
     const t1 = performance.now();
     const staged = slot.view;
-    native.gatherPages(new Uint8Array(this.guest.memory.buffer), all, staged);
+    const memory = new Uint8Array(this.guest.memory.buffer);
+    let state: ReturnType<typeof encodeGuestState>;
+    let tState: number;
+    if (all.length >= (this.options.parallelCopyMinPages ?? PARALLEL_COPY_MIN_PAGES_DEFAULT)) {
+      // The helper thread starts the copy; this thread captures the state, then helps finish it.
+      native.copierGatherStart(this.copier, memory, all, staged);
+      try {
+        state = encodeGuestState(this.guest, this.output);
+      } finally {
+        tState = performance.now();
+        native.copierGatherJoin(this.copier);
+      }
+    } else {
+      state = encodeGuestState(this.guest, this.output);
+      tState = performance.now();
+      native.gatherPages(memory, all, staged);
+    }
+    const { vcpu, devices } = state;
     const t2 = performance.now();
-    const { vcpu, devices } = encodeGuestState(this.guest, this.output);
     const capture: EpochCapture = {
       sequence: this.sequence++,
       memoryBytes: this.guest.memory.buffer.byteLength,
@@ -262,7 +284,7 @@ export class EpochCheckpointer {
     const t3 = performance.now();
     this.lastEpochAtMs = t3;
     this.safePointsSinceEpoch = 0;
-    const timing = { sequence: capture.sequence, listedPages: all.length, pauseMs: t3 - t0, collectMs: t1 - t0, copyMs: t2 - t1, stateMs: t3 - t2 };
+    const timing = { sequence: capture.sequence, listedPages: all.length, pauseMs: t3 - t0, collectMs: t1 - t0, copyMs: t2 - tState, stateMs: tState - t1 + (t3 - t2) };
     const slotIndex = slot.index;
     const job = this.sink.submit(capture).then((written) => {
       const stats: EpochStats = { ...written, ...timing };
@@ -299,6 +321,7 @@ export class EpochCheckpointer {
       await Promise.allSettled([...this.inFlight]);
     } finally {
       this.tracker.dispose();
+      native.copierClose(this.copier);
       await this.sink.close();
     }
     if (this.failure) throw this.failure;
