@@ -134,17 +134,20 @@ if (sizesMiB.includes(1024)) {
     none: 'read into fresh pages (fault per page)',
     inline: 'MADV_POPULATE_WRITE per extent, then read',
     ahead: 'MADV_POPULATE_WRITE on a thread ahead of the read + CRC',
+    'ahead-huge': 'the same, the extents backed by 2 MiB pages (MADV_HUGEPAGE)',
   } as const;
   // Interleaved, so drift on a shared machine hits every way alike.
   const times = new Map<keyof typeof ways, number[]>(Object.keys(ways).map((k) => [k as keyof typeof ways, []]));
   for (let i = 0; i < Math.max(5, runs); i++) {
     for (const way of times.keys()) {
-      restoreTuning.populate = way;
+      restoreTuning.populate = way === 'ahead-huge' ? 'ahead' : way;
+      restoreTuning.hugePages = way === 'ahead-huge';
       times.get(way)!.push((await restoreTimed(file, module)).ms);
     }
   }
   for (const [way, t] of times) fast.push([ways[way], mib(w.fileBytes), ms(median(t)), ms(Math.min(...t))]);
   restoreTuning.populate = 'ahead';
+  restoreTuning.hugePages = false;
 }
 fs.rmSync(dir, { recursive: true, force: true });
 

@@ -54,7 +54,7 @@ export interface NativeAddon {
   /** Pre-faults the pages writable in one call (MADV_POPULATE_WRITE); returns 0 or the errno (a hint; callers ignore failure). */
   populatePages(memory: Uint8Array, firstPage: number, pageCount: number): number;
   /** Pre-faults (first, count) page extents on a thread of its own, ahead of a reader (native/src/balloon.c). */
-  prefaultStart(memory: Uint8Array, extents: Uint32Array): PrefaultHandle;
+  prefaultStart(memory: Uint8Array, extents: Uint32Array, hugePages?: boolean): PrefaultHandle;
   /** Waits for that thread; its first errno, 0 if every extent was populated (a hint either way). */
   prefaultJoin(handle: PrefaultHandle): number;
   // Page copier (native/src/copier.c): a helper thread gathers a dirty set while the JS thread

@@ -15,6 +15,7 @@ import { isUnderstudyError } from '../errors.js';
 import { EpochCheckpointer, type EpochOptions } from './epochs.js';
 import { compactChain, logFileName, openChainPoint, scanChain, baseFileName } from './chain.js';
 import { restoreFromCheckpoint } from './snapshot.js';
+import { restoreTuning } from './file.js';
 import { LOG_HEADER_BYTES, RECORD_HEADER_BYTES } from './delta-log.js';
 
 const cacheDir = tempDir('cache');
@@ -46,12 +47,12 @@ async function runWithEpochs(module: GuestModule, args: string[], opts: Partial<
   return { dir, stdout: Buffer.from(out.text()), points, ep };
 }
 
-async function restoreAt(module: GuestModule, dir: string, sequence: number) {
+async function restoreAt(module: GuestModule, dir: string, sequence: number, yieldEveryMs = 5) {
   const image = openChainPoint(dir, sequence);
   const out = new CollectedOutput();
   try {
-    const { guest } = await restoreFromCheckpoint(image, { module, host: { stdin: new BytesInput(new Uint8Array(0)), clock: new FakeClock() }, outputTarget: out, guestOptions: { yieldEveryMs: 5 } });
-    return { guest, out, meta: image.meta };
+    const { guest, output } = await restoreFromCheckpoint(image, { module, host: { stdin: new BytesInput(new Uint8Array(0)), clock: new FakeClock() }, outputTarget: out, guestOptions: { yieldEveryMs } });
+    return { guest, out, output, meta: image.meta };
   } finally {
     image.close();
   }
@@ -208,4 +209,27 @@ test('several guests checkpoint at once, each with its own tracker and worker', 
     const { guest } = await restoreAt(module, run.dir, seq);
     assert.equal(digest(new Uint8Array(guest.memory.buffer)), run.points.get(seq)!.memory);
   }
+});
+
+test('a guest restored onto huge pages is tracked exactly: every tracker gives the chain of a restore onto 4 KiB pages', async () => {
+  const module = await loadGuestModule(guestPath('heapwalk'), { cacheDir });
+  const args = ['heapwalk', '2', '8'];
+  const run = await runWithEpochs(module, args, {});
+  const chains = new Map<string, Buffer>();
+  for (const hugePages of [true, false]) {
+    for (const tracker of SUPPORTED) {
+      restoreTuning.hugePages = hugePages;
+      const { guest, out, output: gate } = await restoreAt(module, run.dir, 3, 0);
+      restoreTuning.hugePages = true;
+      const dir = tempDir('chain-after-restore');
+      const ep = await EpochCheckpointer.start(guest, gate, { dir, everySafePoints: 1, inline: true, createdAtMs: 1_000_000, tracker: tracker as TrackerKind, firstSequence: 100 });
+      assert.equal(await guest.run(), 0);
+      await ep.close();
+      assert.ok(ep.epochs.length >= 4, `${tracker}: ${ep.epochs.length} epochs after the restore`);
+      assert.ok(Buffer.concat([run.stdout.subarray(0, run.points.get(3)!.stdoutBytes), Buffer.from(out.text())]).equals(run.stdout));
+      chains.set(`${tracker} huge=${hugePages}`, Buffer.concat([fs.readFileSync(path.join(dir, baseFileName(100))), fs.readFileSync(path.join(dir, logFileName(100)))]));
+    }
+  }
+  const [first, ...rest] = [...chains.entries()];
+  for (const [name, bytes] of rest) assert.ok(bytes.equals(first![1]), `${name} chain is byte-identical to ${first![0]}'s`);
 });

@@ -63,8 +63,9 @@ function readImage(file: string, into: Uint8Array): void {
 
 test('random sparse images round-trip exactly; exactly the non-zero pages are stored, untouched ones are not even present', () => {
   fc.assert(
-    fc.property(imageArb, fc.constantFrom('ahead' as const, 'inline' as const, 'none' as const), ([wasmPages, kinds, seed], populate) => {
+    fc.property(imageArb, fc.constantFrom('ahead' as const, 'inline' as const, 'none' as const), fc.boolean(), ([wasmPages, kinds, seed], populate, hugePages) => {
       restoreTuning.populate = populate;
+      restoreTuning.hugePages = hugePages;
       const memory = buildImage(wasmPages, kinds, seed);
       const stored = native.storedPages(memory);
       const dataPages = kinds.flatMap((k, p) => (k === 'data' ? [p] : []));
@@ -90,6 +91,7 @@ test('random sparse images round-trip exactly; exactly the non-zero pages are st
     { numRuns: 60 },
   );
   restoreTuning.populate = 'ahead';
+  restoreTuning.hugePages = true;
 });
 
 test('the prefault thread checks its extents, changes no byte, and joins once', () => {
@@ -113,6 +115,25 @@ test('restoring a sparse image into a fresh memory touches no excluded page', ()
   readImage(file, back);
   if (native.storedPages(back).method === 'pagemap-scan') assert.deepEqual([...native.presentPages(back)], [...native.storedPages(memory).pages]);
   assert.ok(Buffer.from(back).equals(Buffer.from(memory)));
+});
+
+test('restoring onto huge pages backs only whole 2 MiB blocks of stored pages: no excluded page becomes present', () => {
+  restoreTuning.hugePages = true;
+  // 16 MiB: a 5 MiB run of data (two whole 2 MiB blocks inside it), zero pages, scattered data.
+  const kinds = Array.from({ length: 4096 }, (_, p): 'data' | 'zero' | 'untouched' =>
+    p >= 300 && p < 300 + 1280 ? 'data' : p % 211 === 0 ? 'data' : p % 17 === 0 ? 'zero' : 'untouched',
+  );
+  const memory = buildImage(256, kinds, 11);
+  const file = fresh();
+  writeCheckpointFile(file, [memoryPagesSection(memory)]);
+  const back = new Uint8Array(new WebAssembly.Memory({ initial: 256 }).buffer);
+  readImage(file, back);
+  assert.ok(Buffer.from(back).equals(Buffer.from(memory)));
+  if (native.storedPages(back).method === 'pagemap-scan') assert.deepEqual([...native.presentPages(back)], [...native.storedPages(memory).pages]);
+  // The restored memory is an ordinary one afterwards: discarding part of a block gives it back.
+  native.discardPages(back, 600, 16);
+  assert.ok(back.subarray(600 * P, 616 * P).every((b) => b === 0));
+  if (native.storedPages(back).method === 'pagemap-scan') assert.ok(![...native.presentPages(back)].some((p) => p >= 600 && p < 616));
 });
 
 test('malformed extent tables are refused as ERR_CKPT_MALFORMED before any page is read', () => {

@@ -193,8 +193,13 @@ function checkPadding(fd: number, layout: Layout): void {
  *   'inline' MADV_POPULATE_WRITE of each extent just before reading it (one kernel entry per
  *            extent instead of a fault per page);
  *   'none'   a fault per page during the read.
+ * hugePages: with 'ahead', every 2 MiB block wholly inside a stored extent is populated as one
+ *   transparent huge page (MADV_HUGEPAGE for the populate only): one allocation and zeroing pass
+ *   instead of 512 faults, which is most of a sparse restore's time. Blocks with a gap stay on 4 KiB
+ *   pages (an excluded page never becomes present), and a block that comes slowly (the kernel
+ *   compacting fragmented memory) turns huge pages off for the rest of that restore.
  */
-export const restoreTuning: { populate: 'ahead' | 'inline' | 'none' } = { populate: 'ahead' };
+export const restoreTuning: { populate: 'ahead' | 'inline' | 'none'; hugePages: boolean } = { populate: 'ahead', hugePages: true };
 
 export class CheckpointFile {
   private constructor(
@@ -291,7 +296,7 @@ export class CheckpointFile {
     const populate = restoreTuning.populate;
     // Pre-faulting is a hint either way: an error (an unaligned destination, an old kernel) only
     // means the read faults the pages itself.
-    const ahead = populate === 'ahead' && extents.length > 0 ? native.prefaultStart(into, extents) : null;
+    const ahead = populate === 'ahead' && extents.length > 0 ? native.prefaultStart(into, extents, restoreTuning.hugePages) : null;
     try {
       for (let i = 0; i < extents.length; i += 2) {
         const view = into.subarray(extents[i]! * MEMORY_PAGE_BYTES, (extents[i]! + extents[i + 1]!) * MEMORY_PAGE_BYTES);
