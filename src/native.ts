@@ -40,6 +40,10 @@ export interface NativeAddon {
   // src/checkpoint/delta-codec.ts, which is the interface to use.
   deltaEncode(staged: Uint8Array, pageIndices: Uint32Array, shadow: Uint8Array, out: Uint8Array, runGapMergeBytes?: number, runsBytesMax?: number): import('./checkpoint/delta-codec.js').DeltaEncodeCounts;
   deltaApply(encoded: Uint8Array, memory: Uint8Array): number;
+  /** Sub-page exclusion: the listed pages whose non-zero runs take fewer than runsBytesMax bytes, as RUNS entries against zero pages (`encoded`, a delta encoding), and the rest (`dense`). */
+  sparseEncode(memory: Uint8Array, pages: Uint32Array, runsBytesMax: number, out?: Uint8Array): { encoded: Uint8Array; sparse: Uint32Array; dense: Uint32Array };
+  /** Streams a MemoryRuns encoding from a file onto memory (see native/src/delta.c); returns the CRC-32C chained onto `crc`. */
+  runsLoad(fd: number, offset: number, length: number, memory: Uint8Array, runPages: Uint32Array, crc: number): number;
   readonly deltaLayout: Readonly<Record<string, number>>;
   // Memory exclusion (native/src/exclude.c): pages backed by a page in the page tables (present
   // or swapped, not the shared zero page), asked of the kernel without reading guest memory.

@@ -16,7 +16,10 @@
  * The wraps count the bytes the program holds (the allocator has no
  * statistics of its own in wasi-libc) and let the balloon forbid the heap to
  * grow while it inflates (sbrk answers "no memory" then): the balloon takes
- * only memory the allocator already has, never more from the host.
+ * only memory the allocator already has, never more from the host. free()
+ * zeroes the block first (and realloc grows by copying, so the old block is
+ * zeroed too): the holes a program leaves inside pages are then zero, which
+ * a checkpoint leaves out below page granularity (the MemoryRuns section).
  *
  * Exports (the host calls them between calls, when the guest is at rest):
  *
@@ -75,6 +78,7 @@
 #include <stddef.h>
 #include <stdint.h>
 #include <stdlib.h>
+#include <string.h>
 #include <unistd.h>
 
 #define US_BALLOON_PAGE_BYTES 4096u
@@ -109,6 +113,7 @@ static inline void us_balloon_poll(void) {
 
 void* __real_malloc(size_t n);
 void __real_free(void* p);
+void __wrap_free(void* p);
 void* __real_calloc(size_t n, size_t m);
 void* __real_realloc(void* p, size_t n);
 void* __real_aligned_alloc(size_t a, size_t n);
@@ -157,18 +162,33 @@ typedef struct us_balloon_chunk {
         return r;                                                               \
     }                                                                           \
     void* __wrap_realloc(void* p, size_t n) {                                   \
-        size_t before = p ? malloc_usable_size(p) : 0;                          \
-        void* q = __real_realloc(p, n);                                         \
-        if (q || n == 0) {                                                      \
-            us_held_bytes_ = before > us_held_bytes_ ? 0 : us_held_bytes_ - before; \
-            us_held_add(q);                                                     \
+        if (!p) return __wrap_malloc(n);                                        \
+        if (n == 0) { __wrap_free(p); return NULL; }                            \
+        size_t before = malloc_usable_size(p);                                  \
+        if (n > before) {                                                       \
+            /* Grown by copy, so the old block is zeroed before it is freed   \
+             * (dlmalloc's own realloc would free it unzeroed inside). */      \
+            void* q = __wrap_malloc(n);                                         \
+            if (!q) return NULL;                                                \
+            memcpy(q, p, before);                                               \
+            __wrap_free(p);                                                     \
+            return q;                                                           \
         }                                                                       \
+        /* Shrunk in place: the tail dlmalloc may split off is zeroed first. */ \
+        memset((unsigned char*)p + n, 0, before - n);                           \
+        void* q = __real_realloc(p, n);                                         \
+        us_held_bytes_ = before > us_held_bytes_ ? 0 : us_held_bytes_ - before; \
+        us_held_add(q);                                                         \
         return q;                                                               \
     }                                                                           \
     void __wrap_free(void* p) {                                                 \
         if (!p) return;                                                         \
         size_t n = malloc_usable_size(p);                                       \
         us_held_sub(p);                                                         \
+        /* Zeroed before it is freed: a free hole inside a page is then zero \
+         * but for the allocator's few bytes of links, and a checkpoint       \
+         * stores such a page as its live runs (exclusion below pages). */    \
+        memset(p, 0, n);                                                        \
         __real_free(p);                                                         \
         if (us_report_min_bytes_ && n >= us_report_min_bytes_) {                \
             /* Whole pages strictly inside the freed block, margins left. */    \

@@ -12,6 +12,7 @@
 #include "addon.h"
 
 #include <stdio.h>
+#include <stdlib.h>
 #include <string.h>
 
 // ---- format (little-endian) ----
@@ -319,6 +320,58 @@ static napi_value malformed(napi_env env, const char* what, size_t at) {
   return us_throw(env, "ERR_CKPT_MALFORMED", message);
 }
 
+// Validates an encoding for a memory of mem_pages pages: every read is
+// preceded by a check that the bytes are there (`len - pos >= k`). Returns
+// the entry count, or -1 with a JS exception pending.
+static int64_t delta_validate(napi_env env, const uint8_t* enc, size_t len, size_t mem_pages) {
+  // SAFETY: all reads of `enc` are at offsets < len, checked before each read.
+  if (len < US_DELTA_HEADER_BYTES) return malformed(env, "shorter than the header", 0), -1;
+  if (get_u32(enc + US_DELTA_OFF_MAGIC) != US_DELTA_MAGIC) return malformed(env, "bad magic", US_DELTA_OFF_MAGIC), -1;
+  if (get_u16(enc + US_DELTA_OFF_VERSION) != US_DELTA_VERSION) return malformed(env, "unknown version", US_DELTA_OFF_VERSION), -1;
+  if (get_u16(enc + US_DELTA_OFF_FLAGS) != 0) return malformed(env, "unknown flags", US_DELTA_OFF_FLAGS), -1;
+  if (get_u32(enc + US_DELTA_OFF_PAGE_BYTES) != US_PAGE_BYTES) return malformed(env, "page size is not 4096", US_DELTA_OFF_PAGE_BYTES), -1;
+  if (get_u64(enc + US_DELTA_OFF_TOTAL) != (uint64_t)len) return malformed(env, "total length disagrees with the input length", US_DELTA_OFF_TOTAL), -1;
+  uint32_t entries = get_u32(enc + US_DELTA_OFF_ENTRIES);
+  if (entries > (len - US_DELTA_HEADER_BYTES) / US_DELTA_ENTRY_HEAD_BYTES) return malformed(env, "more entries than bytes for them", US_DELTA_OFF_ENTRIES), -1;
+  if (entries > mem_pages) return malformed(env, "more entries than memory pages", US_DELTA_OFF_ENTRIES), -1;
+  size_t pos = US_DELTA_HEADER_BYTES;
+  uint64_t prev_page = 0;
+  for (uint32_t i = 0; i < entries; i++) {
+    if (len - pos < US_DELTA_ENTRY_HEAD_BYTES) return malformed(env, "truncated entry", pos), -1;
+    uint32_t page = get_u32(enc + pos);
+    uint32_t kind = enc[pos + 4];
+    if (page >= mem_pages) return malformed(env, "page index past the end of memory", pos), -1;
+    if (i > 0 && page <= prev_page) return malformed(env, "page indices not strictly ascending", pos), -1;
+    prev_page = page;
+    pos += US_DELTA_ENTRY_HEAD_BYTES;
+    if (kind == US_DELTA_KIND_ZERO) continue;
+    if (kind == US_DELTA_KIND_FULL) {
+      if (len - pos < US_PAGE_BYTES) return malformed(env, "truncated full page", pos), -1;
+      pos += US_PAGE_BYTES;
+      continue;
+    }
+    if (kind != US_DELTA_KIND_RUNS) return malformed(env, "unknown entry kind", pos - 1), -1;
+    if (len - pos < US_DELTA_RUNS_HEAD_BYTES) return malformed(env, "truncated run count", pos), -1;
+    uint32_t n = get_u16(enc + pos);
+    if (n == 0) return malformed(env, "a runs entry with no runs", pos), -1;
+    pos += US_DELTA_RUNS_HEAD_BYTES;
+    uint32_t run_end = 0;
+    for (uint32_t r = 0; r < n; r++) {
+      if (len - pos < US_DELTA_RUN_HEAD_BYTES) return malformed(env, "truncated run header", pos), -1;
+      uint32_t off = get_u16(enc + pos), rl = get_u16(enc + pos + 2);
+      if (rl == 0) return malformed(env, "empty run", pos), -1;
+      if (off < run_end) return malformed(env, "runs overlap or are not ascending", pos), -1;
+      if (off + rl > US_PAGE_BYTES) return malformed(env, "run past the end of the page", pos), -1;
+      run_end = off + rl;
+      pos += US_DELTA_RUN_HEAD_BYTES;
+      if (len - pos < rl) return malformed(env, "truncated run bytes", pos), -1;
+      pos += rl;
+    }
+  }
+  if (pos != len) return malformed(env, "bytes after the last entry", pos), -1;
+  return (int64_t)entries;
+}
+
 static napi_value js_delta_apply(napi_env env, napi_callback_info info) {
   size_t argc = 2;
   napi_value argv[2];
@@ -332,53 +385,11 @@ static napi_value js_delta_apply(napi_env env, napi_callback_info info) {
   if (ranges_overlap(enc, len, mem, mem_len)) return us_throw(env, "ERR_NATIVE_ARG", "encoded and memory must not overlap");
   size_t mem_pages = mem_len / US_PAGE_BYTES;
 
-  // Pass 1: validate everything; nothing is written. Every read below is
-  // preceded by a check that the bytes are there (`len - pos >= k`).
-  // SAFETY: all reads of `enc` are at offsets < len, checked before each read.
-  if (len < US_DELTA_HEADER_BYTES) return malformed(env, "shorter than the header", 0);
-  if (get_u32(enc + US_DELTA_OFF_MAGIC) != US_DELTA_MAGIC) return malformed(env, "bad magic", US_DELTA_OFF_MAGIC);
-  if (get_u16(enc + US_DELTA_OFF_VERSION) != US_DELTA_VERSION) return malformed(env, "unknown version", US_DELTA_OFF_VERSION);
-  if (get_u16(enc + US_DELTA_OFF_FLAGS) != 0) return malformed(env, "unknown flags", US_DELTA_OFF_FLAGS);
-  if (get_u32(enc + US_DELTA_OFF_PAGE_BYTES) != US_PAGE_BYTES) return malformed(env, "page size is not 4096", US_DELTA_OFF_PAGE_BYTES);
-  if (get_u64(enc + US_DELTA_OFF_TOTAL) != (uint64_t)len) return malformed(env, "total length disagrees with the input length", US_DELTA_OFF_TOTAL);
-  uint32_t entries = get_u32(enc + US_DELTA_OFF_ENTRIES);
-  if (entries > (len - US_DELTA_HEADER_BYTES) / US_DELTA_ENTRY_HEAD_BYTES) return malformed(env, "more entries than bytes for them", US_DELTA_OFF_ENTRIES);
-  if (entries > mem_pages) return malformed(env, "more entries than memory pages", US_DELTA_OFF_ENTRIES);
-  size_t pos = US_DELTA_HEADER_BYTES;
-  uint64_t prev_page = 0;
-  for (uint32_t i = 0; i < entries; i++) {
-    if (len - pos < US_DELTA_ENTRY_HEAD_BYTES) return malformed(env, "truncated entry", pos);
-    uint32_t page = get_u32(enc + pos);
-    uint32_t kind = enc[pos + 4];
-    if (page >= mem_pages) return malformed(env, "page index past the end of memory", pos);
-    if (i > 0 && page <= prev_page) return malformed(env, "page indices not strictly ascending", pos);
-    prev_page = page;
-    pos += US_DELTA_ENTRY_HEAD_BYTES;
-    if (kind == US_DELTA_KIND_ZERO) continue;
-    if (kind == US_DELTA_KIND_FULL) {
-      if (len - pos < US_PAGE_BYTES) return malformed(env, "truncated full page", pos);
-      pos += US_PAGE_BYTES;
-      continue;
-    }
-    if (kind != US_DELTA_KIND_RUNS) return malformed(env, "unknown entry kind", pos - 1);
-    if (len - pos < US_DELTA_RUNS_HEAD_BYTES) return malformed(env, "truncated run count", pos);
-    uint32_t n = get_u16(enc + pos);
-    if (n == 0) return malformed(env, "a runs entry with no runs", pos);
-    pos += US_DELTA_RUNS_HEAD_BYTES;
-    uint32_t run_end = 0;
-    for (uint32_t r = 0; r < n; r++) {
-      if (len - pos < US_DELTA_RUN_HEAD_BYTES) return malformed(env, "truncated run header", pos);
-      uint32_t off = get_u16(enc + pos), rl = get_u16(enc + pos + 2);
-      if (rl == 0) return malformed(env, "empty run", pos);
-      if (off < run_end) return malformed(env, "runs overlap or are not ascending", pos);
-      if (off + rl > US_PAGE_BYTES) return malformed(env, "run past the end of the page", pos);
-      run_end = off + rl;
-      pos += US_DELTA_RUN_HEAD_BYTES;
-      if (len - pos < rl) return malformed(env, "truncated run bytes", pos);
-      pos += rl;
-    }
-  }
-  if (pos != len) return malformed(env, "bytes after the last entry", pos);
+  // Pass 1: validate everything; nothing is written.
+  const int64_t validated = delta_validate(env, enc, len, mem_pages);
+  if (validated < 0) return NULL;
+  const uint32_t entries = (uint32_t)validated;
+  size_t pos;
 
   // Pass 2: apply. The same walk, now known to stay inside `enc`, with every
   // page index < mem_pages and every run inside its page.
@@ -413,6 +424,373 @@ static napi_value js_delta_apply(napi_env env, napi_callback_info info) {
   return result;
 }
 
+// The non-zero byte runs of a page: the runs page_runs finds against an
+// all-zero page (maximal sequences of non-zero 8-byte words, trimmed to bytes),
+// found faster: one 64-bit mask of non-zero words per 512 bytes, walked by its
+// transitions. Returns the number of runs.
+static size_t page_nonzero_runs(const uint8_t* page, us_run* runs) {
+  size_t n = 0;
+  int open = 0;
+  uint32_t open_start = 0;
+  for (uint32_t base = 0; base < US_PAGE_WORDS; base += 64) {
+    uint64_t mask = 0;
+    for (uint32_t k = 0; k < 64; k++) mask |= (uint64_t)(load_word(page + (size_t)(base + k) * 8) != 0) << k;
+    uint32_t pos = 0;
+    while (pos < 64) {
+      const uint64_t rest = pos ? mask >> pos : mask;
+      if (!open) {
+        if (rest == 0) break;  // no non-zero word left in this chunk
+        pos += (uint32_t)__builtin_ctzll(rest);
+        const uint32_t w = base + pos;
+        open = 1;
+        open_start = w * 8u + first_byte(load_word(page + (size_t)w * 8));
+      } else {
+        const uint64_t zeros = ~rest & (pos ? (~0ull >> pos) : ~0ull);
+        if (zeros == 0) break;  // the run goes on past this chunk
+        pos += (uint32_t)__builtin_ctzll(zeros);
+        const uint32_t last = base + pos - 1;  // pos >= 1 here or the run began in an earlier chunk
+        if (n >= US_DELTA_RUNS_PER_PAGE_MAX) __builtin_trap();  // runs are separated by a zero word
+        runs[n].start = open_start;
+        runs[n].end = last * 8u + last_byte(load_word(page + (size_t)last * 8)) + 1u;
+        n++;
+        open = 0;
+      }
+    }
+  }
+  if (open) {
+    const uint32_t last = US_PAGE_WORDS - 1;
+    if (n >= US_DELTA_RUNS_PER_PAGE_MAX) __builtin_trap();
+    runs[n].start = open_start;
+    runs[n].end = last * 8u + last_byte(load_word(page + (size_t)last * 8)) + 1u;
+    n++;
+  }
+  return n;
+}
+
+// sparseEncode(memory, pages, runsBytesMax[, out]) -> { encoded, sparse, dense }
+// (`out`, a Uint8Array of at least 24 + pages.length * (5 + runsBytesMax)
+// bytes, receives the encoding, and `encoded` is a view of it; without it a
+// new buffer is made.)
+// Memory exclusion below page granularity: each listed page (ascending, inside
+// memory) whose non-zero bytes, as RUNS against an all-zero page, take fewer
+// than runsBytesMax bytes is written as a RUNS entry of a delta encoding
+// (`encoded`, applied with deltaApply onto zeroed pages) and listed in
+// `sparse`; every other listed page is listed in `dense` (stored whole).
+// Reads memory only.
+
+#define US_SPARSE_REGION_PAGES 512u
+#define US_SPARSE_REGION_SAVING_DIV 16u
+
+static napi_value js_sparse_encode(napi_env env, napi_callback_info info) {
+  size_t argc = 4;
+  napi_value argv[4];
+  US_NAPI_OK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 3) return us_throw(env, "ERR_NATIVE_ARG", "sparseEncode(memory, pages, runsBytesMax[, out]) needs three arguments");
+  uint8_t* mem;
+  size_t mem_len, count;
+  uint32_t* pages;
+  if (!us_get_bytes(env, argv[0], &mem, &mem_len)) return NULL;
+  if (!us_get_u32_array(env, argv[1], &pages, &count, "ERR_NATIVE_ARG", "expected a Uint32Array of page indices")) return NULL;
+  uint32_t runs_max = 0;
+  if (!get_optional_u32(env, argv[2], 1, US_PAGE_BYTES, US_DELTA_RUNS_BYTES_MAX, &runs_max, "runsBytesMax")) return NULL;
+  const size_t mem_pages = mem_len / US_PAGE_BYTES;
+  for (size_t i = 0; i < count; i++) {
+    if (pages[i] >= mem_pages) return us_throw(env, "ERR_NATIVE_RANGE", "page index past the end of memory");
+    if (i > 0 && pages[i] <= pages[i - 1]) return us_throw(env, "ERR_NATIVE_ARG", "page indices are not strictly ascending");
+  }
+  // The index lists hold at most `count` entries each. The encoding is
+  // written straight into its ArrayBuffer, sized for the worst case (every
+  // page a RUNS entry just under runs_max): the kernel backs only the bytes
+  // written, and no copy or regrowth is needed.
+  if (count > (SIZE_MAX - US_DELTA_HEADER_BYTES) / (US_DELTA_ENTRY_HEAD_BYTES + US_PAGE_BYTES)) return us_throw(env, "ERR_NATIVE_RANGE", "too many pages");
+  const size_t cap = US_DELTA_HEADER_BYTES + count * (US_DELTA_ENTRY_HEAD_BYTES + (size_t)runs_max);
+  // A caller's buffer (reused across checkpoints: fresh memory costs a fault
+  // per 4 KiB page on first touch, most of this function's time otherwise).
+  uint8_t* given = NULL;
+  size_t given_len = 0;
+  napi_valuetype out_type = napi_undefined;
+  if (argc >= 4) US_NAPI_OK(env, napi_typeof(env, argv[3], &out_type));
+  if (out_type != napi_undefined) {
+    if (!us_get_bytes(env, argv[3], &given, &given_len)) return NULL;
+    if (given_len < cap) return us_throw(env, "ERR_NATIVE_RANGE", "out is smaller than sparseBoundBytes(pages.length)");
+    if (ranges_overlap(given, given_len, mem, mem_len)) return us_throw(env, "ERR_NATIVE_ARG", "out must not overlap memory");
+  }
+  uint32_t* sparse = (uint32_t*)malloc(count ? count * 4 : 4);
+  uint32_t* dense = (uint32_t*)malloc(count ? count * 4 : 4);
+  napi_value encoded_ab = NULL;
+  void* ab_data = NULL;
+  if (!sparse || !dense || (!given && napi_create_arraybuffer(env, cap, &ab_data, &encoded_ab) != napi_ok)) {
+    free(sparse);
+    free(dense);
+    return us_throw(env, "ERR_NATIVE_NOMEM", "out of memory for a sparse encoding");
+  }
+  uint8_t* out = given ? given : (uint8_t*)ab_data;
+  us_run runs[US_DELTA_RUNS_PER_PAGE_MAX];
+  // Pass 1: what each page would take as runs (0: it stays whole). Reuses the
+  // sparse list's storage: pass 2 writes index n_sparse <= i only after
+  // reading body_of[i], so it never overwrites a size still to be read.
+  uint32_t* body_of = sparse;
+  for (size_t i = 0; i < count; i++) {
+    // SAFETY: pages[i] < mem_pages (checked above): the page lies in memory; no JS runs here.
+    const size_t n = page_nonzero_runs(mem + (size_t)pages[i] * US_PAGE_BYTES, runs);
+    size_t body = US_DELTA_RUNS_HEAD_BYTES;
+    for (size_t r = 0; r < n; r++) body += US_DELTA_RUN_HEAD_BYTES + (runs[r].end - runs[r].start);
+    body_of[i] = (n == 0 || body >= runs_max) ? 0 : (uint32_t)body;
+  }
+  // Per 2 MiB region: runs only where they save at least 1/US_SPARSE_REGION_SAVING_DIV
+  // of the region's stored bytes. A mostly dense region stays whole: one
+  // extent, read in bulk, populated as a huge page; runs there would save
+  // little and cut it into many extents.
+  size_t pos = US_DELTA_HEADER_BYTES, n_sparse = 0, n_dense = 0;
+  size_t region_from = 0;
+  int region_runs = 0;
+  for (size_t i = 0; i < count; i++) {
+    if (i == region_from) {
+      const uint32_t region = pages[i] / US_SPARSE_REGION_PAGES;
+      size_t to = i, stored = 0, saved = 0;
+      for (; to < count && pages[to] / US_SPARSE_REGION_PAGES == region; to++) {
+        stored += US_PAGE_BYTES;
+        if (body_of[to]) saved += US_PAGE_BYTES - (US_DELTA_ENTRY_HEAD_BYTES + body_of[to]);
+      }
+      region_runs = saved * US_SPARSE_REGION_SAVING_DIV >= stored;
+      region_from = to;
+    }
+    const uint32_t planned = body_of[i];
+    if (!region_runs || planned == 0) {
+      dense[n_dense++] = pages[i];
+      continue;
+    }
+    // SAFETY: as in pass 1.
+    const uint8_t* page = mem + (size_t)pages[i] * US_PAGE_BYTES;
+    const size_t n = page_nonzero_runs(page, runs);
+    size_t body = US_DELTA_RUNS_HEAD_BYTES;
+    for (size_t r = 0; r < n; r++) body += US_DELTA_RUN_HEAD_BYTES + (runs[r].end - runs[r].start);
+    if (body != planned) __builtin_trap();  // the same page measured twice alike
+    // SAFETY: each of at most `count` entries takes 5 + body < 5 + runs_max
+    // bytes, so pos + 5 + body <= cap.
+    uint8_t* e = out + pos;
+    put_u32(e, pages[i]);
+    e[4] = US_DELTA_KIND_RUNS;
+    put_u16(e + 5, (uint32_t)n);
+    uint8_t* q = e + US_DELTA_ENTRY_HEAD_BYTES + US_DELTA_RUNS_HEAD_BYTES;
+    for (size_t r = 0; r < n; r++) {
+      const uint32_t len = runs[r].end - runs[r].start;
+      put_u16(q, runs[r].start);
+      put_u16(q + 2, len);
+      // SAFETY: start < end <= 4096, inside the page.
+      memcpy(q + US_DELTA_RUN_HEAD_BYTES, page + runs[r].start, len);
+      q += US_DELTA_RUN_HEAD_BYTES + len;
+    }
+    pos += US_DELTA_ENTRY_HEAD_BYTES + body;
+    sparse[n_sparse++] = pages[i];
+  }
+  if (pos > cap) __builtin_trap();  // postcondition: the bound holds
+  put_u32(out + US_DELTA_OFF_MAGIC, US_DELTA_MAGIC);
+  put_u16(out + US_DELTA_OFF_VERSION, US_DELTA_VERSION);
+  put_u16(out + US_DELTA_OFF_FLAGS, 0);
+  put_u32(out + US_DELTA_OFF_ENTRIES, (uint32_t)n_sparse);
+  put_u32(out + US_DELTA_OFF_PAGE_BYTES, US_PAGE_BYTES);
+  put_u64(out + US_DELTA_OFF_TOTAL, (uint64_t)pos);
+  napi_value result, encoded;
+  napi_status st = napi_create_object(env, &result);
+  if (given) {
+    // A view of the caller's buffer: its own ArrayBuffer, at its own offset.
+    napi_typedarray_type type;
+    size_t length, byte_offset;
+    void* data;
+    if (st == napi_ok) st = napi_get_typedarray_info(env, argv[3], &type, &length, &data, &encoded_ab, &byte_offset);
+    if (st == napi_ok && type != napi_uint8_array) st = napi_invalid_arg;
+    if (st == napi_ok) st = napi_create_typedarray(env, napi_uint8_array, pos, encoded_ab, byte_offset, &encoded);
+  } else if (st == napi_ok) {
+    st = napi_create_typedarray(env, napi_uint8_array, pos, encoded_ab, 0, &encoded);
+  }
+  if (st == napi_ok) st = napi_set_named_property(env, result, "encoded", encoded);
+  napi_value sparse_arr = st == napi_ok ? us_u32_array(env, sparse, n_sparse) : NULL;
+  napi_value dense_arr = sparse_arr ? us_u32_array(env, dense, n_dense) : NULL;
+  free(sparse);
+  free(dense);
+  if (st != napi_ok || !sparse_arr || !dense_arr) return us_throw(env, "ERR_NATIVE_NAPI", "N-API call failed: building the sparse encoding");
+  if (napi_set_named_property(env, result, "sparse", sparse_arr) != napi_ok || napi_set_named_property(env, result, "dense", dense_arr) != napi_ok)
+    return us_throw(env, "ERR_NATIVE_NAPI", "N-API call failed: building the sparse encoding");
+  return result;
+}
+
+// runsLoad(fd, offset, length, memory, runPages, crc) -> crc
+// Loads the delta encoding of a MemoryRuns section straight from the file:
+// `length` bytes at `offset` are read in bounded chunks (no buffer the size of
+// the section), their CRC-32C chained onto `crc` and returned (the caller
+// compares the section's), and each entry is validated and applied as soon as
+// it is whole. Every entry must be RUNS and name the next page of `runPages`
+// (ascending, inside memory), whose bytes must be zero beforehand; every page
+// must be named. ERR_CKPT_MALFORMED names what failed; a read error is
+// ERR_CKPT_IO and a short read ERR_CKPT_TRUNCATED. On failure memory holds
+// part of the image and must be discarded (restore discards the instance).
+#define US_RUNS_CHUNK_BYTES ((size_t)1 << 20)
+
+
+#ifndef _WIN32
+#include <errno.h>
+#include <unistd.h>
+#endif
+
+// Bytes of the entry at p (n bytes available) once whole: 0 while incomplete.
+// Validates as it measures; *why is set (and 0 returned) when malformed.
+static size_t runs_entry_bytes(const uint8_t* p, size_t n, const char** why) {
+  if (n < US_DELTA_ENTRY_HEAD_BYTES + US_DELTA_RUNS_HEAD_BYTES) return 0;
+  if (p[4] != US_DELTA_KIND_RUNS) {
+    *why = "an entry that is not runs where only runs may be";
+    return 0;
+  }
+  const uint32_t runs = get_u16(p + US_DELTA_ENTRY_HEAD_BYTES);
+  if (runs == 0) {
+    *why = "a runs entry with no runs";
+    return 0;
+  }
+  size_t at = US_DELTA_ENTRY_HEAD_BYTES + US_DELTA_RUNS_HEAD_BYTES;
+  uint32_t run_end = 0;
+  for (uint32_t r = 0; r < runs; r++) {
+    if (n - at < US_DELTA_RUN_HEAD_BYTES) return 0;
+    const uint32_t off = get_u16(p + at), len = get_u16(p + at + 2);
+    if (len == 0 || off < run_end || off + len > US_PAGE_BYTES) {
+      *why = len == 0 ? "empty run" : off < run_end ? "runs overlap or are not ascending" : "run past the end of the page";
+      return 0;
+    }
+    run_end = off + len;
+    at += US_DELTA_RUN_HEAD_BYTES;
+    if (n - at < len) return 0;
+    at += len;
+  }
+  return at;
+}
+
+static napi_value js_runs_load(napi_env env, napi_callback_info info) {
+  size_t argc = 6;
+  napi_value argv[6];
+  US_NAPI_OK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 6) return us_throw(env, "ERR_NATIVE_ARG", "runsLoad(fd, offset, length, memory, runPages, crc) needs six arguments");
+  int32_t fd = -1;
+  double offset_d = 0, length_d = 0;
+  uint32_t crc = 0;
+  if (napi_get_value_int32(env, argv[0], &fd) != napi_ok || fd < 0) return us_throw(env, "ERR_NATIVE_ARG", "fd must be a file descriptor");
+  if (napi_get_value_double(env, argv[1], &offset_d) != napi_ok || napi_get_value_double(env, argv[2], &length_d) != napi_ok ||
+      !(offset_d >= 0) || !(length_d >= 0) || offset_d > 9007199254740991.0 || length_d > 9007199254740991.0)
+    return us_throw(env, "ERR_NATIVE_ARG", "offset and length must be non-negative integers");
+  uint8_t* mem;
+  size_t mem_len, page_count;
+  uint32_t* run_pages;
+  if (!us_get_bytes(env, argv[3], &mem, &mem_len)) return NULL;
+  if (!us_get_u32_array(env, argv[4], &run_pages, &page_count, "ERR_NATIVE_ARG", "runPages must be a Uint32Array")) return NULL;
+  if (napi_get_value_uint32(env, argv[5], &crc) != napi_ok) return us_throw(env, "ERR_NATIVE_ARG", "crc must be a u32");
+  const size_t mem_pages = mem_len / US_PAGE_BYTES;
+  for (size_t i = 0; i < page_count; i++) {
+    if (run_pages[i] >= mem_pages) return malformed(env, "a run page past the end of memory", 0);
+    if (i > 0 && run_pages[i] <= run_pages[i - 1]) return malformed(env, "run pages not strictly ascending", 0);
+  }
+  const uint64_t length = (uint64_t)length_d;
+  uint64_t file_at = (uint64_t)offset_d;
+  // The chunk plus room for one whole entry carried over from the chunk before.
+  const size_t buf_cap = US_RUNS_CHUNK_BYTES + US_DELTA_ENTRY_BYTES_MAX;
+  uint8_t* buf = (uint8_t*)malloc(buf_cap);
+  if (!buf) return us_throw(env, "ERR_NATIVE_NOMEM", "out of memory for a runs chunk");
+  const char* code = NULL;
+  const char* why = NULL;
+  size_t why_at = 0;
+  uint64_t consumed = 0;   // bytes of the section parsed (header + whole entries)
+  uint64_t read_total = 0; // bytes of the section read
+  size_t have = 0;         // bytes in buf not yet parsed
+  uint32_t entries = 0, done = 0;
+  int header_seen = 0;
+  while (!why && !code) {
+    // Refill: read the next chunk after what is left in the buffer.
+    if (read_total < length && have < US_DELTA_ENTRY_BYTES_MAX + US_DELTA_HEADER_BYTES) {
+      size_t want = buf_cap - have;
+      if (want > length - read_total) want = (size_t)(length - read_total);
+      // SAFETY: have + want <= buf_cap; pread writes at most want bytes there.
+      ssize_t r = pread(fd, buf + have, want, (off_t)file_at);
+      if (r < 0 && errno == EINTR) continue;
+      if (r < 0) {
+        code = "ERR_CKPT_IO";
+        why = "reading the runs section failed";
+        break;
+      }
+      if (r == 0) {
+        code = "ERR_CKPT_TRUNCATED";
+        why = "the file ends inside the runs section";
+        break;
+      }
+      crc = us_crc32c(crc, buf + have, (size_t)r);
+      have += (size_t)r;
+      file_at += (uint64_t)r;
+      read_total += (uint64_t)r;
+    }
+    size_t pos = 0;
+    if (!header_seen) {
+      if (have < US_DELTA_HEADER_BYTES) {
+        if (read_total == length) why = "shorter than the header", why_at = 0;
+        continue;
+      }
+      if (get_u32(buf + US_DELTA_OFF_MAGIC) != US_DELTA_MAGIC) why = "bad magic";
+      else if (get_u16(buf + US_DELTA_OFF_VERSION) != US_DELTA_VERSION) why = "unknown version";
+      else if (get_u16(buf + US_DELTA_OFF_FLAGS) != 0) why = "unknown flags";
+      else if (get_u32(buf + US_DELTA_OFF_PAGE_BYTES) != US_PAGE_BYTES) why = "page size is not 4096";
+      else if (get_u64(buf + US_DELTA_OFF_TOTAL) != length) why = "total length disagrees with the section length";
+      else if ((entries = get_u32(buf + US_DELTA_OFF_ENTRIES)) != page_count) why = "entry count disagrees with the run pages";
+      if (why) break;
+      header_seen = 1;
+      pos = US_DELTA_HEADER_BYTES;
+    }
+    // Apply every whole entry in the buffer.
+    for (;;) {
+      if (done == entries) break;
+      const char* bad = NULL;
+      const size_t n = runs_entry_bytes(buf + pos, have - pos, &bad);
+      if (bad) {
+        why = bad, why_at = (size_t)(consumed + pos);
+        break;
+      }
+      if (n == 0) break;  // incomplete: needs the next chunk
+      const uint32_t page = get_u32(buf + pos);
+      if (page != run_pages[done]) {
+        why = "an entry for a page that is not the next run page", why_at = (size_t)(consumed + pos);
+        break;
+      }
+      // SAFETY: page < mem_pages (checked above); every run lies inside
+      // the page (runs_entry_bytes) and inside buf[pos, pos + n).
+      uint8_t* dst = mem + (size_t)page * US_PAGE_BYTES;
+      const uint32_t runs = get_u16(buf + pos + US_DELTA_ENTRY_HEAD_BYTES);
+      size_t at = pos + US_DELTA_ENTRY_HEAD_BYTES + US_DELTA_RUNS_HEAD_BYTES;
+      for (uint32_t r = 0; r < runs; r++) {
+        const uint32_t off = get_u16(buf + at), len = get_u16(buf + at + 2);
+        memcpy(dst + off, buf + at + US_DELTA_RUN_HEAD_BYTES, len);
+        at += US_DELTA_RUN_HEAD_BYTES + len;
+      }
+      pos += n;
+      done++;
+    }
+    if (why) break;
+    consumed += pos;
+    // SAFETY: pos <= have; the unparsed tail moves to the front.
+    memmove(buf, buf + pos, have - pos);
+    have -= pos;
+    if (done == entries) {
+      if (consumed != length || have != 0 || read_total != length) why = "bytes after the last entry", why_at = (size_t)consumed;
+      break;
+    }
+    if (read_total == length && pos == 0) {
+      why = "truncated entry", why_at = (size_t)consumed;
+      break;
+    }
+  }
+  free(buf);
+  if (why) {
+    if (code) return us_throw(env, code, why);
+    return malformed(env, why, why_at);
+  }
+  napi_value out;
+  US_NAPI_OK(env, napi_create_uint32(env, crc, &out));
+  return out;
+}
+
 static int set_u32(napi_env env, napi_value obj, const char* name, uint32_t value) {
   napi_value v;
   if (napi_create_uint32(env, value, &v) != napi_ok) return 0;
@@ -422,6 +800,8 @@ static int set_u32(napi_env env, napi_value obj, const char* name, uint32_t valu
 napi_value us_init_delta(napi_env env, napi_value exports) {
   if (!us_register(env, exports, "deltaEncode", js_delta_encode)) return NULL;
   if (!us_register(env, exports, "deltaApply", js_delta_apply)) return NULL;
+  if (!us_register(env, exports, "sparseEncode", js_sparse_encode)) return NULL;
+  if (!us_register(env, exports, "runsLoad", js_runs_load)) return NULL;
   // The layout, so the TypeScript side can assert it agrees.
   napi_value layout;
   if (napi_create_object(env, &layout) != napi_ok) return NULL;

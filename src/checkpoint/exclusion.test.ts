@@ -14,9 +14,10 @@ import {
   encodeMemoryPagesHead,
   extentsOf,
   memoryPagesHeadBytes,
+  encodeMemoryRunsHead,
   parseMemoryPagesHead,
 } from './format.js';
-import { memoryPagesSection, openCheckpoint, restoreFromCheckpoint, writeCheckpointParts, writeFullCheckpoint, type CheckpointMeta } from './snapshot.js';
+import { memoryPagesSection, SPARSE_PAGE_BODY_BYTES_MAX, openCheckpoint, restoreFromCheckpoint, writeCheckpointParts, writeFullCheckpoint, type CheckpointMeta } from './snapshot.js';
 import { encodePlain } from './plain-codec.js';
 import { vcpuToPlain, type VcpuState } from '../guest/persist.js';
 import { Guest } from '../guest/guest.js';
@@ -251,7 +252,16 @@ test('a 1.0 file with a dense Memory section still reads, and inspect tells the 
   writeCheckpointParts(sparse, parts);
   const r = inspectCheckpoint(sparse);
   assert.ok(r.ok, r.problems.join('; '));
-  assert.deepEqual(r.memory, { form: 'sparse', configuredBytes: memory.length, storedBytes: native.nonZeroPages(memory).length * P, extents: extentsOf(native.nonZeroPages(memory)).length / 2 });
+  // One non-zero byte per page: every page is stored as its runs (MemoryRuns), none whole.
+  const { encoded, sparse: runPages, dense: wholePages } = native.sparseEncode(memory, native.nonZeroPages(memory), SPARSE_PAGE_BODY_BYTES_MAX);
+  assert.equal(wholePages.length, 0);
+  const runsHead = encodeMemoryRunsHead(extentsOf(runPages));
+  assert.deepEqual(r.memory, { form: 'sparse', configuredBytes: memory.length, storedBytes: runsHead.length + encoded.length, extents: 0, runPages: runPages.length });
+  const reopened = openCheckpoint(sparse);
+  const back2 = new Uint8Array(new WebAssembly.Memory({ initial: 3 }).buffer);
+  reopened.fillMemory(back2);
+  reopened.close();
+  assert.ok(Buffer.from(back2).equals(Buffer.from(memory)));
   assert.equal(inspectCheckpoint(dense).memory?.form, 'dense');
 });
 
@@ -267,8 +277,11 @@ test('a guest with 256 MiB configured and a few MiB used checkpoints to about wh
   const file = fresh();
   const { fileBytes } = writeFullCheckpoint(file, { guest, output: gate, sequence: 1 });
   const opened = openCheckpoint(file);
-  const section = opened.file.require(SectionKind.MemoryPages).length;
-  assert.ok(section <= used * 1.03 && section >= used, `memory section ${section} vs used ${used}`);
+  const section = opened.file.require(SectionKind.MemoryPages).length + (opened.file.entry(SectionKind.MemoryRuns)?.length ?? 0);
+  // No more than the pages used (plus tables), no less than their non-zero bytes.
+  let nonZeroBytes = 0;
+  for (const page of native.storedPages(live).pages) for (const b of live.subarray(page * P, (page + 1) * P)) nonZeroBytes += b === 0 ? 0 : 1;
+  assert.ok(section <= used * 1.03 && section >= nonZeroBytes, `memory sections ${section} vs used ${used}, non-zero bytes ${nonZeroBytes}`);
   assert.ok(fileBytes < used * 1.05 + module.original.length + 65536);
   const { guest: back } = await restoreFromCheckpoint(opened, { module, host: {}, outputTarget: new CollectedOutput() });
   opened.close();
@@ -282,4 +295,70 @@ test('a guest with 256 MiB configured and a few MiB used checkpoints to about wh
   const a = guest.request('handle', Buffer.from('GET fill:77'));
   const b = back.request('handle', Buffer.from('GET fill:77'));
   assert.deepEqual(b, a);
+});
+
+test('pages mostly zero are stored as their non-zero runs: restored exactly, every mutation and malformed runs section refused', () => {
+  const MODULE = Uint8Array.of(0, 97, 115, 109, 1, 0, 0, 0);
+  const vcpu: VcpuState = { memoryPages: 2, globals: [1], tables: [], stack: null, started: true };
+  const memory = buildImage(2, Array.from({ length: 32 }, (_, p) => (p % 4 === 0 ? 'data' : 'untouched')), 5);
+  for (let p = 0; p < 32; p += 4) for (let i = 0; i < P; i++) memory[p * P + i] = 1 + ((p * 31 + i * 13) % 255); // dense pages
+  // Pages 2, 3, 10 hold a few live bytes among zeros (a free hole zeroed by the balloon SDK).
+  for (const [page, at, len] of [[2, 0, 40], [2, 300, 9], [3, 4000, 96], [10, 17, 1]] as const) {
+    for (let i = 0; i < len; i++) memory[page * P + at + i] = 1 + ((i * 7) % 250);
+  }
+  const parts = { meta: metaFor(vcpu, MODULE), module: MODULE, memory, vcpu: encodePlain(vcpuToPlain(vcpu)), devices: encodePlain({ wasi: { a: 1 }, output: { stdoutBytes: 0, stderrBytes: 0 } }) };
+  const file = fresh();
+  writeCheckpointParts(file, parts);
+  const load = (f: string): Uint8Array => {
+    const opened = openCheckpoint(f);
+    try {
+      const back = new Uint8Array(new WebAssembly.Memory({ initial: 2 }).buffer);
+      back.fill(0xcc, 2 * P, 4 * P); // a fresh instance's own bytes where run pages go
+      opened.fillMemory(back);
+      return back;
+    } finally {
+      opened.close();
+    }
+  };
+  assert.ok(Buffer.from(load(file)).equals(Buffer.from(memory)));
+  const opened = openCheckpoint(file);
+  const runs = opened.file.require(SectionKind.MemoryRuns);
+  assert.equal(opened.memoryForm.runPages, 3);
+  assert.equal(opened.file.require(SectionKind.MemoryPages).length, memoryPagesHeadBytes(extentsOf(native.nonZeroPages(memory)).length / 2) + 8 * P, 'the data pages stay whole');
+  opened.close();
+  // Every byte of the runs section, mutated, is refused.
+  const good = fs.readFileSync(file);
+  const bad = fresh();
+  for (let at = runs.offset; at < runs.offset + runs.length; at++) {
+    const copy = Buffer.from(good);
+    copy[at]! ^= 0x5a;
+    fs.writeFileSync(bad, copy);
+    assert.throws(() => load(bad), (e) => isCkptError(e), `mutation at ${at} was accepted`);
+  }
+  // Well-formed containers around malformed runs: a whole page in it, a page also in an extent, runs without pages.
+  const sections = (runsData: Uint8Array, pages = memoryPagesSection(memory, Uint32Array.of(0, 4, 8, 12, 16, 20, 24, 28))) => [
+    { kind: SectionKind.Meta, data: encodePlain(parts.meta) },
+    { kind: SectionKind.Vcpu, data: parts.vcpu },
+    { kind: SectionKind.Devices, data: parts.devices },
+    pages,
+    { kind: SectionKind.MemoryRuns, data: runsData },
+  ];
+  const zeroShadow = new Uint8Array(memory.length);
+  const full = new Uint8Array(24 + 5 + P);
+  native.deltaEncode(memory.slice(2 * P, 3 * P), Uint32Array.of(2), zeroShadow, full, 0, 1);
+  const runsOf = (pages: Uint32Array, encoded: Uint8Array): Uint8Array => Buffer.concat([encodeMemoryRunsHead(extentsOf(pages)), encoded]);
+  const valid = runsOf(Uint32Array.of(2, 3, 10), native.sparseEncode(memory, Uint32Array.of(2, 3, 10), SPARSE_PAGE_BODY_BYTES_MAX).encoded);
+  for (const [what, secs] of [
+    ['a whole page among the runs', sections(runsOf(Uint32Array.of(2), full))],
+    ['a page both whole and as runs', sections(valid, memoryPagesSection(memory, Uint32Array.of(0, 3, 4, 8, 12, 16, 20, 24, 28)))],
+    ['runs without a MemoryPages section', sections(valid).filter((x) => x.kind !== SectionKind.MemoryPages)],
+    ['runs for other pages than the extents say', sections(runsOf(Uint32Array.of(2, 3, 11), native.sparseEncode(memory, Uint32Array.of(2, 3, 10), SPARSE_PAGE_BODY_BYTES_MAX).encoded))],
+    ['fewer runs than run pages', sections(runsOf(Uint32Array.of(2, 3, 10, 11), native.sparseEncode(memory, Uint32Array.of(2, 3, 10), SPARSE_PAGE_BODY_BYTES_MAX).encoded))],
+    ['a run extent past the end of memory', sections(runsOf(Uint32Array.of(2, 3, 40), native.sparseEncode(memory, Uint32Array.of(2, 3, 10), SPARSE_PAGE_BODY_BYTES_MAX).encoded))],
+  ] as const) {
+    writeCheckpointFile(bad, secs as never);
+    assert.throws(() => load(bad), (e) => isUnderstudyError(e, 'ERR_CKPT_MALFORMED') || assert.fail(`${what}: ${String(e)}`), what);
+  }
+  writeCheckpointFile(bad, sections(valid) as never);
+  assert.ok(Buffer.from(load(bad)).equals(Buffer.from(memory)), 'the hand-built valid file loads');
 });

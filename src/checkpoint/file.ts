@@ -11,7 +11,11 @@ import {
   HEADER_BYTES,
   MEMORY_PAGE_BYTES,
   MEMORY_PAGES_HEADER_BYTES,
+  MEMORY_RUNS_HEADER_BYTES,
   memoryPagesHeadBytes,
+  memoryRunsHeadBytes,
+  parseMemoryRunsCount,
+  parseMemoryRunsHead,
   parseMemoryPagesCount,
   parseMemoryPagesHead,
   type MemoryPagesHead,
@@ -324,6 +328,36 @@ export class CheckpointFile {
       done += n;
     }
     return crc === entry.crc;
+  }
+
+  /** Reads and validates the head (the run-page extents) of a MemoryRuns section. */
+  readMemoryRunsHead(entry: SectionEntry, memoryBytes: number): { extents: Uint32Array; pages: number; headBytes: number; headCrc: number } {
+    assert(entry.kind === SectionKind.MemoryRuns);
+    const fixed = new Uint8Array(MEMORY_RUNS_HEADER_BYTES);
+    if (entry.length >= fixed.length) readAll(this.fd, fixed, entry.offset);
+    const count = parseMemoryRunsCount(fixed, entry.length);
+    // Bounded by the section's length (parseMemoryRunsCount).
+    const head = new Uint8Array(memoryRunsHeadBytes(count));
+    readAll(this.fd, head, entry.offset);
+    return { ...parseMemoryRunsHead(head, memoryBytes), headBytes: head.length, headCrc: native.crc32c(head) };
+  }
+
+  /**
+   * Loads a MemoryRuns section's runs onto `into`, whose run pages must be zero: streamed from the
+   * file in bounded chunks, each entry validated and applied as it arrives (native runsLoad), the
+   * section's CRC chained over everything and checked at the end. On failure the destination holds
+   * part of the image and must be discarded, as with readMemoryPagesInto.
+   */
+  readMemoryRunsInto(entry: SectionEntry, head: { headBytes: number; headCrc: number }, runPages: Uint32Array, into: Uint8Array): void {
+    let crc: number;
+    try {
+      crc = native.runsLoad(this.fd, entry.offset + head.headBytes, entry.length - head.headBytes, into, runPages, head.headCrc);
+    } catch (e) {
+      const code = (e as { code?: unknown }).code;
+      if (code === 'ERR_CKPT_MALFORMED' || code === 'ERR_CKPT_TRUNCATED' || code === 'ERR_CKPT_IO') throw new UnderstudyError(code, (e as Error).message, { cause: e });
+      throw e;
+    }
+    if (crc !== entry.crc) throw new UnderstudyError('ERR_CKPT_CHECKSUM', 'MemoryRuns section checksum mismatch');
   }
 
   close(): void {

@@ -25,14 +25,28 @@
 //     .. zero padding to the next 4 KiB boundary of the section
 //     .. the stored pages' bytes, extent after extent (4 KiB aligned in the file, so it could be mapped)
 //   Pages no extent covers read as zero: never touched, or all zero.
+//
+//   MemoryRuns (kind 7, since 1.2; only beside MemoryPages): pages mostly zero, stored below page
+//     granularity.
+//     0  u32 extent count
+//     4  u32 reserved, 0
+//     8  count x { u32 first page, u32 page count }   (the run pages: same rules as above, and
+//        outside every MemoryPages extent)
+//     .. a page delta encoding (delta-codec.ts) against all-zero pages: one RUNS entry (the
+//        page's non-zero byte runs) per run page, in order. Loaded after MemoryPages onto zeroed
+//        pages, streamed from the file (the extents come first so the pages can be populated
+//        while the runs are read).
 import { UnderstudyError } from '../errors.js';
 import { native } from '../native.js';
 import { assert } from '../util/assert.js';
 
 export const MAGIC = Uint8Array.of(0x89, 0x55, 0x53, 0x43, 0x4b, 0x0d, 0x0a, 0x1a);
 export const FORMAT_MAJOR = 1;
-/** 1.1 added the sparse MemoryPages section (required where present: a 1.0 reader refuses such a file as ERR_CKPT_VERSION). */
-export const FORMAT_MINOR = 1;
+/**
+ * 1.1 added the sparse MemoryPages section, 1.2 the MemoryRuns section (each required where
+ * present: an older reader refuses such a file as ERR_CKPT_VERSION, naming the unknown section).
+ */
+export const FORMAT_MINOR = 2;
 export const HEADER_BYTES = 64;
 export const SECTION_ENTRY_BYTES = 32;
 /** No checkpoint of ours has more than a handful; a larger count is a corrupt header. */
@@ -47,6 +61,8 @@ export enum SectionKind {
   Devices = 5,
   /** The sparse memory image (1.1); a file holds either this or Memory, never both. */
   MemoryPages = 6,
+  /** Mostly-zero pages as non-zero byte runs (1.2); only beside MemoryPages. */
+  MemoryRuns = 7,
 }
 
 /** Bytes per stored page of a MemoryPages section (the kernel's page, not the 64 KiB wasm page). */
@@ -66,6 +82,7 @@ export const SECTION_BYTES_MAX: Readonly<Record<SectionKind, number>> = {
   [SectionKind.Vcpu]: 64 << 20, // globals, tables, captured stack
   [SectionKind.Devices]: 4 * 1024 ** 3, // the in-memory file system can be large
   [SectionKind.MemoryPages]: MEMORY_BYTES_MAX + alignUp(MEMORY_PAGES_HEADER_BYTES + MEMORY_EXTENTS_MAX * MEMORY_EXTENT_BYTES, MEMORY_PAGE_BYTES), // every page, plus the largest extent table
+  [SectionKind.MemoryRuns]: MEMORY_BYTES_MAX, // a RUNS entry is smaller than its page
 };
 assert(MEMORY_PAGES_HEADER_BYTES + MEMORY_EXTENTS_MAX * MEMORY_EXTENT_BYTES < 8 << 20, 'the extent table of a 4 GiB memory is under 8 MiB');
 
@@ -271,6 +288,64 @@ export function parseMemoryPagesCount(fixed: Uint8Array, sectionBytes: number): 
 }
 
 /** Validates the extent table and padding (the whole head, `memoryPagesHeadBytes(count)` bytes). */
+/** Every page of (first, count) extents, ascending. */
+export function pagesOfExtents(extents: Uint32Array): Uint32Array {
+  let n = 0;
+  for (let i = 1; i < extents.length; i += 2) n += extents[i]!;
+  const out = new Uint32Array(n);
+  let k = 0;
+  for (let i = 0; i < extents.length; i += 2) for (let p = extents[i]!, end = p + extents[i + 1]!; p < end; p++) out[k++] = p;
+  return out;
+}
+
+export const MEMORY_RUNS_HEADER_BYTES = 8;
+
+export function memoryRunsHeadBytes(count: number): number {
+  return MEMORY_RUNS_HEADER_BYTES + count * MEMORY_EXTENT_BYTES;
+}
+
+export function encodeMemoryRunsHead(extents: Uint32Array): Uint8Array {
+  assert(extents.length % 2 === 0);
+  const out = new Uint8Array(memoryRunsHeadBytes(extents.length / 2));
+  const view = new DataView(out.buffer);
+  view.setUint32(0, extents.length / 2, true);
+  for (let i = 0; i < extents.length; i++) view.setUint32(MEMORY_RUNS_HEADER_BYTES + i * 4, extents[i]!, true);
+  return out;
+}
+
+/** The extent count of a MemoryRuns head, bounded by the section's length (so the head can be read whole). */
+export function parseMemoryRunsCount(fixed: Uint8Array, sectionBytes: number): number {
+  if (sectionBytes < MEMORY_RUNS_HEADER_BYTES || fixed.length < MEMORY_RUNS_HEADER_BYTES) fail('ERR_CKPT_MALFORMED', 'MemoryRuns section is shorter than its header');
+  const view = new DataView(fixed.buffer, fixed.byteOffset, fixed.byteLength);
+  const count = view.getUint32(0, true);
+  if (view.getUint32(4, true) !== 0) fail('ERR_CKPT_MALFORMED', 'MemoryRuns reserved field is not zero');
+  if (count > MEMORY_EXTENTS_MAX || memoryRunsHeadBytes(count) > sectionBytes) fail('ERR_CKPT_MALFORMED', `MemoryRuns extent table (${count} extents) does not fit its section`);
+  return count;
+}
+
+/** The run-page extents of a MemoryRuns head (validated like MemoryPages extents), and their pages. */
+export function parseMemoryRunsHead(head: Uint8Array, memoryBytes: number): { extents: Uint32Array; pages: number } {
+  const count = (head.length - MEMORY_RUNS_HEADER_BYTES) / MEMORY_EXTENT_BYTES;
+  assert(Number.isInteger(count) && count >= 0);
+  const view = new DataView(head.buffer, head.byteOffset, head.byteLength);
+  const memoryPages = memoryBytes / MEMORY_PAGE_BYTES;
+  const extents = new Uint32Array(count * 2);
+  let prevEnd = -1;
+  let pages = 0;
+  for (let i = 0; i < count; i++) {
+    const first = view.getUint32(MEMORY_RUNS_HEADER_BYTES + i * MEMORY_EXTENT_BYTES, true);
+    const n = view.getUint32(MEMORY_RUNS_HEADER_BYTES + i * MEMORY_EXTENT_BYTES + 4, true);
+    if (n === 0) fail('ERR_CKPT_MALFORMED', `run extent ${i} is empty`);
+    if (first <= prevEnd) fail('ERR_CKPT_MALFORMED', `run extent ${i} is out of order, overlaps or touches the one before it`);
+    if (first + n > memoryPages) fail('ERR_CKPT_MALFORMED', `run extent ${i} runs past the end of memory`);
+    prevEnd = first + n;
+    pages += n;
+    extents[2 * i] = first;
+    extents[2 * i + 1] = n;
+  }
+  return { extents, pages };
+}
+
 export function parseMemoryPagesHead(head: Uint8Array, sectionBytes: number): MemoryPagesHead {
   const { memoryBytes, count } = parseMemoryPagesCount(head.subarray(0, MEMORY_PAGES_HEADER_BYTES), sectionBytes);
   assert(head.length === memoryPagesHeadBytes(count));

@@ -10,8 +10,9 @@ import { OutputGate, type OutputGateState, type OutputTarget } from '../output/g
 import type { Plain, PlainObject } from '../util/plain.js';
 import { WasiDevice, type WasiHostEnv } from '../wasi/index.js';
 import { native } from '../native.js';
-import { MEMORY_PAGE_BYTES, SectionKind, encodeMemoryPagesHead, extentsOf, type MemoryPagesHead } from './format.js';
-import { CheckpointFile, writeCheckpointFile, type Progress, type SectionData } from './file.js';
+import { MEMORY_PAGE_BYTES, SectionKind, encodeMemoryPagesHead, encodeMemoryRunsHead, extentsOf, pagesOfExtents, type MemoryPagesHead } from './format.js';
+import { DELTA_ENTRY_HEAD_BYTES, DELTA_HEADER_BYTES } from './delta-codec.js';
+import { CheckpointFile, restoreTuning, writeCheckpointFile, type Progress, type SectionData } from './file.js';
 import { decodePlain, encodePlain } from './plain-codec.js';
 
 export interface CheckpointMeta extends PlainObject {
@@ -70,10 +71,36 @@ export function memoryPagesSection(memory: Uint8Array, storedPages?: Uint32Array
   return { kind: SectionKind.MemoryPages, data: pieces };
 }
 
+/**
+ * A stored page whose non-zero byte runs (with their 4-byte headers) take fewer bytes than this is
+ * stored as runs (MemoryRuns) rather than whole: it must save at least 1/16 of the page, so pages
+ * with a few zero words stay in the bulk-read MemoryPages section.
+ */
+export const SPARSE_PAGE_BODY_BYTES_MAX = MEMORY_PAGE_BYTES - MEMORY_PAGE_BYTES / 16;
+
+let runsScratch = new Uint8Array(0);
+
+/**
+ * The memory image below page granularity: whole pages in MemoryPages, and pages mostly zero — a
+ * guest whose allocator zeroes what it frees (the balloon SDK) leaves its free holes zero — as
+ * their non-zero runs in MemoryRuns.
+ */
+function memoryImageSections(memory: Uint8Array, storedPages?: Uint32Array): SectionData[] {
+  const stored = storedPages ?? native.storedPages(memory).pages;
+  // The encoding goes into a buffer kept for the next checkpoint (this thread's; valid until then):
+  // only the bytes written are ever backed, and a fresh buffer would fault in every page again.
+  const bound = DELTA_HEADER_BYTES + stored.length * (DELTA_ENTRY_HEAD_BYTES + SPARSE_PAGE_BODY_BYTES_MAX);
+  if (runsScratch.length < bound) runsScratch = new Uint8Array(bound);
+  const { encoded, sparse, dense } = native.sparseEncode(memory, stored, SPARSE_PAGE_BODY_BYTES_MAX, runsScratch);
+  if (sparse.length === 0) return [memoryPagesSection(memory, stored)];
+  return [memoryPagesSection(memory, dense), { kind: SectionKind.MemoryRuns, data: [encodeMemoryRunsHead(extentsOf(sparse)), encoded] }];
+}
+
 export function writeCheckpointParts(filePath: string, parts: CheckpointParts, onProgress?: Progress): number {
   const sections: SectionData[] = [{ kind: SectionKind.Meta, data: encodePlain(parts.meta) }];
   if (parts.module) sections.push({ kind: SectionKind.Module, data: parts.module });
-  sections.push(parts.denseMemory ? { kind: SectionKind.Memory, data: parts.memory } : memoryPagesSection(parts.memory, parts.storedPages));
+  if (parts.denseMemory) sections.push({ kind: SectionKind.Memory, data: parts.memory });
+  else sections.push(...memoryImageSections(parts.memory, parts.storedPages));
   sections.push({ kind: SectionKind.Vcpu, data: parts.vcpu });
   sections.push({ kind: SectionKind.Devices, data: parts.devices });
   return writeCheckpointFile(filePath, sections, onProgress).fileBytes;
@@ -168,7 +195,8 @@ export interface GuestImage {
 export interface OpenedCheckpoint extends GuestImage {
   file: CheckpointFile;
   /** How the memory image is stored: every byte (1.0 files), or only the stored pages. */
-  memoryForm: { kind: 'dense' | 'sparse'; storedBytes: number; extents: number };
+  /** storedBytes: the pages stored whole plus the encoded runs; runPages: pages stored as runs (1.2). */
+  memoryForm: { kind: 'dense' | 'sparse'; storedBytes: number; extents: number; runPages: number };
 }
 
 export function openCheckpoint(filePath: string): OpenedCheckpoint {
@@ -187,6 +215,20 @@ export function openCheckpoint(filePath: string): OpenedCheckpoint {
       pagesHead = file.readMemoryPagesHead(sparse);
       if (pagesHead.memoryBytes !== meta.memoryBytes) throw bad(`memory image is ${pagesHead.memoryBytes} bytes, metadata says ${meta.memoryBytes}`);
     }
+    const runsEntry = file.entry(SectionKind.MemoryRuns);
+    let runs: { extents: Uint32Array; pages: number; headBytes: number; headCrc: number } | null = null;
+    if (runsEntry) {
+      if (!pagesHead) throw bad('a MemoryRuns section without a MemoryPages section');
+      runs = file.readMemoryRunsHead(runsEntry, meta.memoryBytes);
+      // No page both whole and as runs: walk the two extent lists together.
+      const a = pagesHead.extents;
+      const b = runs.extents;
+      for (let i = 0, j = 0; i < a.length && j < b.length; ) {
+        if (a[i]! + a[i + 1]! <= b[j]!) i += 2;
+        else if (b[j]! + b[j + 1]! <= a[i]!) j += 2;
+        else throw bad(`pages from ${Math.max(a[i]!, b[j]!)} are both in a MemoryPages extent and in MemoryRuns`);
+      }
+    }
     const vcpu = vcpuFromPlain(decodePlain(file.read(SectionKind.Vcpu)));
     if (vcpu.memoryPages * 65536 !== meta.memoryBytes) throw bad('vCPU memory size disagrees with the metadata');
     if (meta.guestKind === 'reactor' && vcpu.stack !== null) throw bad('a reactor checkpoint carries a stack');
@@ -200,11 +242,29 @@ export function openCheckpoint(filePath: string): OpenedCheckpoint {
       wasi: devices.wasi,
       output: outputState(devices.output),
       memoryForm: pagesHead
-        ? { kind: 'sparse', storedBytes: pagesHead.storedPages * MEMORY_PAGE_BYTES, extents: pagesHead.extents.length / 2 }
-        : { kind: 'dense', storedBytes: meta.memoryBytes, extents: 1 },
+        ? {
+            kind: 'sparse',
+            storedBytes: pagesHead.storedPages * MEMORY_PAGE_BYTES + (runsEntry?.length ?? 0),
+            extents: pagesHead.extents.length / 2,
+            runPages: runs?.pages ?? 0,
+          }
+        : { kind: 'dense', storedBytes: meta.memoryBytes, extents: 1, runPages: 0 },
       fillMemory: (memory, onProgress) => {
-        if (pagesHead && sparse) file.readMemoryPagesInto(sparse, pagesHead, memory, onProgress);
-        else file.readInto(SectionKind.Memory, memory, onProgress);
+        if (pagesHead && sparse) {
+          // The run pages are populated (as huge pages where whole blocks are run pages) on a
+          // thread of their own while the whole pages are read ...
+          const prefault = runs && runs.pages > 0 ? native.prefaultStart(memory, runs.extents, restoreTuning.hugePages) : null;
+          try {
+            // ... which leaves the run pages zero (they lie outside every extent) ...
+            file.readMemoryPagesInto(sparse, pagesHead, memory, onProgress);
+            // ... and their runs are streamed onto zero.
+            if (runs && runsEntry) file.readMemoryRunsInto(runsEntry, runs, pagesOfExtents(runs.extents), memory);
+          } finally {
+            if (prefault) native.prefaultJoin(prefault);
+          }
+        } else {
+          file.readInto(SectionKind.Memory, memory, onProgress);
+        }
       },
       close: () => file.close(),
     };

@@ -20,7 +20,8 @@ export interface InspectReport {
   vcpu: { memoryPages: number; globals: number; tables: number[]; stackBytes: number | null; started: boolean } | null;
   devices: { fds: number | null; files: number | null } | null;
   /** Configured memory against what the file stores (sparse: only present, non-zero pages). */
-  memory: { form: 'dense' | 'sparse'; configuredBytes: number; storedBytes: number; extents: number } | null;
+  /** runPages: pages stored as their non-zero runs (MemoryRuns), within storedBytes. */
+  memory: { form: 'dense' | 'sparse'; configuredBytes: number; storedBytes: number; extents: number; runPages: number } | null;
   ok: boolean;
   problems: string[];
 }
@@ -56,11 +57,13 @@ export function inspectCheckpoint(filePath: string, verify = true): InspectRepor
     const devices = tryRead('devices', () => decodePlain(file.read(SectionKind.Devices)));
     const memory = tryRead('memory', (): InspectReport['memory'] => {
       const dense = file.entry(SectionKind.Memory);
-      if (dense) return { form: 'dense', configuredBytes: dense.length, storedBytes: dense.length, extents: 1 };
+      if (dense) return { form: 'dense', configuredBytes: dense.length, storedBytes: dense.length, extents: 1, runPages: 0 };
       const sparse = file.entry(SectionKind.MemoryPages);
       if (!sparse) return null;
       const head = file.readMemoryPagesHead(sparse);
-      return { form: 'sparse', configuredBytes: head.memoryBytes, storedBytes: head.storedPages * MEMORY_PAGE_BYTES, extents: head.extents.length / 2 };
+      const runs = file.entry(SectionKind.MemoryRuns);
+      const runPages = runs ? file.readMemoryRunsHead(runs, head.memoryBytes).pages : 0;
+      return { form: 'sparse', configuredBytes: head.memoryBytes, storedBytes: head.storedPages * MEMORY_PAGE_BYTES + (runs?.length ?? 0), extents: head.extents.length / 2, runPages };
     });
     const wasi = devices && typeof devices === 'object' && !Array.isArray(devices) && !(devices instanceof Uint8Array) ? (devices as Record<string, Plain>).wasi : undefined;
     const fs = wasi && typeof wasi === 'object' && !Array.isArray(wasi) && !(wasi instanceof Uint8Array) ? (wasi as Record<string, Plain>).fs : undefined;
@@ -104,7 +107,7 @@ export function formatInspect(r: InspectReport): string {
     const share = m.configuredBytes ? ` (${((100 * m.storedBytes) / m.configuredBytes).toFixed(1)} %)` : '';
     lines.push(
       m.form === 'sparse'
-        ? `  memory image: ${formatBytes(m.configuredBytes)} configured, ${formatBytes(m.storedBytes)} stored${share} in ${m.extents} extents; the rest reads as zero`
+        ? `  memory image: ${formatBytes(m.configuredBytes)} configured, ${formatBytes(m.storedBytes)} stored${share} in ${m.extents} extents${m.runPages ? ` and ${m.runPages} pages as non-zero runs` : ''}; the rest reads as zero`
         : `  memory image: ${formatBytes(m.configuredBytes)} configured, stored dense (every byte)`,
     );
   }
