@@ -107,7 +107,7 @@ export function formatInspect(r: InspectReport): string {
     const share = m.configuredBytes ? ` (${((100 * m.storedBytes) / m.configuredBytes).toFixed(1)} %)` : '';
     lines.push(
       m.form === 'sparse'
-        ? `  memory image: ${formatBytes(m.configuredBytes)} configured, ${formatBytes(m.storedBytes)} stored${share} in ${m.extents} extents${m.runPages ? ` and ${m.runPages} pages as non-zero runs` : ''}; the rest reads as zero`
+        ? `  memory image: ${formatBytes(m.configuredBytes)} configured, ${formatBytes(m.storedBytes)} stored${share} in ${m.extents} extents of whole pages${m.runPages ? ` and ${m.runPages} pages as their non-zero runs` : ''}; the rest reads as zero`
         : `  memory image: ${formatBytes(m.configuredBytes)} configured, stored dense (every byte)`,
     );
   }
