@@ -21,7 +21,12 @@ import { encodeGuestState, writeFullCheckpoint } from './snapshot.js';
 /** Epochs in flight (captured, not yet durable) before the guest is made to wait. */
 export const QUEUE_MAX_DEFAULT = 4;
 export const EPOCH_MS_DEFAULT = 20;
-export const PARALLEL_COPY_MIN_PAGES_DEFAULT = 0;
+/**
+ * Dirty sets smaller than this are copied by the JS thread alone: 256 pages copy in ~0.1 ms, about
+ * what waking the helper can cost when the machine is idle (its wake-up may even run first on this
+ * core). Measured at 1,000 and 10,000 pages in docs/benchmarks.md (pause).
+ */
+export const PARALLEL_COPY_MIN_PAGES_DEFAULT = 256;
 
 export interface EpochOptions extends ChainWriterOptions {
   dir: string;
