@@ -16,7 +16,7 @@ import type { GuestModule } from '../src/guest/module.js';
 import { createTracker, probeTrackers, type TrackerKind } from '../src/track/tracker.js';
 import { HOT_WRITTEN_MIN_PAGES_DEFAULT } from '../src/track/uffd.js';
 import { machine, median, table } from './stats.js';
-import { WORKLOADS, type Workload } from './workloads.js';
+import { LONG_WORKLOADS, WORKLOADS, type Workload } from './workloads.js';
 
 const { values } = parseArgs({
   options: {
@@ -35,7 +35,8 @@ const wanted = values.trackers ? values.trackers.split(',') : null;
 const kinds = probeTrackers()
   .filter((p) => p.supported && (!wanted || wanted.includes(p.kind)))
   .map((p) => p.kind);
-const workloads = WORKLOADS.filter((w) => values.workloads!.split(',').includes(w.name));
+// The long variants (several seconds each) are there to be named: a steadier measure of small overheads.
+const workloads = [...WORKLOADS, ...LONG_WORKLOADS].filter((w) => values.workloads!.split(',').includes(w.name));
 
 const hots = values.hot!.split(',').map(Number);
 /** `hot`: the wp-async hot-region threshold (undefined: the default, for other trackers). */
