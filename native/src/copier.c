@@ -258,14 +258,9 @@ static napi_value js_copier_gather_start(napi_env env, napi_callback_info info) 
   return NULL;
 }
 
-static napi_value js_copier_gather_join(napi_env env, napi_callback_info info) {
-  size_t argc = 1;
-  napi_value argv[1];
-  US_NAPI_OK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  if (argc < 1) return us_throw(env, "ERR_NATIVE_ARG", "expected (copier)");
-  us_copier* c;
-  if (!get_copier(env, argv[0], &c)) return NULL;
-  if (!c->in_job) return us_throw(env, "ERR_NATIVE_ARG", "copierGatherJoin without a gather in progress");
+// Copies what the helper has not taken, waits for its last chunk, unpins.
+// JS thread, with a gather in progress.
+static void finish_gather(us_copier* c) {
   copy_chunks(c, c->memory, c->packed, c->pages, c->count);
 #ifdef __linux__
   pthread_mutex_lock(&c->mu);
@@ -274,6 +269,17 @@ static napi_value js_copier_gather_join(napi_env env, napi_callback_info info) {
 #endif
   c->in_job = 0;
   release_refs(c);
+}
+
+static napi_value js_copier_gather_join(napi_env env, napi_callback_info info) {
+  size_t argc = 1;
+  napi_value argv[1];
+  US_NAPI_OK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 1) return us_throw(env, "ERR_NATIVE_ARG", "expected (copier)");
+  us_copier* c;
+  if (!get_copier(env, argv[0], &c)) return NULL;
+  if (!c->in_job) return us_throw(env, "ERR_NATIVE_ARG", "copierGatherJoin without a gather in progress");
+  finish_gather(c);
   napi_value out;
   US_NAPI_OK(env, napi_create_uint32(env, __atomic_load_n(&c->helper_pages, __ATOMIC_RELAXED), &out));
   return out;
@@ -289,17 +295,8 @@ static napi_value js_copier_close(napi_env env, napi_callback_info info) {
   void* data = NULL;
   US_NAPI_OK(env, napi_get_value_external(env, argv[0], &data));
   us_copier* c = (us_copier*)data;
-  if (c->in_job) {
-    // Finish the copy first: the caller's buffers must not be written after close.
-    copy_chunks(c, c->memory, c->packed, c->pages, c->count);
-#ifdef __linux__
-    pthread_mutex_lock(&c->mu);
-    wait_helper_idle_locked(c);
-    pthread_mutex_unlock(&c->mu);
-#endif
-    c->in_job = 0;
-    release_refs(c);
-  }
+  // Finish the copy first: the caller's buffers must not be written after close.
+  if (c->in_job) finish_gather(c);
   copier_close(c);
   return NULL;
 }
