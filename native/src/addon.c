@@ -1,6 +1,8 @@
 // Entry point of the understudy native addon: common helpers and module init.
 #include "addon.h"
 
+#include <stdio.h>
+
 #include <string.h>
 
 napi_value us_throw(napi_env env, const char* code, const char* message) {
@@ -71,6 +73,19 @@ int us_set_number(napi_env env, napi_value obj, const char* name, double value) 
   napi_value v;
   if (napi_create_double(env, value, &v) != napi_ok) return 0;
   return napi_set_named_property(env, obj, name, v) == napi_ok;
+}
+
+int us_get_external(napi_env env, napi_value value, const char* what, void** out) {
+  napi_valuetype type = napi_undefined;
+  void* data = NULL;
+  if (napi_typeof(env, value, &type) != napi_ok || type != napi_external || napi_get_value_external(env, value, &data) != napi_ok || !data) {
+    char message[96];
+    snprintf(message, sizeof message, "expected a %s handle", what);
+    us_throw(env, "ERR_NATIVE_ARG", message);
+    return 0;
+  }
+  *out = data;
+  return 1;
 }
 
 int us_register(napi_env env, napi_value exports, const char* name, napi_callback fn) {

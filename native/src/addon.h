@@ -30,6 +30,10 @@ int us_get_bytes(napi_env env, napi_value value, uint8_t** data, size_t* length)
 
 int us_register(napi_env env, napi_value exports, const char* name, napi_callback fn);
 
+// Reads a napi external made by this addon (a handle); otherwise throws
+// ERR_NATIVE_ARG "expected a <what> handle" and returns false.
+int us_get_external(napi_env env, napi_value value, const char* what, void** out);
+
 napi_value us_init_pages(napi_env env, napi_value exports);
 napi_value us_init_crc32c(napi_env env, napi_value exports);
 napi_value us_init_uffd(napi_env env, napi_value exports);

@@ -291,11 +291,9 @@ static napi_value js_prefault_join(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value argv[1];
   US_NAPI_OK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  napi_valuetype type = napi_undefined;
-  if (argc >= 1) US_NAPI_OK(env, napi_typeof(env, argv[0], &type));
-  if (type != napi_external) return us_throw(env, "ERR_NATIVE_ARG", "expected a prefault handle");
   void* data = NULL;
-  US_NAPI_OK(env, napi_get_value_external(env, argv[0], &data));
+  if (argc < 1) return us_throw(env, "ERR_NATIVE_ARG", "expected a prefault handle");
+  if (!us_get_external(env, argv[0], "prefault", &data)) return NULL;
   napi_value out;
   US_NAPI_OK(env, napi_create_int32(env, prefault_join((us_prefault*)data), &out));
   return out;

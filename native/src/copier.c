@@ -151,16 +151,8 @@ static void copier_finalize(napi_env env, void* data, void* hint) {
 }
 
 static int get_copier(napi_env env, napi_value v, us_copier** out) {
-  napi_valuetype type = napi_undefined;
-  if (napi_typeof(env, v, &type) != napi_ok || type != napi_external) {
-    us_throw(env, "ERR_NATIVE_ARG", "expected a copier handle");
-    return 0;
-  }
   void* data = NULL;
-  if (napi_get_value_external(env, v, &data) != napi_ok || !data) {
-    us_throw(env, "ERR_NATIVE_ARG", "expected a copier handle");
-    return 0;
-  }
+  if (!us_get_external(env, v, "copier", &data)) return 0;
   *out = (us_copier*)data;
   if ((*out)->closed) {
     us_throw(env, "ERR_NATIVE_ARG", "the copier is closed");
@@ -289,11 +281,9 @@ static napi_value js_copier_close(napi_env env, napi_callback_info info) {
   size_t argc = 1;
   napi_value argv[1];
   US_NAPI_OK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  napi_valuetype type = napi_undefined;
-  if (argc >= 1) US_NAPI_OK(env, napi_typeof(env, argv[0], &type));
-  if (type != napi_external) return us_throw(env, "ERR_NATIVE_ARG", "expected a copier handle");
   void* data = NULL;
-  US_NAPI_OK(env, napi_get_value_external(env, argv[0], &data));
+  if (argc < 1) return us_throw(env, "ERR_NATIVE_ARG", "expected a copier handle");
+  if (!us_get_external(env, argv[0], "copier", &data)) return NULL;
   us_copier* c = (us_copier*)data;
   // Finish the copy first: the caller's buffers must not be written after close.
   if (c->in_job) finish_gather(c);
