@@ -424,48 +424,8 @@ static napi_value js_delta_apply(napi_env env, napi_callback_info info) {
   return result;
 }
 
-// The non-zero byte runs of a page: the runs page_runs finds against an
-// all-zero page (maximal sequences of non-zero 8-byte words, trimmed to bytes),
-// found faster: one 64-bit mask of non-zero words per 512 bytes, walked by its
-// transitions. Returns the number of runs.
-static size_t page_nonzero_runs(const uint8_t* page, us_run* runs) {
-  size_t n = 0;
-  int open = 0;
-  uint32_t open_start = 0;
-  for (uint32_t base = 0; base < US_PAGE_WORDS; base += 64) {
-    uint64_t mask = 0;
-    for (uint32_t k = 0; k < 64; k++) mask |= (uint64_t)(load_word(page + (size_t)(base + k) * 8) != 0) << k;
-    uint32_t pos = 0;
-    while (pos < 64) {
-      const uint64_t rest = pos ? mask >> pos : mask;
-      if (!open) {
-        if (rest == 0) break;  // no non-zero word left in this chunk
-        pos += (uint32_t)__builtin_ctzll(rest);
-        const uint32_t w = base + pos;
-        open = 1;
-        open_start = w * 8u + first_byte(load_word(page + (size_t)w * 8));
-      } else {
-        const uint64_t zeros = ~rest & (pos ? (~0ull >> pos) : ~0ull);
-        if (zeros == 0) break;  // the run goes on past this chunk
-        pos += (uint32_t)__builtin_ctzll(zeros);
-        const uint32_t last = base + pos - 1;  // pos >= 1 here or the run began in an earlier chunk
-        if (n >= US_DELTA_RUNS_PER_PAGE_MAX) __builtin_trap();  // runs are separated by a zero word
-        runs[n].start = open_start;
-        runs[n].end = last * 8u + last_byte(load_word(page + (size_t)last * 8)) + 1u;
-        n++;
-        open = 0;
-      }
-    }
-  }
-  if (open) {
-    const uint32_t last = US_PAGE_WORDS - 1;
-    if (n >= US_DELTA_RUNS_PER_PAGE_MAX) __builtin_trap();
-    runs[n].start = open_start;
-    runs[n].end = last * 8u + last_byte(load_word(page + (size_t)last * 8)) + 1u;
-    n++;
-  }
-  return n;
-}
+// An all-zero page: the non-zero byte runs of a page are its runs against it.
+static const uint8_t us_zero_page[US_PAGE_BYTES];
 
 // sparseEncode(memory, pages, runsBytesMax[, out]) -> { encoded, sparse, dense }
 // (`out`, a Uint8Array of at least 24 + pages.length * (5 + runsBytesMax)
@@ -532,7 +492,7 @@ static napi_value js_sparse_encode(napi_env env, napi_callback_info info) {
   uint32_t* body_of = sparse;
   for (size_t i = 0; i < count; i++) {
     // SAFETY: pages[i] < mem_pages (checked above): the page lies in memory; no JS runs here.
-    const size_t n = page_nonzero_runs(mem + (size_t)pages[i] * US_PAGE_BYTES, runs);
+    const size_t n = page_runs(us_zero_page, mem + (size_t)pages[i] * US_PAGE_BYTES, 0, runs);
     size_t body = US_DELTA_RUNS_HEAD_BYTES;
     for (size_t r = 0; r < n; r++) body += US_DELTA_RUN_HEAD_BYTES + (runs[r].end - runs[r].start);
     body_of[i] = (n == 0 || body >= runs_max) ? 0 : (uint32_t)body;
@@ -562,7 +522,7 @@ static napi_value js_sparse_encode(napi_env env, napi_callback_info info) {
     }
     // SAFETY: as in pass 1.
     const uint8_t* page = mem + (size_t)pages[i] * US_PAGE_BYTES;
-    const size_t n = page_nonzero_runs(page, runs);
+    const size_t n = page_runs(us_zero_page, page, 0, runs);
     size_t body = US_DELTA_RUNS_HEAD_BYTES;
     for (size_t r = 0; r < n; r++) body += US_DELTA_RUN_HEAD_BYTES + (runs[r].end - runs[r].start);
     if (body != planned) __builtin_trap();  // the same page measured twice alike
