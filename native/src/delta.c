@@ -320,53 +320,90 @@ static napi_value malformed(napi_env env, const char* what, size_t at) {
   return us_throw(env, "ERR_CKPT_MALFORMED", message);
 }
 
-// Validates an encoding for a memory of mem_pages pages: every read is
-// preceded by a check that the bytes are there (`len - pos >= k`). Returns
-// the entry count, or -1 with a JS exception pending.
+// Why the 24-byte header at enc is wrong for an encoding of total_bytes, or
+// NULL (then *entries is its entry count). enc holds the whole header.
+static const char* delta_header_problem(const uint8_t* enc, uint64_t total_bytes, uint32_t* entries, size_t* at) {
+  *at = 0;
+  if (get_u32(enc + US_DELTA_OFF_MAGIC) != US_DELTA_MAGIC) return *at = US_DELTA_OFF_MAGIC, "bad magic";
+  if (get_u16(enc + US_DELTA_OFF_VERSION) != US_DELTA_VERSION) return *at = US_DELTA_OFF_VERSION, "unknown version";
+  if (get_u16(enc + US_DELTA_OFF_FLAGS) != 0) return *at = US_DELTA_OFF_FLAGS, "unknown flags";
+  if (get_u32(enc + US_DELTA_OFF_PAGE_BYTES) != US_PAGE_BYTES) return *at = US_DELTA_OFF_PAGE_BYTES, "page size is not 4096";
+  if (get_u64(enc + US_DELTA_OFF_TOTAL) != total_bytes) return *at = US_DELTA_OFF_TOTAL, "total length disagrees with the input length";
+  *entries = get_u32(enc + US_DELTA_OFF_ENTRIES);
+  return NULL;
+}
+
+// Bytes of the entry at p once whole, with n bytes available: 0 while it is
+// incomplete, or 0 with *why set when it is malformed (its kind, run count,
+// and every run's length, order and bounds; not its page index, which only
+// the caller can judge). Every read is preceded by a check that the bytes
+// are there.
+static size_t delta_entry_bytes(const uint8_t* p, size_t n, const char** why) {
+  if (n < US_DELTA_ENTRY_HEAD_BYTES) return 0;
+  const uint32_t kind = p[4];
+  if (kind == US_DELTA_KIND_ZERO) return US_DELTA_ENTRY_HEAD_BYTES;
+  if (kind == US_DELTA_KIND_FULL) return n < US_DELTA_ENTRY_BYTES_MAX ? 0 : US_DELTA_ENTRY_BYTES_MAX;
+  if (kind != US_DELTA_KIND_RUNS) return *why = "unknown entry kind", 0;
+  if (n < US_DELTA_ENTRY_HEAD_BYTES + US_DELTA_RUNS_HEAD_BYTES) return 0;
+  const uint32_t runs = get_u16(p + US_DELTA_ENTRY_HEAD_BYTES);
+  if (runs == 0) return *why = "a runs entry with no runs", 0;
+  size_t at = US_DELTA_ENTRY_HEAD_BYTES + US_DELTA_RUNS_HEAD_BYTES;
+  uint32_t run_end = 0;
+  for (uint32_t r = 0; r < runs; r++) {
+    if (n - at < US_DELTA_RUN_HEAD_BYTES) return 0;
+    const uint32_t off = get_u16(p + at), len = get_u16(p + at + 2);
+    if (len == 0) return *why = "empty run", 0;
+    if (off < run_end) return *why = "runs overlap or are not ascending", 0;
+    if (off + len > US_PAGE_BYTES) return *why = "run past the end of the page", 0;
+    run_end = off + len;
+    at += US_DELTA_RUN_HEAD_BYTES;
+    if (n - at < len) return 0;
+    at += len;
+  }
+  return at;
+}
+
+// Writes a whole entry that delta_entry_bytes accepted onto its page, dst.
+static void delta_entry_apply(const uint8_t* p, uint8_t* dst) {
+  const uint32_t kind = p[4];
+  if (kind == US_DELTA_KIND_ZERO) {
+    memset(dst, 0, US_PAGE_BYTES);
+  } else if (kind == US_DELTA_KIND_FULL) {
+    memcpy(dst, p + US_DELTA_ENTRY_HEAD_BYTES, US_PAGE_BYTES);
+  } else {
+    const uint32_t runs = get_u16(p + US_DELTA_ENTRY_HEAD_BYTES);
+    size_t at = US_DELTA_ENTRY_HEAD_BYTES + US_DELTA_RUNS_HEAD_BYTES;
+    for (uint32_t r = 0; r < runs; r++) {
+      const uint32_t off = get_u16(p + at), len = get_u16(p + at + 2);
+      // SAFETY: off + len <= 4096 and the bytes lie inside the entry (delta_entry_bytes).
+      memcpy(dst + off, p + at + US_DELTA_RUN_HEAD_BYTES, len);
+      at += US_DELTA_RUN_HEAD_BYTES + len;
+    }
+  }
+}
+
+// Validates an encoding for a memory of mem_pages pages. Returns the entry
+// count, or -1 with a JS exception pending.
 static int64_t delta_validate(napi_env env, const uint8_t* enc, size_t len, size_t mem_pages) {
-  // SAFETY: all reads of `enc` are at offsets < len, checked before each read.
   if (len < US_DELTA_HEADER_BYTES) return malformed(env, "shorter than the header", 0), -1;
-  if (get_u32(enc + US_DELTA_OFF_MAGIC) != US_DELTA_MAGIC) return malformed(env, "bad magic", US_DELTA_OFF_MAGIC), -1;
-  if (get_u16(enc + US_DELTA_OFF_VERSION) != US_DELTA_VERSION) return malformed(env, "unknown version", US_DELTA_OFF_VERSION), -1;
-  if (get_u16(enc + US_DELTA_OFF_FLAGS) != 0) return malformed(env, "unknown flags", US_DELTA_OFF_FLAGS), -1;
-  if (get_u32(enc + US_DELTA_OFF_PAGE_BYTES) != US_PAGE_BYTES) return malformed(env, "page size is not 4096", US_DELTA_OFF_PAGE_BYTES), -1;
-  if (get_u64(enc + US_DELTA_OFF_TOTAL) != (uint64_t)len) return malformed(env, "total length disagrees with the input length", US_DELTA_OFF_TOTAL), -1;
-  uint32_t entries = get_u32(enc + US_DELTA_OFF_ENTRIES);
+  uint32_t entries = 0;
+  size_t at = 0;
+  const char* why = delta_header_problem(enc, len, &entries, &at);
+  if (why) return malformed(env, why, at), -1;
   if (entries > (len - US_DELTA_HEADER_BYTES) / US_DELTA_ENTRY_HEAD_BYTES) return malformed(env, "more entries than bytes for them", US_DELTA_OFF_ENTRIES), -1;
   if (entries > mem_pages) return malformed(env, "more entries than memory pages", US_DELTA_OFF_ENTRIES), -1;
   size_t pos = US_DELTA_HEADER_BYTES;
   uint64_t prev_page = 0;
   for (uint32_t i = 0; i < entries; i++) {
-    if (len - pos < US_DELTA_ENTRY_HEAD_BYTES) return malformed(env, "truncated entry", pos), -1;
-    uint32_t page = get_u32(enc + pos);
-    uint32_t kind = enc[pos + 4];
+    // SAFETY: delta_entry_bytes reads only inside [enc + pos, enc + len).
+    const size_t n = delta_entry_bytes(enc + pos, len - pos, &why);
+    if (why) return malformed(env, why, pos), -1;
+    if (n == 0) return malformed(env, "truncated entry", pos), -1;
+    const uint32_t page = get_u32(enc + pos);
     if (page >= mem_pages) return malformed(env, "page index past the end of memory", pos), -1;
     if (i > 0 && page <= prev_page) return malformed(env, "page indices not strictly ascending", pos), -1;
     prev_page = page;
-    pos += US_DELTA_ENTRY_HEAD_BYTES;
-    if (kind == US_DELTA_KIND_ZERO) continue;
-    if (kind == US_DELTA_KIND_FULL) {
-      if (len - pos < US_PAGE_BYTES) return malformed(env, "truncated full page", pos), -1;
-      pos += US_PAGE_BYTES;
-      continue;
-    }
-    if (kind != US_DELTA_KIND_RUNS) return malformed(env, "unknown entry kind", pos - 1), -1;
-    if (len - pos < US_DELTA_RUNS_HEAD_BYTES) return malformed(env, "truncated run count", pos), -1;
-    uint32_t n = get_u16(enc + pos);
-    if (n == 0) return malformed(env, "a runs entry with no runs", pos), -1;
-    pos += US_DELTA_RUNS_HEAD_BYTES;
-    uint32_t run_end = 0;
-    for (uint32_t r = 0; r < n; r++) {
-      if (len - pos < US_DELTA_RUN_HEAD_BYTES) return malformed(env, "truncated run header", pos), -1;
-      uint32_t off = get_u16(enc + pos), rl = get_u16(enc + pos + 2);
-      if (rl == 0) return malformed(env, "empty run", pos), -1;
-      if (off < run_end) return malformed(env, "runs overlap or are not ascending", pos), -1;
-      if (off + rl > US_PAGE_BYTES) return malformed(env, "run past the end of the page", pos), -1;
-      run_end = off + rl;
-      pos += US_DELTA_RUN_HEAD_BYTES;
-      if (len - pos < rl) return malformed(env, "truncated run bytes", pos), -1;
-      pos += rl;
-    }
+    pos += n;
   }
   if (pos != len) return malformed(env, "bytes after the last entry", pos), -1;
   return (int64_t)entries;
@@ -389,33 +426,17 @@ static napi_value js_delta_apply(napi_env env, napi_callback_info info) {
   const int64_t validated = delta_validate(env, enc, len, mem_pages);
   if (validated < 0) return NULL;
   const uint32_t entries = (uint32_t)validated;
-  size_t pos;
 
   // Pass 2: apply. The same walk, now known to stay inside `enc`, with every
   // page index < mem_pages and every run inside its page.
-  pos = US_DELTA_HEADER_BYTES;
+  size_t pos = US_DELTA_HEADER_BYTES;
   for (uint32_t i = 0; i < entries; i++) {
-    // SAFETY: pass 1 proved page < mem_pages, so the page lies inside memory;
-    // every source range lies inside `enc`; enc and mem do not overlap.
-    uint8_t* dst = mem + (size_t)get_u32(enc + pos) * US_PAGE_BYTES;
-    uint32_t kind = enc[pos + 4];
-    pos += US_DELTA_ENTRY_HEAD_BYTES;
-    if (kind == US_DELTA_KIND_ZERO) {
-      memset(dst, 0, US_PAGE_BYTES);
-    } else if (kind == US_DELTA_KIND_FULL) {
-      memcpy(dst, enc + pos, US_PAGE_BYTES);
-      pos += US_PAGE_BYTES;
-    } else {
-      uint32_t n = get_u16(enc + pos);
-      pos += US_DELTA_RUNS_HEAD_BYTES;
-      for (uint32_t r = 0; r < n; r++) {
-        uint32_t off = get_u16(enc + pos), rl = get_u16(enc + pos + 2);
-        pos += US_DELTA_RUN_HEAD_BYTES;
-        // SAFETY: off + rl <= 4096 (pass 1), so the run stays inside the page.
-        memcpy(dst + off, enc + pos, rl);
-        pos += rl;
-      }
-    }
+    const char* why = NULL;
+    const size_t n = delta_entry_bytes(enc + pos, len - pos, &why);
+    // SAFETY: pass 1 proved the page < mem_pages, so it lies inside memory;
+    // the entry lies inside `enc`; enc and mem do not overlap.
+    delta_entry_apply(enc + pos, mem + (size_t)get_u32(enc + pos) * US_PAGE_BYTES);
+    pos += n;
   }
   if (pos != len) __builtin_trap();  // pass 2 walked what pass 1 validated
 
@@ -593,36 +614,6 @@ static napi_value js_sparse_encode(napi_env env, napi_callback_info info) {
 #include <unistd.h>
 #endif
 
-// Bytes of the entry at p (n bytes available) once whole: 0 while incomplete.
-// Validates as it measures; *why is set (and 0 returned) when malformed.
-static size_t runs_entry_bytes(const uint8_t* p, size_t n, const char** why) {
-  if (n < US_DELTA_ENTRY_HEAD_BYTES + US_DELTA_RUNS_HEAD_BYTES) return 0;
-  if (p[4] != US_DELTA_KIND_RUNS) {
-    *why = "an entry that is not runs where only runs may be";
-    return 0;
-  }
-  const uint32_t runs = get_u16(p + US_DELTA_ENTRY_HEAD_BYTES);
-  if (runs == 0) {
-    *why = "a runs entry with no runs";
-    return 0;
-  }
-  size_t at = US_DELTA_ENTRY_HEAD_BYTES + US_DELTA_RUNS_HEAD_BYTES;
-  uint32_t run_end = 0;
-  for (uint32_t r = 0; r < runs; r++) {
-    if (n - at < US_DELTA_RUN_HEAD_BYTES) return 0;
-    const uint32_t off = get_u16(p + at), len = get_u16(p + at + 2);
-    if (len == 0 || off < run_end || off + len > US_PAGE_BYTES) {
-      *why = len == 0 ? "empty run" : off < run_end ? "runs overlap or are not ascending" : "run past the end of the page";
-      return 0;
-    }
-    run_end = off + len;
-    at += US_DELTA_RUN_HEAD_BYTES;
-    if (n - at < len) return 0;
-    at += len;
-  }
-  return at;
-}
-
 static napi_value js_runs_load(napi_env env, napi_callback_info info) {
   size_t argc = 6;
   napi_value argv[6];
@@ -689,12 +680,8 @@ static napi_value js_runs_load(napi_env env, napi_callback_info info) {
         if (read_total == length) why = "shorter than the header", why_at = 0;
         continue;
       }
-      if (get_u32(buf + US_DELTA_OFF_MAGIC) != US_DELTA_MAGIC) why = "bad magic";
-      else if (get_u16(buf + US_DELTA_OFF_VERSION) != US_DELTA_VERSION) why = "unknown version";
-      else if (get_u16(buf + US_DELTA_OFF_FLAGS) != 0) why = "unknown flags";
-      else if (get_u32(buf + US_DELTA_OFF_PAGE_BYTES) != US_PAGE_BYTES) why = "page size is not 4096";
-      else if (get_u64(buf + US_DELTA_OFF_TOTAL) != length) why = "total length disagrees with the section length";
-      else if ((entries = get_u32(buf + US_DELTA_OFF_ENTRIES)) != page_count) why = "entry count disagrees with the run pages";
+      why = delta_header_problem(buf, length, &entries, &why_at);
+      if (!why && entries != page_count) why = "entry count disagrees with the run pages", why_at = US_DELTA_OFF_ENTRIES;
       if (why) break;
       header_seen = 1;
       pos = US_DELTA_HEADER_BYTES;
@@ -703,7 +690,8 @@ static napi_value js_runs_load(napi_env env, napi_callback_info info) {
     for (;;) {
       if (done == entries) break;
       const char* bad = NULL;
-      const size_t n = runs_entry_bytes(buf + pos, have - pos, &bad);
+      if (have - pos >= US_DELTA_ENTRY_HEAD_BYTES && buf[pos + 4] != US_DELTA_KIND_RUNS) bad = "an entry that is not runs where only runs may be";
+      const size_t n = bad ? 0 : delta_entry_bytes(buf + pos, have - pos, &bad);
       if (bad) {
         why = bad, why_at = (size_t)(consumed + pos);
         break;
@@ -714,16 +702,9 @@ static napi_value js_runs_load(napi_env env, napi_callback_info info) {
         why = "an entry for a page that is not the next run page", why_at = (size_t)(consumed + pos);
         break;
       }
-      // SAFETY: page < mem_pages (checked above); every run lies inside
-      // the page (runs_entry_bytes) and inside buf[pos, pos + n).
-      uint8_t* dst = mem + (size_t)page * US_PAGE_BYTES;
-      const uint32_t runs = get_u16(buf + pos + US_DELTA_ENTRY_HEAD_BYTES);
-      size_t at = pos + US_DELTA_ENTRY_HEAD_BYTES + US_DELTA_RUNS_HEAD_BYTES;
-      for (uint32_t r = 0; r < runs; r++) {
-        const uint32_t off = get_u16(buf + at), len = get_u16(buf + at + 2);
-        memcpy(dst + off, buf + at + US_DELTA_RUN_HEAD_BYTES, len);
-        at += US_DELTA_RUN_HEAD_BYTES + len;
-      }
+      // SAFETY: page < mem_pages (checked above); the entry lies inside
+      // buf[pos, pos + n) and every run inside the page (delta_entry_bytes).
+      delta_entry_apply(buf + pos, mem + (size_t)page * US_PAGE_BYTES);
       pos += n;
       done++;
     }
