@@ -323,21 +323,20 @@ export function parseMemoryRunsCount(fixed: Uint8Array, sectionBytes: number): n
   return count;
 }
 
-/** The run-page extents of a MemoryRuns head (validated like MemoryPages extents), and their pages. */
-export function parseMemoryRunsHead(head: Uint8Array, memoryBytes: number): { extents: Uint32Array; pages: number } {
-  const count = (head.length - MEMORY_RUNS_HEADER_BYTES) / MEMORY_EXTENT_BYTES;
-  assert(Number.isInteger(count) && count >= 0);
-  const view = new DataView(head.buffer, head.byteOffset, head.byteLength);
-  const memoryPages = memoryBytes / MEMORY_PAGE_BYTES;
+/**
+ * Reads `count` extents (u32 first page, u32 page count) at byte `at` of a head: each non-empty,
+ * after the one before it without touching it (runs are maximal), and inside memory.
+ */
+function parseExtents(view: DataView, at: number, count: number, memoryPages: number, what: string): { extents: Uint32Array; pages: number } {
   const extents = new Uint32Array(count * 2);
   let prevEnd = -1;
   let pages = 0;
   for (let i = 0; i < count; i++) {
-    const first = view.getUint32(MEMORY_RUNS_HEADER_BYTES + i * MEMORY_EXTENT_BYTES, true);
-    const n = view.getUint32(MEMORY_RUNS_HEADER_BYTES + i * MEMORY_EXTENT_BYTES + 4, true);
-    if (n === 0) fail('ERR_CKPT_MALFORMED', `run extent ${i} is empty`);
-    if (first <= prevEnd) fail('ERR_CKPT_MALFORMED', `run extent ${i} is out of order, overlaps or touches the one before it`);
-    if (first + n > memoryPages) fail('ERR_CKPT_MALFORMED', `run extent ${i} runs past the end of memory`);
+    const first = view.getUint32(at + i * MEMORY_EXTENT_BYTES, true);
+    const n = view.getUint32(at + i * MEMORY_EXTENT_BYTES + 4, true);
+    if (n === 0) fail('ERR_CKPT_MALFORMED', `${what} ${i} is empty`);
+    if (first <= prevEnd) fail('ERR_CKPT_MALFORMED', `${what} ${i} is out of order, overlaps or touches the one before it`);
+    if (first + n > memoryPages) fail('ERR_CKPT_MALFORMED', `${what} ${i} runs past the end of memory`);
     prevEnd = first + n;
     pages += n;
     extents[2 * i] = first;
@@ -346,25 +345,19 @@ export function parseMemoryRunsHead(head: Uint8Array, memoryBytes: number): { ex
   return { extents, pages };
 }
 
+/** The run-page extents of a MemoryRuns head (validated like MemoryPages extents), and their pages. */
+export function parseMemoryRunsHead(head: Uint8Array, memoryBytes: number): { extents: Uint32Array; pages: number } {
+  const count = (head.length - MEMORY_RUNS_HEADER_BYTES) / MEMORY_EXTENT_BYTES;
+  assert(Number.isInteger(count) && count >= 0);
+  const view = new DataView(head.buffer, head.byteOffset, head.byteLength);
+  return parseExtents(view, MEMORY_RUNS_HEADER_BYTES, count, memoryBytes / MEMORY_PAGE_BYTES, 'run extent');
+}
+
 export function parseMemoryPagesHead(head: Uint8Array, sectionBytes: number): MemoryPagesHead {
   const { memoryBytes, count } = parseMemoryPagesCount(head.subarray(0, MEMORY_PAGES_HEADER_BYTES), sectionBytes);
   assert(head.length === memoryPagesHeadBytes(count));
   const view = new DataView(head.buffer, head.byteOffset, head.byteLength);
-  const memoryPages = memoryBytes / MEMORY_PAGE_BYTES;
-  const extents = new Uint32Array(count * 2);
-  let prevEnd = -1;
-  let stored = 0;
-  for (let i = 0; i < count; i++) {
-    const first = view.getUint32(MEMORY_PAGES_HEADER_BYTES + i * MEMORY_EXTENT_BYTES, true);
-    const pages = view.getUint32(MEMORY_PAGES_HEADER_BYTES + i * MEMORY_EXTENT_BYTES + 4, true);
-    if (pages === 0) fail('ERR_CKPT_MALFORMED', `extent ${i} is empty`);
-    if (first <= prevEnd) fail('ERR_CKPT_MALFORMED', `extent ${i} is out of order, overlaps or touches the one before it`);
-    if (first + pages > memoryPages) fail('ERR_CKPT_MALFORMED', `extent ${i} runs past the end of memory`);
-    prevEnd = first + pages;
-    stored += pages;
-    extents[2 * i] = first;
-    extents[2 * i + 1] = pages;
-  }
+  const { extents, pages: stored } = parseExtents(view, MEMORY_PAGES_HEADER_BYTES, count, memoryBytes / MEMORY_PAGE_BYTES, 'extent');
   for (let at = MEMORY_PAGES_HEADER_BYTES + count * MEMORY_EXTENT_BYTES; at < head.length; at++) {
     if (head[at] !== 0) fail('ERR_CKPT_MALFORMED', 'non-zero padding after the extent table');
   }
