@@ -139,8 +139,12 @@ typedef struct {
   int job_phase, job_presave;
   uint64_t job_low, job_chase, job_done, job_crc_at;
   uint32_t job_crc;
-  uint64_t run_lo, run_hi; // a run of pages pre-saved by the job, still to un-protect
+  uint64_t run_lo, run_hi; // a run of pages whose protection the job still has to change
   int run_open;
+  // The job runs in the pause with the guest stopped (COWP, job in the pause): the seal left
+  // last epoch's pages writable, the job pre-saves the kept ones as they are and re-protects
+  // only the dropped ones (its runs protect instead of un-protect). Cleared when the slots are done.
+  int job_in_place;
   struct us_scan* scan;    // the collect scan in progress (NULL: none); pinned stores under mu
   uint64_t faults, fault_ns_total, fault_ns_max, duplicate_messages, foreign_faults;
   uint64_t job_slots_total, job_ns_total, seal_wait_ns_total, job_chases;
@@ -156,7 +160,7 @@ typedef struct {
   float histase_alpha;     // his_stride = alpha * his_stride + (1 - alpha) * ave_stride
   float* his_stride;       // per 2 MiB region (US_REGION_PAGES); < 0: no history yet
   uint64_t region_capacity;
-  uint64_t presaved_total, histase_total, predicted_written_total, predicted_unwritten_total, dirty_total;
+  uint64_t presaved_total, histase_total, predicted_written_total, predicted_unwritten_total, dirty_total, reprotected_total;
 
   // Hot regions (async mode; see scan_fast_hot). Per 2 MiB region of the fast
   // range: the epochs left in its lease (0: tracked page by page) and the
@@ -938,10 +942,10 @@ static void serve_fault(us_uffd_tracker* t, uint64_t address) {
 
 enum { US_JOB_SLOTS = 1, US_JOB_HISTASE = 2, US_JOB_CRC = 3 };
 
-// Un-protects a run of pre-saved pages. Nobody waits on them (a write that
-// raced with the pre-saving faulted, and its message is answered, with a wake,
-// when the handler reads it), so without a wake-up: it saves the ioctl the
-// wait-queue walk.
+// Un-protects a run of pre-saved pages or, in place, re-protects a run of
+// dropped ones. Nobody waits on an un-protected run (a write that raced with
+// the pre-saving faulted, and its message is answered, with a wake, when the
+// handler reads it), so without a wake-up: it saves the ioctl the wait-queue walk.
 static void job_flush_run(us_uffd_tracker* t) {
   if (!t->run_open) return;
   t->run_open = 0;
@@ -949,7 +953,7 @@ static void job_flush_run(us_uffd_tracker* t) {
   int err = 0;
   for (int attempt = 0; attempt < US_WP_RETRY_MAX; attempt++) {
     struct us_uffdio_writeprotect arg = {.range = {.start = base + t->run_lo * US_PAGE_BYTES, .len = (t->run_hi - t->run_lo + 1) * US_PAGE_BYTES},
-                                         .mode = US_UFFDIO_WRITEPROTECT_MODE_DONTWAKE};
+                                         .mode = t->job_in_place ? US_UFFDIO_WRITEPROTECT_MODE_WP : US_UFFDIO_WRITEPROTECT_MODE_DONTWAKE};
     // SAFETY: arg is a live uffdio_writeprotect; the run lies inside the registration.
     if (ioctl(t->uffd, US_UFFDIO_WRITEPROTECT, &arg) == 0) {
       err = 0;
@@ -958,7 +962,18 @@ static void job_flush_run(us_uffd_tracker* t) {
     err = errno;
     if (err != EAGAIN && err != EINTR) break;
   }
-  if (err) handler_fail(t, "UFFDIO_WRITEPROTECT (un-protect pre-saved pages)", err);
+  if (err) handler_fail(t, t->job_in_place ? "UFFDIO_WRITEPROTECT (re-protect dropped pages)" : "UFFDIO_WRITEPROTECT (un-protect pre-saved pages)", err);
+}
+
+// Adds page idx to the job's run (flushing the run it does not extend).
+static void job_run_add(us_uffd_tracker* t, uint64_t idx) {
+  if (t->run_open && idx == t->run_hi + 1) {
+    t->run_hi = idx;
+    return;
+  }
+  job_flush_run(t);
+  t->run_lo = t->run_hi = idx;
+  t->run_open = 1;
 }
 
 static void job_slot(us_uffd_tracker* t, us_store* js, uint64_t i) {
@@ -971,7 +986,8 @@ static void job_slot(us_uffd_tracker* t, us_store* js, uint64_t i) {
       const uint8_t* now = NULL;
       if (!bit_get(t->seen, idx)) {
         // SAFETY: idx is registered (it entered a store); unseen pages are
-        // protected, so the guest cannot be writing it.
+        // protected (or, in place, the guest is stopped), so the guest
+        // cannot be writing it.
         now = t->base + idx * US_PAGE_BYTES;
       } else if (t->live_slot[idx] < live->data_count) {
         // SAFETY: a slot below data_count holds the page's pre-image.
@@ -989,6 +1005,11 @@ static void job_slot(us_uffd_tracker* t, us_store* js, uint64_t i) {
   t->job_done++;
   if (!keep) {
     js->dropped++;
+    // In place the page is still writable: unwritten last epoch, it is not predicted for this one.
+    if (t->job_in_place) {
+      job_run_add(t, idx);
+      t->reprotected_total++;
+    }
     return;
   }
   t->dirty_total++;
@@ -996,13 +1017,8 @@ static void job_slot(us_uffd_tracker* t, us_store* js, uint64_t i) {
   if (!t->job_presave || bit_get(t->seen, idx)) return;
   save_page(t, idx, 1);
   t->presaved_total++;
-  if (t->run_open && idx == t->run_hi + 1) {
-    t->run_hi = idx;
-  } else {
-    job_flush_run(t);
-    t->run_lo = t->run_hi = idx;
-    t->run_open = 1;
-  }
+  // In place it stayed writable: its pre-image is saved before the guest resumes.
+  if (!t->job_in_place) job_run_add(t, idx);
 }
 
 // Histase: ave_stride per region = mean length of the runs of consecutive
@@ -1051,6 +1067,7 @@ static int job_run_until(us_uffd_tracker* t, uint64_t budget, int stop_at_crc) {
     if (t->job_phase == US_JOB_SLOTS) {
       if (t->job_done >= js->count) {
         job_flush_run(t);
+        t->job_in_place = 0;
         t->job_phase = US_JOB_HISTASE;
         continue;
       }
@@ -1760,26 +1777,37 @@ static void scan_pin_live(us_uffd_tracker* t);
 // Writes of the grown tail made before its registration (follow_growth, just
 // now) are listed in t->out[0..*grown). Returns the sealed store's index, or
 // -1 with *err set.
-static int seal_locked(us_uffd_tracker* t, uint64_t old_bytes, int presave, uint64_t* grown, int* err) {
+static int seal_locked(us_uffd_tracker* t, uint64_t old_bytes, int presave, int in_place, uint64_t* grown, int* err) {
   *grown = 0;
   *err = 0;
   job_finish(t);
   const int sealed = (int)t->live;
-  const uint64_t tp = now_ns();
-  // One ioctl per run costs ~1.3 us here; one over the whole memory ~0.16 us
-  // per page of it (it walks every entry). Scattered pages take the latter.
-  if (bit_runs(t, t->seen) > t->registered_bytes / US_PAGE_BYTES / US_PROTECT_WHOLE_RATIO)
-    *err = uffd_protect(t->uffd, (uint64_t)(uintptr_t)t->base, t->registered_bytes, 1);
-  else
-    *err = protect_bit_runs(t, t->seen, 1);
-  t->seal_protect_ns_total += now_ns() - tp;
-  if (*err) return -1;
-  memset(t->seen, 0, (size_t)((t->capacity_pages + 63) / 64) * 8);
+  // The next store first: without one nothing changes (the live epoch goes on).
   const int next = store_take(t);
   if (next < 0) {
     *err = ENOMEM;
     return -1;
   }
+  // In place (COWP with the job in the pause, guest stopped) the pages written
+  // last epoch stay writable: the job pre-saves the ones it keeps right away
+  // and re-protects only the ones it drops. Protecting them all here only for
+  // the job to un-protect most of them again cost two page-table walks and,
+  // with another thread of the process running, a TLB shootdown each.
+  if (!in_place) {
+    const uint64_t tp = now_ns();
+    // One ioctl per run costs ~1.3 us here; one over the whole memory ~0.16 us
+    // per page of it (it walks every entry). Scattered pages take the latter.
+    if (bit_runs(t, t->seen) > t->registered_bytes / US_PAGE_BYTES / US_PROTECT_WHOLE_RATIO)
+      *err = uffd_protect(t->uffd, (uint64_t)(uintptr_t)t->base, t->registered_bytes, 1);
+    else
+      *err = protect_bit_runs(t, t->seen, 1);
+    t->seal_protect_ns_total += now_ns() - tp;
+    if (*err) {
+      store_unref(t, (uint32_t)next);
+      return -1;
+    }
+  }
+  memset(t->seen, 0, (size_t)((t->capacity_pages + 63) / 64) * 8);
   t->live = (uint32_t)next;
   uint32_t* swap = t->live_slot;
   t->live_slot = t->sealed_slot;
@@ -1803,6 +1831,7 @@ static int seal_locked(us_uffd_tracker* t, uint64_t old_bytes, int presave, uint
   t->job = sealed;
   t->job_phase = US_JOB_SLOTS;
   t->job_presave = presave;
+  t->job_in_place = in_place;
   t->job_low = t->job_done = 0;
   t->job_chase = UINT64_MAX;
   __atomic_store_n(&t->job_active, 1, __ATOMIC_RELEASE);
@@ -1840,7 +1869,7 @@ static napi_value collect_sync(napi_env env, us_uffd_tracker* t, napi_value buff
   }
   uint64_t grown = 0;
   int err = 0;
-  const int sealed = seal_locked(t, old_bytes, 0, &grown, &err);
+  const int sealed = seal_locked(t, old_bytes, 0, 0, &grown, &err);
   uint64_t n = grown;
   if (sealed >= 0) {
     job_finish(t);
@@ -1917,7 +1946,7 @@ static napi_value js_uffd_seal(napi_env env, napi_callback_info info) {
   }
   uint64_t grown = 0;
   int err = 0;
-  const int sealed = seal_locked(t, old_bytes, presave, &grown, &err);
+  const int sealed = seal_locked(t, old_bytes, presave, presave && job_in_pause, &grown, &err);
   // The job in the pause, on this thread, but for the checksum (pure reading, left to the handler
   // thread): when no core is free to run the job beside the guest, doing it there only adds its
   // un-protect ioctls' TLB shootdowns and the chases.
@@ -2741,6 +2770,7 @@ static napi_value js_uffd_stats(napi_env env, napi_callback_info info) {
       {"predictedWrittenTotal", (double)t->predicted_written_total},
       {"predictedUnwrittenTotal", (double)t->predicted_unwritten_total},
       {"dirtyPagesTotal", (double)t->dirty_total},
+      {"reprotectedPagesTotal", (double)t->reprotected_total},
       {"undoStores", (double)t->stores_allocated},
       {"undoStoresHeld", (double)(t->stores_allocated - free_stores)},
       {"jobSlotsTotal", (double)t->job_slots_total},

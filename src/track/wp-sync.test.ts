@@ -205,29 +205,40 @@ describe('wp-sync undo logs (seal, background job, verify)', { skip: probe?.supp
     });
   });
 
-  it('COWP: the job pre-saves the pages of the sealed epoch, so the next epoch writing them takes no fault; those left unwritten are dropped from its log', () => {
-    const memory = new WebAssembly.Memory({ initial: 4 });
-    withSync(memory, undefined, (tracker) => {
-      const mem = new Uint8Array(memory.buffer);
-      for (const p of [3, 4, 5, 9]) mem[p * PAGE] = 1;
-      const first = tracker.seal(true);
-      tracker.logInfo(first.log, true); // the job (pre-saving) is done
-      const faults = tracker.stats().faults!;
-      mem[3 * PAGE + 1] = 2;
-      mem[5 * PAGE + 7] = 2;
-      mem[20 * PAGE] = 3; // not predicted: faults
-      assert.equal(tracker.stats().faults! - faults, 1);
-      const second = tracker.seal(false);
-      assert.equal(second.slots, 5); // 4 pre-saved + 1 faulted
-      assert.equal(tracker.logInfo(second.log, true).kept, 3); // 4 and 9 unwritten: dropped
-      const s = tracker.stats();
-      assert.equal(s.presavedPagesTotal, 4);
-      assert.equal(s.predictedWrittenTotal, 2);
-      assert.equal(s.predictedUnwrittenTotal, 2);
-      tracker.release(first.log);
-      tracker.release(second.log);
+  for (const jobIn of ['background', 'pause'] as const) {
+    it(`COWP, job in the ${jobIn}: the job pre-saves the pages of the sealed epoch, so the next epoch writing them takes no fault; those left unwritten are dropped from its log${jobIn === 'pause' ? ' and protected again' : ''}`, () => {
+      const memory = new WebAssembly.Memory({ initial: 4 });
+      withSync(memory, undefined, (tracker) => {
+        const mem = new Uint8Array(memory.buffer);
+        for (const p of [3, 4, 5, 9]) mem[p * PAGE] = 1;
+        const first = tracker.seal(true, undefined, jobIn);
+        tracker.logInfo(first.log, true); // the job (pre-saving) is done
+        const faults = tracker.stats().faults!;
+        mem[3 * PAGE + 1] = 2;
+        mem[5 * PAGE + 7] = 2;
+        mem[20 * PAGE] = 3; // not predicted: faults
+        assert.equal(tracker.stats().faults! - faults, 1);
+        const second = tracker.seal(true, undefined, jobIn);
+        assert.equal(second.slots, 5); // 4 pre-saved + 1 faulted
+        assert.equal(tracker.logInfo(second.log, true).kept, 3); // 4 and 9 unwritten: dropped
+        const s = tracker.stats();
+        assert.equal(s.presavedPagesTotal, 4 + 3); // then 3, 5 and 20, written, for the third epoch
+        assert.equal(s.predictedWrittenTotal, 2);
+        assert.equal(s.predictedUnwrittenTotal, 2);
+        assert.equal(s.reprotectedPagesTotal, jobIn === 'pause' ? 2 : 0);
+        // The third epoch: the kept pages take no fault, the dropped ones fault again.
+        const before = tracker.stats().faults!;
+        for (const p of [3, 5, 20]) mem[p * PAGE + 100] = 7;
+        assert.equal(tracker.stats().faults! - before, 0);
+        mem[4 * PAGE + 100] = 7;
+        mem[9 * PAGE + 100] = 7;
+        assert.equal(tracker.stats().faults! - before, 2);
+        const third = tracker.seal(false, undefined, jobIn);
+        assert.equal(tracker.logInfo(third.log, true).kept, 5);
+        for (const l of [first.log, second.log, third.log]) tracker.release(l);
+      });
     });
-  });
+  }
 
   it('rolls back across several logs exactly (property), reusing a few stores', () => {
     const memory = new WebAssembly.Memory({ initial: 4, maximum: 8 });
@@ -237,12 +248,13 @@ describe('wp-sync undo logs (seal, background job, verify)', { skip: probe?.supp
         fc.property(
           fc.array(fc.array(fc.tuple(fc.nat(4 * 65536 - 1), fc.nat(255)), { maxLength: 30 }), { minLength: 1, maxLength: 4 }),
           fc.boolean(),
-          (epochs, presave) => {
+          fc.constantFrom('background' as const, 'pause' as const),
+          (epochs, presave, jobIn) => {
             const target = new Uint8Array(memory.buffer).slice();
             const logs: number[] = [];
             for (const writes of epochs) {
               for (const [addr, v] of writes) new Uint8Array(memory.buffer)[addr] = v;
-              logs.push(tracker.seal(presave).log);
+              logs.push(tracker.seal(presave, undefined, jobIn).log);
             }
             for (const [addr, v] of epochs[0]!) new Uint8Array(memory.buffer)[(addr * 7) % (4 * 65536)] = v ^ 0x5a;
             tracker.rollback([...logs].reverse(), 4 * 65536);
@@ -266,12 +278,13 @@ describe('wp-sync undo logs (seal, background job, verify)', { skip: probe?.supp
         fc.asyncProperty(
           fc.array(fc.array(fc.tuple(fc.nat(32 * 65536 - 1), fc.nat(255)), { maxLength: 200 }), { minLength: 1, maxLength: 5 }),
           fc.boolean(),
-          async (epochs, presave) => {
+          fc.constantFrom('background' as const, 'pause' as const),
+          async (epochs, presave, jobIn) => {
             for (const [addr, v] of epochs[0]!) new Uint8Array(memory.buffer)[addr] = v;
-            const held = [tracker.seal(presave).log];
+            const held = [tracker.seal(presave, undefined, jobIn).log];
             const image = new Uint8Array(new SharedArrayBuffer(memory.buffer.byteLength));
             const expected = new Uint8Array(memory.buffer).slice();
-            held.push(tracker.seal(presave, { image, bytes: memory.buffer.byteLength }).log);
+            held.push(tracker.seal(presave, { image, bytes: memory.buffer.byteLength }, jobIn).log);
             for (const writes of epochs) {
               for (const [addr, v] of writes) new Uint8Array(memory.buffer)[addr] = v;
               // Write a page and put its bytes back: predicted and unchanged at the seal, yet written meanwhile.
@@ -279,7 +292,7 @@ describe('wp-sync undo logs (seal, background job, verify)', { skip: probe?.supp
               const keep = mem[5 * PAGE]!;
               mem[5 * PAGE] = keep ^ 0xff;
               mem[5 * PAGE] = keep;
-              held.push(tracker.seal(presave).log);
+              held.push(tracker.seal(presave, undefined, jobIn).log);
               await new Promise((r) => setImmediate(r));
             }
             for (let i = 0; i < 2000 && tracker.scanPoll() !== 'done'; i++) await new Promise((r) => setTimeout(r, 1));
