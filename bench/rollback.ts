@@ -18,6 +18,7 @@ import { writeFullCheckpoint } from '../src/checkpoint/snapshot.js';
 import { RollbackEngine, type CowStrategy, type RollbackEpochStats, type RollbackOptions } from '../src/rollback/engine.js';
 import { tempDir } from '../src/testing/fixtures.js';
 import { createTracker } from '../src/track/tracker.js';
+import { DENSE_REGION_MIN_PAGES_DEFAULT } from '../src/track/uffd.js';
 import { machine, median, table } from './stats.js';
 import { LONG_WORKLOADS, WORKLOADS, type Workload } from './workloads.js';
 
@@ -43,13 +44,20 @@ interface Config {
   name: string;
   strategy: CowStrategy;
   histase: boolean;
+  /** RollbackOptions.denseRegionMinPages: 0 is the seeds' prediction alone. */
+  dense: number;
 }
+// The seeds' four (COWP predicts exactly the pages written last epoch, H_i), then COWP with dense
+// regions (the default: a region of which 64+ pages were written is pre-saved whole).
 const CONFIGS: Config[] = [
-  { name: 'COWB', strategy: 'cowb', histase: false },
-  { name: 'COWP', strategy: 'cowp', histase: false },
-  { name: 'COWB+Histase', strategy: 'cowb', histase: true },
-  { name: 'COWP+Histase', strategy: 'cowp', histase: true },
+  { name: 'COWB', strategy: 'cowb', histase: false, dense: 0 },
+  { name: 'COWP', strategy: 'cowp', histase: false, dense: 0 },
+  { name: 'COWB+Histase', strategy: 'cowb', histase: true, dense: 0 },
+  { name: 'COWP+Histase', strategy: 'cowp', histase: true, dense: 0 },
+  { name: 'COWP+dense', strategy: 'cowp', histase: false, dense: DENSE_REGION_MIN_PAGES_DEFAULT },
+  { name: 'COWP+Histase+dense', strategy: 'cowp', histase: true, dense: DENSE_REGION_MIN_PAGES_DEFAULT },
 ];
+const config = (name: string): Config => CONFIGS.find((c) => c.name === name)!;
 
 interface Run {
   ms: number;
@@ -70,7 +78,7 @@ async function timed(drive: () => Promise<number>): Promise<{ ms: number; cpuMs:
 async function runOnce(w: Workload, module: GuestModule, cfg: Config | null, epochMs: number, extra: Partial<RollbackOptions> = {}): Promise<Run> {
   const { guest, output } = await w.create(module);
   if (!cfg) return { ...(await timed(() => w.drive(guest, async () => undefined))), epochs: [], stats: {} };
-  const engine = RollbackEngine.attach(guest, output, { epochMs, strategy: cfg.strategy, histase: cfg.histase, ...extra });
+  const engine = RollbackEngine.attach(guest, output, { epochMs, strategy: cfg.strategy, histase: cfg.histase, denseRegionMinPages: cfg.dense, ...extra });
   try {
     if (guest.kind === 'command') guest.onSafePoint(() => void engine.checkpointIfDue());
     const t = await timed(() => w.drive(guest, async () => void engine.checkpointIfDue()));
@@ -123,7 +131,7 @@ if (parts.includes(2)) {
   const detail: (string | number)[][] = [];
   for (const w of workloads) {
     const module = modules.get(w.name)!;
-    const cfgs = [CONFIGS[0]!, CONFIGS[1]!, CONFIGS[3]!];
+    const cfgs = ['COWB', 'COWP', 'COWP+Histase', 'COWP+dense', 'COWP+Histase+dense'].map(config);
     const times = new Map<string, number[]>();
     const cpu = new Map<string, number[]>();
     const seen = new Map<string, { faults: number[]; pause: number[]; epochs: number[] }>();
@@ -197,8 +205,8 @@ if (parts.includes(4)) {
     const t = { base: [] as Run[], pause: [] as Run[], background: [] as Run[] };
     for (let i = 0; i < runs; i++) {
       t.base.push(await runOnce(w, module, null, 0));
-      t.pause.push(await runOnce(w, module, CONFIGS[1]!, 50, { jobIn: 'pause' }));
-      t.background.push(await runOnce(w, module, CONFIGS[1]!, 50, { jobIn: 'background' }));
+      t.pause.push(await runOnce(w, module, config('COWP+dense'), 50, { jobIn: 'pause' }));
+      t.background.push(await runOnce(w, module, config('COWP+dense'), 50, { jobIn: 'background' }));
     }
     const base = median(t.base.map((r) => r.ms));
     const baseCpu = median(t.base.map((r) => r.cpuMs));
@@ -230,7 +238,7 @@ if (parts.includes(5)) {
     let last: import('../src/rollback/collect.js').CollectedCheckpoint[] = [];
     let stopped: { pauseMs: number } | null = null;
     for (let i = 0; i < runs; i++) {
-      t.plain.push((await runOnce(w, module, CONFIGS[1]!, 50)).ms);
+      t.plain.push((await runOnce(w, module, config('COWP+dense'), 50)).ms);
       const { guest, output } = await w.create(module);
       const engine = RollbackEngine.attach(guest, output, { epochMs: 50, strategy: 'cowp', collect: { dir: path.join(dir, String(i)), everyMs: 1000, keep: 2 } });
       try {

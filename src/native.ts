@@ -22,6 +22,7 @@ export interface NativeAddon {
   uffdPresave(handle: UffdHandle, pages: Uint32Array): number;
   /** Histase's neighbour prediction in the fault handler, on or off. */
   uffdSetHistase(handle: UffdHandle, enabled: boolean, alpha: number): void;
+  uffdSetDense(handle: UffdHandle, keptMinPages: number): void;
   // Hot regions of a wp-async tracker (scan_fast_hot in native/src/uffd.c).
   uffdSetHot(handle: UffdHandle, writtenMinPages: number): void;
   /** In-place rollback: the live epoch's pre-images, then each undo log (newest first); zeroes from zeroFromBytes; re-arms. Returns pages restored. */

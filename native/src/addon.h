@@ -42,6 +42,15 @@ napi_value us_init_exclude(napi_env env, napi_value exports);
 napi_value us_init_balloon(napi_env env, napi_value exports);
 napi_value us_init_copier(napi_env env, napi_value exports);
 
+// The page copier (copier.c) for C callers: a helper thread that copies
+// memory pages [pages[i] & mask] into packed[i] alongside the calling thread.
+// us_copier_gather returns when every page is copied; the caller keeps the
+// buffers and the list alive and unchanged until then.
+typedef struct us_copier us_copier;
+us_copier* us_copier_new(void);  // NULL when out of memory
+void us_copier_gather(us_copier* c, uint8_t* memory, uint8_t* packed, const uint32_t* pages, uint32_t mask, uint32_t count);
+void us_copier_free(us_copier* c);  // joins the helper; NULL is a no-op
+
 uint32_t us_crc32c(uint32_t crc, const uint8_t* data, size_t length);
 
 // Reads a Uint32Array argument as (data, count); otherwise throws `code` with

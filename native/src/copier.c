@@ -12,6 +12,10 @@
 //       helper's last chunk, and unpins. After it returns every page is copied.
 //   copierClose(handle)  stops and joins the thread (idempotent; the finalizer too)
 //
+// Inside the addon the same copier serves C callers (us_copier_new,
+// us_copier_gather, us_copier_free): the rollback's in-place pre-save gathers
+// an epoch's pages into its undo store with it (native/src/uffd.c).
+//
 // The two threads take chunks from one atomic cursor. Start and join hold the
 // mutex while they change the job, and neither proceeds while the helper is
 // inside a job, so the helper never reads one job's pointers with another's
@@ -19,6 +23,7 @@
 // everything on the JS thread: same result, no overlap.
 #include "addon.h"
 
+#include <assert.h>
 #include <errno.h>
 #include <stdlib.h>
 #include <string.h>
@@ -32,12 +37,14 @@
 // the last chunk in flight delays the join by little.
 #define COPIER_CHUNK_PAGES 16u
 
-typedef struct {
+struct us_copier {
   // The job (written under mu by the JS thread while the helper is not busy).
   uint8_t* memory;
   uint8_t* packed;
-  uint32_t* pages;  // owned copy of the page list
+  uint32_t* pages;  // owned copy of a JS page list
   size_t pages_cap;
+  const uint32_t* job_pages;  // the job's list: `pages`, or a C caller's (stable until the gather returns)
+  uint32_t job_mask;          // page index = job_pages[i] & job_mask (a C caller's list may carry flags)
   uint32_t count;
   uint32_t cursor;         // next page to take (atomic)
   uint32_t helper_pages;   // pages the helper copied in this job (atomic)
@@ -58,10 +65,10 @@ typedef struct {
   int stop;
 #endif
   int closed;
-} us_copier;
+};
 
 // Copies chunks until the cursor passes the end; returns the pages copied.
-static uint32_t copy_chunks(us_copier* c, uint8_t* memory, uint8_t* packed, const uint32_t* pages, uint32_t count) {
+static uint32_t copy_chunks(us_copier* c, uint8_t* memory, uint8_t* packed, const uint32_t* pages, uint32_t mask, uint32_t count) {
   uint32_t copied = 0;
   for (;;) {
     const uint32_t first = __atomic_fetch_add(&c->cursor, COPIER_CHUNK_PAGES, __ATOMIC_RELAXED);
@@ -69,9 +76,10 @@ static uint32_t copy_chunks(us_copier* c, uint8_t* memory, uint8_t* packed, cons
     const uint32_t end = count - first < COPIER_CHUNK_PAGES ? count : first + COPIER_CHUNK_PAGES;
     for (uint32_t i = first; i < end; i++) {
       // SAFETY: start checked pages[i] < the memory's page count and that
-      // packed holds `count` pages; both stores are pinned by references and
-      // the guest is stopped (no grow, no detach) until join returns.
-      memcpy(packed + (size_t)i * US_PAGE_BYTES, memory + (size_t)pages[i] * US_PAGE_BYTES, US_PAGE_BYTES);
+      // packed holds `count` pages (a C caller guarantees the same); both
+      // stores are pinned by references (a C caller holds them) and the guest
+      // is stopped (no grow, no detach) until join returns.
+      memcpy(packed + (size_t)i * US_PAGE_BYTES, memory + (size_t)(pages[i] & mask) * US_PAGE_BYTES, US_PAGE_BYTES);
     }
     copied += end - first;
   }
@@ -88,11 +96,12 @@ static void* copier_main(void* arg) {
     __atomic_store_n(&c->helper_busy, 1, __ATOMIC_RELEASE);
     uint8_t* memory = c->memory;
     uint8_t* packed = c->packed;
-    const uint32_t* pages = c->pages;
+    const uint32_t* pages = c->job_pages;
+    const uint32_t mask = c->job_mask;
     const uint32_t count = c->count;
     pthread_mutex_unlock(&c->mu);
     // A late wake-up finds the cursor past the end and copies nothing.
-    const uint32_t copied = copy_chunks(c, memory, packed, pages, count);
+    const uint32_t copied = copy_chunks(c, memory, packed, pages, mask, count);
     __atomic_fetch_add(&c->helper_pages, copied, __ATOMIC_RELAXED);
     pthread_mutex_lock(&c->mu);
     __atomic_store_n(&c->helper_busy, 0, __ATOMIC_RELEASE);
@@ -134,12 +143,8 @@ static void copier_close(us_copier* c) {
 #endif
 }
 
-static void copier_finalize(napi_env env, void* data, void* hint) {
-  (void)env;
-  (void)hint;
-  us_copier* c = (us_copier*)data;
-  // The references are not deleted here: a finalizer runs while the env tears
-  // down or the handle is collected, when the stores are released with it.
+void us_copier_free(us_copier* c) {
+  if (!c) return;
   copier_close(c);
 #ifdef __linux__
   pthread_mutex_destroy(&c->mu);
@@ -148,6 +153,42 @@ static void copier_finalize(napi_env env, void* data, void* hint) {
 #endif
   free(c->pages);
   free(c);
+}
+
+static void copier_finalize(napi_env env, void* data, void* hint) {
+  (void)env;
+  (void)hint;
+  // The references are not deleted here: a finalizer runs while the env tears
+  // down or the handle is collected, when the stores are released with it.
+  us_copier_free((us_copier*)data);
+}
+
+us_copier* us_copier_new(void) {
+  us_copier* c = (us_copier*)calloc(1, sizeof *c);
+  if (!c) return NULL;
+#ifdef __linux__
+  int err = pthread_mutex_init(&c->mu, NULL);
+  if (!err) err = pthread_cond_init(&c->job_cv, NULL);
+  if (!err) err = pthread_cond_init(&c->idle_cv, NULL);
+  if (err) {
+    free(c);
+    return NULL;
+  }
+#endif
+  return c;
+}
+
+static void start_job_locked(us_copier* c, uint8_t* memory, uint8_t* packed, const uint32_t* pages, uint32_t mask, uint32_t count);
+static void join_job(us_copier* c);
+
+void us_copier_gather(us_copier* c, uint8_t* memory, uint8_t* packed, const uint32_t* pages, uint32_t mask, uint32_t count) {
+  assert(!c->in_job && !c->closed);
+#ifdef __linux__
+  pthread_mutex_lock(&c->mu);
+  wait_helper_idle_locked(c);
+#endif
+  start_job_locked(c, memory, packed, pages, mask, count);
+  join_job(c);
 }
 
 static int get_copier(napi_env env, napi_value v, us_copier** out) {
@@ -163,24 +204,39 @@ static int get_copier(napi_env env, napi_value v, us_copier** out) {
 
 static napi_value js_copier_create(napi_env env, napi_callback_info info) {
   (void)info;
-  us_copier* c = (us_copier*)calloc(1, sizeof *c);
-  if (!c) return us_throw(env, "ERR_NATIVE_NOMEM", "out of memory for a copier");
+  us_copier* c = us_copier_new();
+  if (!c) return us_throw(env, "ERR_NATIVE_NOMEM", "out of memory for a copier (or its mutex)");
   c->env = env;
-#ifdef __linux__
-  int err = pthread_mutex_init(&c->mu, NULL);
-  if (!err) err = pthread_cond_init(&c->job_cv, NULL);
-  if (!err) err = pthread_cond_init(&c->idle_cv, NULL);
-  if (err) {
-    free(c);
-    return us_throw(env, "ERR_NATIVE_NOMEM", "pthread mutex/cond init failed for a copier");
-  }
-#endif
   napi_value handle;
   if (napi_create_external(env, c, copier_finalize, NULL, &handle) != napi_ok) {
     copier_finalize(env, c, NULL);
     return us_throw(env, "ERR_NATIVE_NAPI", "napi_create_external failed");
   }
   return handle;
+}
+
+// Publishes a job and wakes the helper (starting it on first use). With mu
+// held and the helper idle; unlocks mu.
+static void start_job_locked(us_copier* c, uint8_t* memory, uint8_t* packed, const uint32_t* pages, uint32_t mask, uint32_t count) {
+  c->memory = memory;
+  c->packed = packed;
+  c->job_pages = pages;
+  c->job_mask = mask;
+  c->count = count;
+  __atomic_store_n(&c->cursor, 0, __ATOMIC_RELAXED);
+  __atomic_store_n(&c->helper_pages, 0, __ATOMIC_RELAXED);
+  c->generation++;
+  c->in_job = 1;
+#ifdef __linux__
+  if (!c->thread_started && !c->thread_failed && count > COPIER_CHUNK_PAGES) {
+    // SAFETY: c outlives the thread: copier_close joins it before the finalizer frees c.
+    int err = pthread_create(&c->thread, NULL, copier_main, c);
+    if (err) c->thread_failed = 1;  // the caller's thread copies everything at join
+    else c->thread_started = 1;
+  }
+  if (c->thread_started) pthread_cond_signal(&c->job_cv);
+  pthread_mutex_unlock(&c->mu);
+#endif
 }
 
 static napi_value js_copier_gather_start(napi_env env, napi_callback_info info) {
@@ -230,36 +286,24 @@ static napi_value js_copier_gather_start(napi_env env, napi_callback_info info) 
 #endif
     return us_throw(env, "ERR_NATIVE_NAPI", "napi_create_reference failed");
   }
-  c->memory = memory;
-  c->packed = packed;
-  c->count = (uint32_t)count;
-  __atomic_store_n(&c->cursor, 0, __ATOMIC_RELAXED);
-  __atomic_store_n(&c->helper_pages, 0, __ATOMIC_RELAXED);
-  c->generation++;
-  c->in_job = 1;
-#ifdef __linux__
-  if (!c->thread_started && !c->thread_failed && count > COPIER_CHUNK_PAGES) {
-    // SAFETY: c outlives the thread: copier_close joins it before the finalizer frees c.
-    int err = pthread_create(&c->thread, NULL, copier_main, c);
-    if (err) c->thread_failed = 1;  // the JS thread copies everything at join
-    else c->thread_started = 1;
-  }
-  if (c->thread_started) pthread_cond_signal(&c->job_cv);
-  pthread_mutex_unlock(&c->mu);
-#endif
+  start_job_locked(c, memory, packed, c->pages, UINT32_MAX, (uint32_t)count);
   return NULL;
 }
 
-// Copies what the helper has not taken, waits for its last chunk, unpins.
-// JS thread, with a gather in progress.
-static void finish_gather(us_copier* c) {
-  copy_chunks(c, c->memory, c->packed, c->pages, c->count);
+// Copies what the helper has not taken and waits for its last chunk.
+static void join_job(us_copier* c) {
+  copy_chunks(c, c->memory, c->packed, c->job_pages, c->job_mask, c->count);
 #ifdef __linux__
   pthread_mutex_lock(&c->mu);
   wait_helper_idle_locked(c);
   pthread_mutex_unlock(&c->mu);
 #endif
   c->in_job = 0;
+}
+
+// Joins and unpins. JS thread, with a gather in progress.
+static void finish_gather(us_copier* c) {
+  join_job(c);
   release_refs(c);
 }
 

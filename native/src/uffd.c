@@ -133,6 +133,7 @@ typedef struct {
   uint32_t* sealed_slot;   // page -> its slot in the job's store (validated by looking the slot up)
   uint64_t* job_bits;      // pages the job kept (Histase's input), cleared by the job
   uint64_t* mark;          // scratch bitmap (rollback), all zero between calls
+  uint64_t* drop_bits;     // in place with dense regions: pages dropped by the slots, still writable, until the dense pass
   // The background job of the last sealed store (filter, pre-save, Histase, checksum).
   int job;                 // store index, -1 when none; under mu
   int job_active;          // the same, as a flag the handler polls without the lock (atomic)
@@ -161,6 +162,21 @@ typedef struct {
   float* his_stride;       // per 2 MiB region (US_REGION_PAGES); < 0: no history yet
   uint64_t region_capacity;
   uint64_t presaved_total, histase_total, predicted_written_total, predicted_unwritten_total, dirty_total, reprotected_total;
+  // Dense regions (COWP): a 2 MiB region with at least dense_min pages kept in
+  // the sealed epoch is pre-saved whole for the next one, not only those pages
+  // (see job_dense_region). 0: off, the seed's H_i alone.
+  uint32_t dense_min;
+  uint32_t* region_kept;   // per region: pages the job kept so far (reset when committed to region_count)
+  uint32_t* region_count;  // per region: pages kept in the last epoch whose comparisons are complete
+  uint8_t* region_state;   // per region: US_REGION_DENSE, US_REGION_DEFERRED
+  uint64_t job_dense_at;   // next region of the dense pass
+  int job_dense_done;      // the dense pass of this job already ran (in place, in the pause)
+  // The in-place pass records its pre-saves (slots, data_count) without copying
+  // (defer_copy), then gathers them on two threads with the copier.
+  us_copier* copier;       // created on first use; NULL: copies inline
+  int defer_copy;
+  uint64_t job_deferred;   // slots of this job left for comparison after the pause
+  uint64_t dense_regions_total, dense_presaved_total;
 
   // Hot regions (async mode; see scan_fast_hot). Per 2 MiB region of the fast
   // range: the epochs left in its lease (0: tracked page by page) and the
@@ -600,7 +616,8 @@ static int ensure_capacity(us_uffd_tracker* t, uint64_t pages) {
   t->out = out;
   if (t->mode == US_MODE_SYNC) {
     const uint64_t old = t->capacity_pages;
-    if (!grow_bitmap(&t->seen, old, pages) || !grow_bitmap(&t->job_bits, old, pages) || !grow_bitmap(&t->mark, old, pages))
+    if (!grow_bitmap(&t->seen, old, pages) || !grow_bitmap(&t->job_bits, old, pages) || !grow_bitmap(&t->mark, old, pages) ||
+        !grow_bitmap(&t->drop_bits, old, pages))
       return 0;
     if (!grow_u32(&t->live_slot, old, pages) || !grow_u32(&t->sealed_slot, old, pages)) return 0;
     // Only the live store grows: a sealed store's page list is final (and a
@@ -612,6 +629,17 @@ static int ensure_capacity(us_uffd_tracker* t, uint64_t pages) {
     // SAFETY: his has `regions` entries; the new tail starts without history.
     for (uint64_t r = t->region_capacity; r < regions; r++) his[r] = -1.0f;
     t->his_stride = his;
+    uint32_t* kept = (uint32_t*)realloc(t->region_kept, (size_t)regions * sizeof *kept);
+    if (!kept) return 0;
+    t->region_kept = kept;
+    uint32_t* count = (uint32_t*)realloc(t->region_count, (size_t)regions * sizeof *count);
+    if (!count) return 0;
+    t->region_count = count;
+    uint8_t* state = (uint8_t*)realloc(t->region_state, (size_t)regions);
+    if (!state) return 0;
+    t->region_state = state;
+    // SAFETY: each array has `regions` entries; the new tail has kept nothing and is not dense.
+    for (uint64_t r = t->region_capacity; r < regions; r++) kept[r] = count[r] = state[r] = 0;
     t->region_capacity = regions;
   } else {
     uint64_t regions = (pages + US_REGION_PAGES - 1) / US_REGION_PAGES;
@@ -830,8 +858,9 @@ static void save_page(us_uffd_tracker* t, uint64_t idx, int predicted) {
     // check); the mapping is alive (V8 never unmaps a live memory's
     // reservation, and the JS thread is either blocked in a write to it, or
     // paused, or the page is protected so no write can change it now). The
-    // slot lies inside the store's reservation (slot < slots_max).
-    memcpy(s->data + slot * US_PAGE_BYTES, t->base + idx * US_PAGE_BYTES, US_PAGE_BYTES);
+    // slot lies inside the store's reservation (slot < slots_max). Deferred,
+    // the in-place pass copies it before the guest resumes.
+    if (!t->defer_copy) memcpy(s->data + slot * US_PAGE_BYTES, t->base + idx * US_PAGE_BYTES, US_PAGE_BYTES);
     s->data_count++;
     if (s->data_count > s->touched) s->touched = s->data_count;
   }
@@ -940,7 +969,13 @@ static void serve_fault(us_uffd_tracker* t, uint64_t address) {
 //      unless someone needs it sooner: it only reads).
 // Each page is compared once per epoch and copied once (when it is saved).
 
-enum { US_JOB_SLOTS = 1, US_JOB_HISTASE = 2, US_JOB_CRC = 3 };
+enum { US_JOB_SLOTS = 1, US_JOB_HISTASE = 2, US_JOB_CRC = 3, US_JOB_DENSE = 4 };
+
+// region_state bits. DENSE: pre-saved whole for the live epoch. DEFERRED: the
+// job's slots in it were pre-saved in the pause without comparison (they are
+// compared after it, against the copies just made).
+#define US_REGION_DENSE 1u
+#define US_REGION_DEFERRED 2u
 
 // Un-protects a run of pre-saved pages or, in place, re-protects a run of
 // dropped ones. Nobody waits on an un-protected run (a write that raced with
@@ -1005,20 +1040,92 @@ static void job_slot(us_uffd_tracker* t, us_store* js, uint64_t i) {
   t->job_done++;
   if (!keep) {
     js->dropped++;
-    // In place the page is still writable: unwritten last epoch, it is not predicted for this one.
+    // In place the page is still writable: unwritten last epoch, it is not predicted for this one,
+    // unless its region turns out dense (the dense pass decides, so it is noted for it).
     if (t->job_in_place) {
-      job_run_add(t, idx);
-      t->reprotected_total++;
+      if (t->dense_min) {
+        bit_set(t->drop_bits, idx);
+      } else {
+        job_run_add(t, idx);
+        t->reprotected_total++;
+      }
     }
     return;
   }
   t->dirty_total++;
   bit_set(t->job_bits, idx);
+  // SAFETY: idx is registered, so its region is below region_capacity.
+  if (t->job_presave && t->dense_min) t->region_kept[idx / US_REGION_PAGES]++;
   if (!t->job_presave || bit_get(t->seen, idx)) return;
   save_page(t, idx, 1);
   t->presaved_total++;
   // In place it stayed writable: its pre-image is saved before the guest resumes.
   if (!t->job_in_place) job_run_add(t, idx);
+}
+
+// Dense regions: where the sealed epoch kept at least dense_min of a region's
+// 512 pages, the guest writes all over that region (a table written at
+// random, a heap rewritten), and next epoch's writes fall mostly on pages the
+// epoch did not write, each a fault of ~6 us here. Copying a page costs
+// ~0.6 us, so pre-saving the whole region pays once about 1 in 10 of its
+// pages would fault. Pre-saves region r's pages not yet seen and un-protects
+// the region (one ioctl). Stops short of filling half the live store, which
+// must keep room for the epoch's own writes. In place, the region's dropped
+// pages are still writable: a dense region pre-saves them like the rest, any
+// other region has them protected again here. Returns the pages saved. With mu held.
+static uint64_t job_dense_region(us_uffd_tracker* t, uint64_t r) {
+  // SAFETY: r < the registered regions <= region_capacity (the caller's loop bound).
+  const uint8_t state = t->region_state[r];
+  if (!(state & US_REGION_DEFERRED)) {
+    t->region_count[r] = t->region_kept[r];
+    t->region_kept[r] = 0;
+  }
+  // A deferred region's slots are compared after the pause: it goes by the last complete count.
+  const uint32_t kept = t->region_count[r];
+  const us_store* live = t->stores[t->live];
+  const uint64_t registered_pages = t->registered_bytes / US_PAGE_BYTES;
+  const uint64_t lo = r * US_REGION_PAGES;
+  const uint64_t hi = lo + US_REGION_PAGES < registered_pages ? lo + US_REGION_PAGES : registered_pages;
+  const int dense = kept >= t->dense_min && live->data && live->count + (hi - lo) <= live->slots_max / 2;
+  t->region_state[r] = (uint8_t)((state & US_REGION_DEFERRED) | (dense ? US_REGION_DENSE : 0));
+  if (t->job_in_place) {
+    // SAFETY: [lo, hi) are registered pages, inside drop_bits; whole words of a region (512 = 8 x 64).
+    for (uint64_t w = lo / 64; w < (hi + 63) / 64; w++) {
+      uint64_t bits = t->drop_bits[w];
+      t->drop_bits[w] = 0;
+      while (!dense && bits) {
+        job_run_add(t, w * 64 + (uint64_t)__builtin_ctzll(bits));
+        t->reprotected_total++;
+        bits &= bits - 1;
+      }
+    }
+  }
+  if (!dense) return 0;
+  uint64_t saved = 0;
+  for (uint64_t p = lo; p < hi; p++) {
+    if (bit_get(t->seen, p)) continue;
+    save_page(t, p, 1);
+    saved++;
+  }
+  if (!saved) return 0;
+  const uint64_t base = (uint64_t)(uintptr_t)t->base;
+  int err = 0;
+  for (int attempt = 0; attempt < US_WP_RETRY_MAX; attempt++) {
+    struct us_uffdio_writeprotect arg = {.range = {.start = base + lo * US_PAGE_BYTES, .len = (hi - lo) * US_PAGE_BYTES},
+                                         .mode = US_UFFDIO_WRITEPROTECT_MODE_DONTWAKE};
+    // SAFETY: arg is a live uffdio_writeprotect; [lo, hi) lies inside the registration.
+    if (ioctl(t->uffd, US_UFFDIO_WRITEPROTECT, &arg) == 0) {
+      err = 0;
+      break;
+    }
+    err = errno;
+    if (err != EAGAIN && err != EINTR) break;
+  }
+  if (err) handler_fail(t, "UFFDIO_WRITEPROTECT (un-protect a dense region)", err);
+  t->dense_regions_total++;
+  t->dense_presaved_total += saved;
+  t->presaved_total += saved;
+  return saved;
 }
 
 // Histase: ave_stride per region = mean length of the runs of consecutive
@@ -1055,6 +1162,57 @@ static void job_histase(us_uffd_tracker* t) {
   }
 }
 
+// The pause's part of an in-place job (COWP, job in the pause, guest stopped;
+// every slot's page is still writable). A slot in a dense region is pre-saved
+// as it is and left for comparison after the pause: the region is pre-saved
+// whole anyway, so the comparison decides nothing the guest waits for (only
+// whether the log keeps the page, and the region's count). Any other slot
+// goes through job_slot (compared now: kept pages pre-saved, dropped ones
+// noted). Then the dense pass, which also protects the dropped pages again
+// outside dense regions. Leaves the deferred slots, Histase and the checksum
+// to the job's usual course. With mu held.
+static void job_in_place_pass(us_uffd_tracker* t) {
+  us_store* js = t->stores[t->job];
+  us_store* live = t->stores[t->live];
+  // Slots from here on are recorded now and copied at the end, on two threads.
+  // Nothing reads them before: each page is compared before it is saved (its
+  // own slot), and the scan merges the live store only under mu, held here.
+  const uint64_t first = live->data_count;
+  if (!t->copier) t->copier = us_copier_new();
+  t->defer_copy = t->copier != NULL;
+  for (uint64_t i = 0; i < js->count; i++) {
+    const uint64_t idx = js->pages[i] & US_SLOT_PAGE;
+    const uint64_t r = idx / US_REGION_PAGES;
+    // SAFETY: idx is registered, so r < region_capacity.
+    if (t->dense_min && (t->region_state[r] & US_REGION_DENSE)) {
+      t->region_state[r] |= US_REGION_DEFERRED;
+      if (!bit_get(t->seen, idx)) {
+        save_page(t, idx, 1);
+        t->presaved_total++;
+      }
+      t->job_deferred++;
+      continue;
+    }
+    job_slot(t, js, i);
+  }
+  job_flush_run(t);
+  if (t->job_presave && t->dense_min) {
+    const uint64_t regions = (t->registered_bytes / US_PAGE_BYTES + US_REGION_PAGES - 1) / US_REGION_PAGES;
+    for (uint64_t r = 0; r < regions; r++) job_dense_region(t, r);
+    job_flush_run(t);
+    t->job_dense_done = 1;
+  }
+  t->job_in_place = 0;
+  if (t->defer_copy) {
+    t->defer_copy = 0;
+    // SAFETY: slots [first, data_count) lie inside the store's reservation and
+    // their pages (flags masked off) inside the registered memory; the guest is
+    // stopped and mu held, so neither changes until the gather returns.
+    if (live->data_count > first)
+      us_copier_gather(t->copier, t->base, live->data + first * US_PAGE_BYTES, live->pages + first, US_SLOT_PAGE, (uint32_t)(live->data_count - first));
+  }
+}
+
 // Runs up to `budget` slots of the job (slots, or pages of the checksum);
 // with stop_at_crc, stops where the checksum begins. Returns 1 when the job is
 // finished. With mu held.
@@ -1067,8 +1225,21 @@ static int job_run_until(us_uffd_tracker* t, uint64_t budget, int stop_at_crc) {
     if (t->job_phase == US_JOB_SLOTS) {
       if (t->job_done >= js->count) {
         job_flush_run(t);
-        t->job_in_place = 0;
-        t->job_phase = US_JOB_HISTASE;
+        if (t->job_deferred) {
+          // The deferred comparisons are complete: their regions' counts are final.
+          const uint64_t regions = (t->registered_bytes / US_PAGE_BYTES + US_REGION_PAGES - 1) / US_REGION_PAGES;
+          for (uint64_t r = 0; r < regions; r++) {
+            // SAFETY: r < registered regions <= region_capacity.
+            if (!(t->region_state[r] & US_REGION_DEFERRED)) continue;
+            t->region_state[r] &= (uint8_t)~US_REGION_DEFERRED;
+            t->region_count[r] = t->region_kept[r];
+            t->region_kept[r] = 0;
+          }
+          t->job_deferred = 0;
+        }
+        t->job_phase = t->job_presave && t->dense_min && !t->job_dense_done ? US_JOB_DENSE : US_JOB_HISTASE;
+        if (t->job_phase == US_JOB_HISTASE) t->job_in_place = 0;
+        t->job_dense_at = 0;
         continue;
       }
       // Chase first (where the guest writes), else the lowest slot not done.
@@ -1082,6 +1253,15 @@ static int job_run_until(us_uffd_tracker* t, uint64_t budget, int stop_at_crc) {
       }
       job_slot(t, js, i);
       used++;
+    } else if (t->job_phase == US_JOB_DENSE) {
+      const uint64_t regions = (t->registered_bytes / US_PAGE_BYTES + US_REGION_PAGES - 1) / US_REGION_PAGES;
+      if (t->job_dense_at >= regions) {
+        job_flush_run(t);
+        t->job_in_place = 0;
+        t->job_phase = US_JOB_HISTASE;
+        continue;
+      }
+      used += 1 + job_dense_region(t, t->job_dense_at++);
     } else if (t->job_phase == US_JOB_HISTASE) {
       job_histase(t);
       // SAFETY: pages holds count entries (final now).
@@ -1313,9 +1493,18 @@ static void tracker_release(us_uffd_tracker* t) {
   free(t->seen);
   free(t->job_bits);
   free(t->mark);
+  free(t->drop_bits);
+  t->drop_bits = NULL;
   free(t->live_slot);
   free(t->sealed_slot);
   free(t->his_stride);
+  us_copier_free(t->copier);
+  t->copier = NULL;
+  free(t->region_kept);
+  free(t->region_count);
+  free(t->region_state);
+  t->region_kept = t->region_count = NULL;
+  t->region_state = NULL;
   free(t->hot_left);
   free(t->hot_lease);
   free(t->hot_count);
@@ -1572,8 +1761,8 @@ static void promote_tail(us_uffd_tracker* t, uint64_t scratch_region) {
 
 // The fast range with hot regions (seed 002's observation, applied to the
 // log-dirty mode: the pages an epoch writes predict the next epoch's). A
-// region of 512 pages of which at least half were written in an epoch is
-// "hot": it is left unprotected for a lease of epochs and every page of it is
+// region of 512 pages of which at least hot_written_min (default a quarter)
+// were written in an epoch is "hot": it is left unprotected for a lease of epochs and every page of it is
 // reported by every collect of the lease, so writes to it take no fault. A
 // page reported but not written costs a copy; the delta encoder drops it (its
 // content equals the previous version), so checkpoints are unchanged. When
@@ -1832,6 +2021,8 @@ static int seal_locked(us_uffd_tracker* t, uint64_t old_bytes, int presave, int 
   t->job_phase = US_JOB_SLOTS;
   t->job_presave = presave;
   t->job_in_place = in_place;
+  t->job_dense_done = 0;
+  t->job_deferred = 0;
   t->job_low = t->job_done = 0;
   t->job_chase = UINT64_MAX;
   __atomic_store_n(&t->job_active, 1, __ATOMIC_RELEASE);
@@ -1950,7 +2141,11 @@ static napi_value js_uffd_seal(napi_env env, napi_callback_info info) {
   // The job in the pause, on this thread, but for the checksum (pure reading, left to the handler
   // thread): when no core is free to run the job beside the guest, doing it there only adds its
   // un-protect ioctls' TLB shootdowns and the chases.
-  if (sealed >= 0 && job_in_pause) job_run_until(t, UINT64_MAX, 1);
+  if (sealed >= 0 && job_in_pause) {
+    if (t->job_in_place) job_in_place_pass(t);
+    // The rest but the deferred comparisons and the checksum (both only read) here too.
+    if (!t->job_deferred) job_run_until(t, UINT64_MAX, 1);
+  }
   int scan_ok = 1;
   if (sealed >= 0 && scan_image) {
     if (scan_bytes < 0 || scan_bytes > (double)t->registered_bytes || (uint64_t)scan_bytes % US_PAGE_BYTES != 0 || scan_bytes != (double)(uint64_t)scan_bytes) {
@@ -2690,6 +2885,31 @@ static napi_value js_uffd_set_histase(napi_env env, napi_callback_info info) {
   return NULL;
 }
 
+// uffdSetDense(handle, keptMinPages): COWP's dense regions (job_dense_region):
+// a region with at least this many of its 512 pages kept in an epoch is
+// pre-saved whole for the next; 0 turns them off.
+static napi_value js_uffd_set_dense(napi_env env, napi_callback_info info) {
+  size_t argc = 2;
+  napi_value argv[2];
+  US_NAPI_OK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
+  if (argc < 2) return us_throw(env, "ERR_TRACKER", "uffdSetDense(handle, keptMinPages) needs two arguments");
+  us_uffd_tracker* t;
+  if (!get_preimage_tracker(env, argv[0], &t, "dense regions")) return NULL;
+  double pages = -1;
+  if (napi_get_value_double(env, argv[1], &pages) != napi_ok || !(pages >= 0 && pages <= US_REGION_PAGES) || pages != (double)(uint32_t)pages)
+    return us_throw(env, "ERR_TRACKER", "keptMinPages must be an integer from 0 to 512");
+  lock_mu(t);
+  // The running job counts kept pages by the setting it started with: finish it, then start clean.
+  job_finish(t);
+  t->dense_min = (uint32_t)pages;
+  // SAFETY: region_kept has region_capacity entries.
+  if (t->region_kept) memset(t->region_kept, 0, (size_t)t->region_capacity * sizeof *t->region_kept);
+  if (t->region_count) memset(t->region_count, 0, (size_t)t->region_capacity * sizeof *t->region_count);
+  if (t->region_state) memset(t->region_state, 0, (size_t)t->region_capacity);
+  unlock_mu(t);
+  return NULL;
+}
+
 // uffdSetHot(handle, writtenMinPages): hot regions of an async tracker
 // (scan_fast_hot): a region with at least this many of its 512 pages written
 // in an epoch turns hot; 0 turns them off, which ends every lease at the next
@@ -2771,6 +2991,8 @@ static napi_value js_uffd_stats(napi_env env, napi_callback_info info) {
       {"predictedUnwrittenTotal", (double)t->predicted_unwritten_total},
       {"dirtyPagesTotal", (double)t->dirty_total},
       {"reprotectedPagesTotal", (double)t->reprotected_total},
+      {"denseRegionsTotal", (double)t->dense_regions_total},
+      {"densePresavedPagesTotal", (double)t->dense_presaved_total},
       {"undoStores", (double)t->stores_allocated},
       {"undoStoresHeld", (double)(t->stores_allocated - free_stores)},
       {"jobSlotsTotal", (double)t->job_slots_total},
@@ -2874,6 +3096,7 @@ napi_value us_init_uffd(napi_env env, napi_value exports) {
   if (!us_register(env, exports, "uffdProbe", js_uffd_probe)) return NULL;
   if (!us_register(env, exports, "uffdPresave", js_uffd_presave)) return NULL;
   if (!us_register(env, exports, "uffdSetHistase", js_uffd_set_histase)) return NULL;
+  if (!us_register(env, exports, "uffdSetDense", js_uffd_set_dense)) return NULL;
   if (!us_register(env, exports, "uffdRollback", js_uffd_rollback)) return NULL;
   if (!us_register(env, exports, "uffdSetHot", js_uffd_set_hot)) return NULL;
   if (!us_register(env, exports, "uffdSeal", js_uffd_seal)) return NULL;
@@ -2913,6 +3136,7 @@ napi_value us_init_uffd(napi_env env, napi_value exports) {
   if (!us_register(env, exports, "uffdProbe", js_uffd_probe)) return NULL;
   if (!us_register(env, exports, "uffdPresave", js_uffd_unsupported)) return NULL;
   if (!us_register(env, exports, "uffdSetHistase", js_uffd_unsupported)) return NULL;
+  if (!us_register(env, exports, "uffdSetDense", js_uffd_unsupported)) return NULL;
   if (!us_register(env, exports, "uffdRollback", js_uffd_unsupported)) return NULL;
   if (!us_register(env, exports, "uffdSetHot", js_uffd_unsupported)) return NULL;
   static const char* const more[] = {"uffdSeal", "uffdRelease", "uffdLogInfo", "uffdVerify", "uffdFlipLogBit", "uffdScanPoll", "uffdScanEnd", "uffdScanAbort"};

@@ -22,7 +22,7 @@ import type { OutputGate, OutputGateState } from '../output/gate.js';
 import { decodePlain, encodePlain } from '../checkpoint/plain-codec.js';
 import { createTracker, type PreimageTracker } from '../track/tracker.js';
 import { Collector, type CollectOptions } from './collect.js';
-import { HISTASE_ALPHA_DEFAULT, PREIMAGE_BYTES_MAX_DEFAULT } from '../track/uffd.js';
+import { DENSE_REGION_MIN_PAGES_DEFAULT, HISTASE_ALPHA_DEFAULT, PREIMAGE_BYTES_MAX_DEFAULT } from '../track/uffd.js';
 import { assert } from '../util/assert.js';
 import type { PlainObject } from '../util/plain.js';
 import type { InputSource } from '../wasi/index.js';
@@ -41,6 +41,12 @@ export interface RollbackOptions {
   strategy?: CowStrategy;
   histase?: boolean;
   histaseAlpha?: number;
+  /**
+   * COWP's dense regions: a 2 MiB region of which at least this many of its 512 pages were
+   * written in an epoch is pre-saved whole for the next (WpSyncTracker.setDenseRegions). Default
+   * DENSE_REGION_MIN_PAGES_DEFAULT (64); 0 pre-saves only the pages written (seed 003's H_i).
+   */
+  denseRegionMinPages?: number;
   /**
    * Where each sealed log's job (compare predicted pages, COWP pre-saving, checksum) runs: on the
    * fault handler's thread beside the guest ('background': the guest's pause is only the seal), or
@@ -143,6 +149,7 @@ export class RollbackEngine {
     const tracker = createTracker(guest.memory, 'wp-sync', { preimageBytesMax: options.preimageBytesMax ?? PREIMAGE_BYTES_MAX_DEFAULT, faults: options.faults ?? 'signal' });
     try {
       if (options.histase) tracker.setHistase(true, options.histaseAlpha ?? HISTASE_ALPHA_DEFAULT);
+      tracker.setDenseRegions(options.denseRegionMinPages ?? DENSE_REGION_MIN_PAGES_DEFAULT);
       gate.hold();
       const engine = new RollbackEngine(guest, gate, tracker, options);
       engine.kept.push(engine.capture());

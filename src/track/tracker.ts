@@ -97,6 +97,8 @@ export interface PreimageTracker extends DirtyTracker {
   presave(pages: Uint32Array): number;
   /** Histase neighbour prediction in the fault handler. */
   setHistase(enabled: boolean, alpha?: number): void;
+  /** COWP's dense regions: a region with at least this many pages written in an epoch is pre-saved whole (0: off). */
+  setDenseRegions(keptMinPages: number): void;
   /**
    * Ends the epoch (guest paused): its pre-images become an undo log held until release(); the next
    * epoch starts. With `presave` (COWP) the log's pages are pre-saved for the next epoch by its job,

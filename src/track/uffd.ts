@@ -109,13 +109,15 @@ export class WpAsyncTracker extends UffdTracker {
 }
 
 /**
- * A region turns hot when this many of its 512 pages were written in an epoch. Its unwritten
- * pages then cost a 4 KiB copy each per epoch in the pause (~0.3 us here) where its written
- * ones each saved a write-protect fault (~1 us here). Half, not the break-even of the tracking
- * alone (near a quarter): the copies lengthen the pause, and at a quarter the epoch pipeline
- * of a random-write guest (kvstore) paused 2.8x longer (docs/benchmarks.md, tracking overhead).
+ * A region turns hot when this many of its 512 pages were written in an epoch (a quarter). Its
+ * unwritten pages then cost a 4 KiB copy each per epoch in the pause (~0.3 us here, on two
+ * threads) and a comparison on the worker, where each written page saves a write-protect fault
+ * (~1.7 us here): break-even near a fifth written. Run time decides, not the pause: at a quarter,
+ * kvstore-long's tracking overhead fell from +53 % to +6 % and its whole epoch pipeline from +124 %
+ * to +48 %, though its median pause grew from 1.9 to 3.2 ms (docs/benchmarks.md, tracking
+ * overhead); at an eighth the pipeline gained nothing more and primes' got worse.
  */
-export const HOT_WRITTEN_MIN_PAGES_DEFAULT = 256;
+export const HOT_WRITTEN_MIN_PAGES_DEFAULT = 128;
 
 export class WpSyncTracker extends UffdTracker implements PreimageTracker {
   readonly kind = 'wp-sync' as const;
@@ -229,7 +231,29 @@ export class WpSyncTracker extends UffdTracker implements PreimageTracker {
       rethrowNative(e);
     }
   }
+
+  /**
+   * Dense regions (COWP): a 2 MiB region of which at least `keptMinPages` of its 512 pages were
+   * written in the sealed epoch is pre-saved whole for the next, not only those pages. 0: off
+   * (only the pages written, seed 003's H_i).
+   */
+  setDenseRegions(keptMinPages: number): void {
+    const handle = this.live();
+    try {
+      native.uffdSetDense(handle, keptMinPages);
+    } catch (e) {
+      rethrowNative(e);
+    }
+  }
 }
+
+/**
+ * A region is pre-saved whole when this many of its 512 pages were written in the epoch (1/8).
+ * A write-protect fault costs ~6 us here and a pre-saved page ~0.6 us, so pre-saving a region pays
+ * once about one in ten of its pages would fault; at 1/8 written, a table written at random
+ * (kvstore) writes about that many new pages the next epoch.
+ */
+export const DENSE_REGION_MIN_PAGES_DEFAULT = 64;
 
 /** Seed 002's default weight of history in his_stride. */
 export const HISTASE_ALPHA_DEFAULT = 0.7;
