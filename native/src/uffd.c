@@ -97,7 +97,8 @@ typedef struct {
   int user_mode_only;
   int disposed;
   uint8_t* base;            // start of the backing store, page aligned
-  uint64_t registered_bytes; // bytes registered (and protected) from base; under mu in sync mode
+  uint64_t registered_bytes;  // bytes registered (and protected) from base; under mu in sync mode
+  uint64_t armed_bytes;       // sync: the registered size as of the last seal (or attach, or rollback); the tail past it is the next seal's to protect
   // Async mode: [base, base + fast_bytes) holds no entry that is neither
   // write-protected nor written (no empty entry, no unprotected zero page), so
   // the fast scan reads it exactly. fast_bytes <= registered_bytes.
@@ -146,6 +147,7 @@ typedef struct {
   // last epoch's pages writable, the job pre-saves the kept ones as they are and re-protects
   // only the dropped ones (its runs protect instead of un-protect). Cleared when the slots are done.
   int job_in_place;
+  int job_slots_only;      // a fault's chase: compare and pre-save slots, nothing longer (no dense region)
   struct us_scan* scan;    // the collect scan in progress (NULL: none); pinned stores under mu
   uint64_t faults, fault_ns_total, fault_ns_max, duplicate_messages, foreign_faults;
   uint64_t job_slots_total, job_ns_total, seal_wait_ns_total, job_chases;
@@ -926,7 +928,9 @@ static void serve_fault(us_uffd_tracker* t, uint64_t address) {
         // not run again soon on a busy machine.
         t->job_chase = slot;
         t->job_chases++;
+        t->job_slots_only = 1;
         job_run(t, US_FAULT_CHASE_SLOTS);
+        t->job_slots_only = 0;
       }
       if (t->histase) {
         uint64_t plo, phi;
@@ -1172,6 +1176,7 @@ static void job_histase(us_uffd_tracker* t) {
 // outside dense regions. Leaves the deferred slots, Histase and the checksum
 // to the job's usual course. With mu held.
 static void job_in_place_pass(us_uffd_tracker* t) {
+  const uint64_t t0 = now_ns();
   us_store* js = t->stores[t->job];
   us_store* live = t->stores[t->live];
   // Slots from here on are recorded now and copied at the end, on two threads.
@@ -1183,8 +1188,10 @@ static void job_in_place_pass(us_uffd_tracker* t) {
   for (uint64_t i = 0; i < js->count; i++) {
     const uint64_t idx = js->pages[i] & US_SLOT_PAGE;
     const uint64_t r = idx / US_REGION_PAGES;
-    // SAFETY: idx is registered, so r < region_capacity.
-    if (t->dense_min && (t->region_state[r] & US_REGION_DENSE)) {
+    // SAFETY: idx is registered, so r < region_capacity. Like the dense pass,
+    // deferring stops at half the live store (compared now, a dropped page
+    // takes no slot).
+    if (t->dense_min && (t->region_state[r] & US_REGION_DENSE) && live->count < live->slots_max / 2) {
       t->region_state[r] |= US_REGION_DEFERRED;
       if (!bit_get(t->seen, idx)) {
         save_page(t, idx, 1);
@@ -1211,6 +1218,8 @@ static void job_in_place_pass(us_uffd_tracker* t) {
     if (live->data_count > first)
       us_copier_gather(t->copier, t->base, live->data + first * US_PAGE_BYTES, live->pages + first, US_SLOT_PAGE, (uint32_t)(live->data_count - first));
   }
+  t->job_slots_total += js->count;
+  t->job_ns_total += now_ns() - t0;
 }
 
 // Runs up to `budget` slots of the job (slots, or pages of the checksum);
@@ -1254,6 +1263,8 @@ static int job_run_until(us_uffd_tracker* t, uint64_t budget, int stop_at_crc) {
       job_slot(t, js, i);
       used++;
     } else if (t->job_phase == US_JOB_DENSE) {
+      // A region is up to 512 copies (~0.3 ms): never inside a fault.
+      if (t->job_slots_only) break;
       const uint64_t regions = (t->registered_bytes / US_PAGE_BYTES + US_REGION_PAGES - 1) / US_REGION_PAGES;
       if (t->job_dense_at >= regions) {
         job_flush_run(t);
@@ -1636,6 +1647,7 @@ static napi_value js_uffd_create(napi_env env, napi_callback_info info) {
   t->registered_bytes = bytes;
   err = uffd_protect(t->uffd, (uint64_t)(uintptr_t)base, bytes, 1);
   if (err) return create_failed(env, t, "ERR_TRACKER", "UFFDIO_WRITEPROTECT", err, NULL, -1);
+  t->armed_bytes = bytes;
 
   if (mode == US_MODE_ASYNC) {
     // One fast scan proves PAGEMAP_SCAN and async WP work on this range
@@ -1963,19 +1975,40 @@ static void scan_pin_live(us_uffd_tracker* t);
 // Ends the live epoch (mu held, guest paused): finishes the previous job,
 // re-protects the pages un-protected in the epoch, makes a free store live and
 // posts the sealed store's job (presave: COWP pre-saving of its kept pages).
-// Writes of the grown tail made before its registration (follow_growth, just
-// now) are listed in t->out[0..*grown). Returns the sealed store's index, or
+// Writes of the tail grown since the last seal made before its registration
+// (follow_growth) are listed in t->out[0..*grown). Returns the sealed store's index, or
 // -1 with *err set.
-static int seal_locked(us_uffd_tracker* t, uint64_t old_bytes, int presave, int in_place, uint64_t* grown, int* err) {
+static int seal_locked(us_uffd_tracker* t, int presave, int in_place, uint64_t* grown, int* err) {
   *grown = 0;
   *err = 0;
   job_finish(t);
   const int sealed = (int)t->live;
-  // The next store first: without one nothing changes (the live epoch goes on).
+  // Everything that can fail comes before anything that changes the epoch, so a
+  // failed seal leaves the live epoch going on: the next store first ...
   const int next = store_take(t);
   if (next < 0) {
     *err = ENOMEM;
     return -1;
+  }
+  // ... then the tail grown since the last seal (armed_bytes, not this call's
+  // growth alone: a failed seal's growth is still to do): pages written before
+  // registration are listed, then it is all protected. (A write racing between
+  // the scan and the protection, from another thread, would be missed; guests
+  // are paused at a safe point here.) Its pre-images are zeros: it did not
+  // exist when the epoch began.
+  if (t->registered_bytes > t->armed_bytes) {
+    const uint64_t base = (uint64_t)(uintptr_t)t->base;
+    const uint64_t start = base + t->armed_bytes, end = base + t->registered_bytes;
+    if (t->pagemap_fd >= 0) {
+      *err = scan_written_peek(t, start, end, grown);
+    } else {
+      for (uint64_t p = t->armed_bytes / US_PAGE_BYTES; p < t->registered_bytes / US_PAGE_BYTES; p++) t->out[(*grown)++] = (uint32_t)p;
+    }
+    if (!*err) *err = uffd_protect(t->uffd, start, end - start, 1);
+    if (*err) {
+      store_unref(t, (uint32_t)next);
+      return -1;
+    }
   }
   // In place (COWP with the job in the pause, guest stopped) the pages written
   // last epoch stay writable: the job pre-saves the ones it keeps right away
@@ -1996,27 +2029,13 @@ static int seal_locked(us_uffd_tracker* t, uint64_t old_bytes, int presave, int 
       return -1;
     }
   }
+  t->armed_bytes = t->registered_bytes;
   memset(t->seen, 0, (size_t)((t->capacity_pages + 63) / 64) * 8);
   t->live = (uint32_t)next;
   uint32_t* swap = t->live_slot;
   t->live_slot = t->sealed_slot;
   t->sealed_slot = swap;
   if (t->scan) scan_pin_live(t);
-  if (t->registered_bytes > old_bytes) {
-    // The grown tail: pages written before registration, then protect it all.
-    // (A write racing between the scan and the protection, from another
-    // thread, would be missed; guests are paused at a safe point here.) Its
-    // pre-images are zeros: it did not exist when the epoch began.
-    const uint64_t base = (uint64_t)(uintptr_t)t->base;
-    const uint64_t start = base + old_bytes, end = base + t->registered_bytes;
-    if (t->pagemap_fd >= 0) {
-      *err = scan_written_peek(t, start, end, grown);
-    } else {
-      for (uint64_t p = old_bytes / US_PAGE_BYTES; p < t->registered_bytes / US_PAGE_BYTES; p++) t->out[(*grown)++] = (uint32_t)p;
-    }
-    if (!*err) *err = uffd_protect(t->uffd, start, end - start, 1);
-    if (*err) return -1;
-  }
   t->job = sealed;
   t->job_phase = US_JOB_SLOTS;
   t->job_presave = presave;
@@ -2060,7 +2079,7 @@ static napi_value collect_sync(napi_env env, us_uffd_tracker* t, napi_value buff
   }
   uint64_t grown = 0;
   int err = 0;
-  const int sealed = seal_locked(t, old_bytes, 0, 0, &grown, &err);
+  const int sealed = seal_locked(t, 0, 0, &grown, &err);
   uint64_t n = grown;
   if (sealed >= 0) {
     job_finish(t);
@@ -2099,7 +2118,9 @@ static int start_scan_thread(napi_env env, us_uffd_tracker* t);
 // above); with presave (COWP) it pre-saves the log's kept pages for the new
 // epoch. With `scan`, a collect scan of the memory as of this instant starts
 // (uffdScanPoll): the seal is its start point, so nothing can run between.
-// With jobInPause the job runs to its end here, before the guest resumes.
+// With jobInPause the job runs here, before the guest resumes, but for what
+// only reads (left to the handler thread): the checksum and, after an
+// in-place pass, the deferred comparisons and Histase.
 static napi_value js_uffd_seal(napi_env env, napi_callback_info info) {
   size_t argc = 5;
   napi_value argv[5];
@@ -2137,17 +2158,21 @@ static napi_value js_uffd_seal(napi_env env, napi_callback_info info) {
   }
   uint64_t grown = 0;
   int err = 0;
-  const int sealed = seal_locked(t, old_bytes, presave, presave && job_in_pause, &grown, &err);
+  const int sealed = seal_locked(t, presave, presave && job_in_pause, &grown, &err);
   // The job in the pause, on this thread, but for the checksum (pure reading, left to the handler
   // thread): when no core is free to run the job beside the guest, doing it there only adds its
   // un-protect ioctls' TLB shootdowns and the chases.
   if (sealed >= 0 && job_in_pause) {
     if (t->job_in_place) job_in_place_pass(t);
-    // The rest but the deferred comparisons and the checksum (both only read) here too.
+    // The rest here too, but for what only reads: the checksum and, after an
+    // in-place pass, the deferred comparisons (and Histase, which needs them).
     if (!t->job_deferred) job_run_until(t, UINT64_MAX, 1);
   }
+  // In place, a page left writable by a failed re-protect would go untracked:
+  // the seal fails (and no collect starts from it).
+  const int handler_failed = t->handler_errno != 0;
   int scan_ok = 1;
-  if (sealed >= 0 && scan_image) {
+  if (sealed >= 0 && scan_image && !handler_failed) {
     if (scan_bytes < 0 || scan_bytes > (double)t->registered_bytes || (uint64_t)scan_bytes % US_PAGE_BYTES != 0 || scan_bytes != (double)(uint64_t)scan_bytes) {
       us_throw(env, "ERR_TRACKER", "scan.bytes must be a page multiple no larger than the memory");
       scan_ok = 0;
@@ -2162,6 +2187,10 @@ static napi_value js_uffd_seal(napi_env env, napi_callback_info info) {
   if (err) return throw_step(env, "ERR_TRACKER", "seal (re-protect)", err, err == ENOMEM ? "no free undo log store (too many logs held)" : NULL, -1);
   t->seals++;
   t->seal_ns_total += now_ns() - t_seal;
+  if (handler_failed) {
+    check_handler(env, t);
+    return NULL;
+  }
   if (!scan_ok) return NULL;
   if (scan_image && !start_scan_thread(env, t)) return NULL;
   napi_value out;
@@ -2563,6 +2592,8 @@ static napi_value js_uffd_rollback(napi_env env, napi_callback_info info) {
     }
     if (!err) err = protect_bit_runs(t, t->mark, 1);
   }
+  // The tail past zero_from is zeroed and protected: grown since the last seal or not, armed now.
+  if (!err && zero_from <= t->armed_bytes) t->armed_bytes = t->registered_bytes;
   // The live epoch starts afresh: nothing un-protected, nothing recorded.
   memset(t->mark, 0, (size_t)((t->capacity_pages + 63) / 64) * 8);
   memset(t->seen, 0, (size_t)((t->capacity_pages + 63) / 64) * 8);
@@ -2837,6 +2868,14 @@ static napi_value js_uffd_scan_end(napi_env env, napi_callback_info info) {
     snprintf(message, sizeof message, "the collect scan failed: %s", sc->failure ? sc->failure : "unknown");
     scan_stop(t);
     return us_throw(env, "ERR_TRACKER_SCAN", message);
+  }
+  // The image is consistent only if every write since the scan began was logged.
+  lock_mu(t);
+  const int handler_ok = check_handler(env, t);
+  unlock_mu(t);
+  if (!handler_ok) {
+    scan_stop(t);
+    return NULL;
   }
   napi_value out, pages;
   pages = us_u32_array(env, sc->stored, (size_t)sc->stored_count);

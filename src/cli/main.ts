@@ -16,7 +16,7 @@ import { runDemo } from './demo.js';
 import { registerDoctorCommand } from './doctor.js';
 import { registerModelCommands } from './model.js';
 import { registerReplicateCommands, runReplicated } from './replicate.js';
-import { collect, formatBytes, parseEnv, parseExport, parseMs, parsePositiveInt, parsePreopen } from './options.js';
+import { collect, formatBytes, parseEnv, parseExport, parseMs, parsePositiveInt, parsePreopen, parseRegionPages } from './options.js';
 import { addCdaFlags, cdaOptionsOf, registerCdaCommands, type CdaFlags } from './cda.js';
 
 interface SessionFlags {
@@ -107,12 +107,13 @@ addCdaFlags(addSessionFlags(
     .addOption(new Option('--protect <how>', 'rollback: keep the last two checkpoints in memory (one per --epoch-ms, default 50) and roll back in place when an error is detected').choices(['rollback']))
     .addOption(new Option('--cow <strategy>', 'with --protect rollback: copy-on-write before the write (cowb) or pre-save last epoch\'s pages (cowp)').choices(['cowb', 'cowp']).default('cowp'))
     .option('--histase', 'with --protect rollback: Histase stride prediction on write faults')
+    .option('--dense-regions <pages>', 'with --protect rollback and cowp: pre-save a whole 2 MiB region when this many of its 512 pages were written in an epoch (default 64; 0: only the pages written)', (v) => parseRegionPages(v, '--dense-regions'))
     .option('--watchdog-ms <ms>', 'with --protect rollback: a handler or run between safe points longer than this is a hang', (v) => parseMs(v, '--watchdog-ms'))
     .addOption(new Option('--rollback-to <which>', 'with --protect rollback: the kept checkpoint to roll back to').choices(['older', 'newest']).default('older'))
     .option('--collect-every <ms>', 'with --protect rollback: every <ms>, a full checkpoint to --checkpoint-dir, collected while the guest keeps running', (v) => parseMs(v, '--collect-every'))
     // For end-to-end tests of detection and recovery: one crash or hang at host call / request N.
     .addOption(new Option('--inject <kind@n>', 'with --protect rollback: inject one crash or hang at host call (command) or request (reactor) n').argParser(parseInjectAt).hideHelp()),
-)).action(async (guestPath: string, args: string[], flags: SessionFlags & CdaFlags & { dir?: ReturnType<typeof parsePreopen>[]; env?: [string, string][]; replicas: number; serve?: string; heartbeatMs?: number; primaryTimeoutMs?: number; backupTimeoutMs?: number; stateDir?: string; events?: string; protect?: 'rollback'; cow: CowStrategy; histase?: boolean; watchdogMs?: number; rollbackTo: 'older' | 'newest'; collectEvery?: number; inject?: { kind: 'crash' | 'hang'; at: number } }) => {
+)).action(async (guestPath: string, args: string[], flags: SessionFlags & CdaFlags & { dir?: ReturnType<typeof parsePreopen>[]; env?: [string, string][]; replicas: number; serve?: string; heartbeatMs?: number; primaryTimeoutMs?: number; backupTimeoutMs?: number; stateDir?: string; events?: string; protect?: 'rollback'; cow: CowStrategy; histase?: boolean; denseRegions?: number; watchdogMs?: number; rollbackTo: 'older' | 'newest'; collectEvery?: number; inject?: { kind: 'crash' | 'hang'; at: number } }) => {
   if (flags.replicas > 2) throw new UnderstudyError('ERR_USAGE', '--replicas is 1 or 2 (a primary and one backup)');
   if (flags.replicas === 2) {
     await runReplicated(guestPath, { ...flags, handler: flags.handler ?? 'handle', tracker: flags.tracker ?? 'auto', digest: true }, CLI_SELF);
@@ -142,6 +143,7 @@ addCdaFlags(addSessionFlags(
       epochMs: flags.epochMs ?? 50,
       strategy: flags.cow,
       histase: flags.histase,
+      denseRegionMinPages: flags.denseRegions,
       watchdogMs: flags.watchdogMs,
       target: flags.rollbackTo,
       handler: flags.handler,
@@ -191,10 +193,11 @@ program
   .option('--watchdog-ms <ms>', 'hang threshold', (v) => parseMs(v, '--watchdog-ms'), 500)
   .addOption(new Option('--cow <strategy>', 'copy-on-write strategy').choices(['cowb', 'cowp']).default('cowp'))
   .option('--histase', 'Histase stride prediction')
+  .option('--dense-regions <pages>', 'with cowp: pre-save a whole 2 MiB region when this many of its pages were written (default 64; 0: off)', (v) => parseRegionPages(v, '--dense-regions'))
   .option('--input <file>', 'stdin for a command guest; for a reactor, one request per line')
   .option('--handler <export>', 'reactor guests: the handler', 'handle')
   .option('-v, --verbose', 'one line per trial on stderr')
-  .action(async (guestPath: string, args: string[], flags: { kind: InjectKind | 'all'; trials: number; seed: number; epochMs: number; watchdogMs: number; cow: CowStrategy; histase?: boolean; input?: string; handler: string; verbose?: boolean }) => {
+  .action(async (guestPath: string, args: string[], flags: { kind: InjectKind | 'all'; trials: number; seed: number; epochMs: number; watchdogMs: number; cow: CowStrategy; histase?: boolean; denseRegions?: number; input?: string; handler: string; verbose?: boolean }) => {
     const module = await loadGuestModule(guestPath);
     const input = flags.input ? new Uint8Array(fs.readFileSync(flags.input)) : new Uint8Array(0);
     const reactor = module.layout.kind === 'reactor';
@@ -205,7 +208,7 @@ program
       const { trials } = await runCampaign(
         {
           module, args: [guestPath.split('/').pop() ?? guestPath, ...args], stdin: reactor ? undefined : input, requests, handler: flags.handler,
-          kind, trials: flags.trials, seed: flags.seed, epochMs: flags.epochMs, watchdogMs: flags.watchdogMs, strategy: flags.cow, histase: flags.histase,
+          kind, trials: flags.trials, seed: flags.seed, epochMs: flags.epochMs, watchdogMs: flags.watchdogMs, strategy: flags.cow, histase: flags.histase, denseRegionMinPages: flags.denseRegions,
         },
         (t, i) => {
           if (flags.verbose) process.stderr.write(`understudy: ${kind} trial ${i + 1}: ${t.what}; ${t.detected ? `detected after ${t.latencyMs?.toFixed(1)} ms, ${t.recovered ? 'recovered' : `NOT recovered (${t.failure})`}` : t.activated ? `activated, undetected (${t.failure})` : 'not activated'}\n`);

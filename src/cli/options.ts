@@ -13,6 +13,13 @@ export function parsePositiveInt(value: string, name: string): number {
   return n;
 }
 
+/** `--dense-regions <pages>`: pages of a 2 MiB region (0..512). */
+export function parseRegionPages(value: string, name: string): number {
+  const n = Number(value);
+  if (!Number.isInteger(n) || n < 0 || n > 512) throw new UnderstudyError('ERR_USAGE', `${name} takes a number of pages from 0 to 512 (of a 2 MiB region), not ${JSON.stringify(value)}`);
+  return n;
+}
+
 /** `--dir host:guest`, `--dir path` (same path inside), `--dir :guest` (an empty directory). */
 export function parsePreopen(value: string): { guestPath: string; hostPath?: string } {
   const i = value.indexOf(':');

@@ -43,6 +43,7 @@ export interface CampaignOptions {
   watchdogMs: number;
   strategy?: CowStrategy;
   histase?: boolean;
+  denseRegionMinPages?: number;
   yieldEveryMs?: number;
 }
 
@@ -100,6 +101,7 @@ async function runOnce(o: CampaignOptions, hooks: RunHooks, onPoint?: (g: Guest)
       watchdogMs: o.watchdogMs,
       strategy: o.strategy,
       histase: o.histase,
+      denseRegionMinPages: o.denseRegionMinPages,
       yieldEveryMs: o.yieldEveryMs,
       hooks: {
         ...hooks,

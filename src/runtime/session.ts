@@ -14,6 +14,7 @@ import { EpochCheckpointer, type EpochStats } from '../checkpoint/epochs.js';
 import { isChainDir, openChainPoint } from '../checkpoint/chain.js';
 import type { CodecName } from '../checkpoint/compress.js';
 import type { TrackerKind } from '../track/tracker.js';
+import { DENSE_REGION_MIN_PAGES_DEFAULT } from '../track/uffd.js';
 import type { Progress } from '../checkpoint/file.js';
 import { ControlServer } from '../control/control.js';
 import { UnderstudyError } from '../errors.js';
@@ -276,6 +277,8 @@ export interface RollbackSessionOptions {
   epochMs: number;
   strategy?: CowStrategy;
   histase?: boolean;
+  /** COWP's dense regions (RollbackOptions.denseRegionMinPages). */
+  denseRegionMinPages?: number;
   watchdogMs?: number;
   target?: 'older' | 'newest';
   handler?: string;
@@ -298,7 +301,9 @@ export async function startRollbackSession(opts: RollbackSessionOptions): Promis
     for await (const line of rl) yield Buffer.from(line, 'utf8');
   };
   const reactor = opts.module.layout.kind === 'reactor';
-  opts.log?.(`rollback protection: ${opts.strategy ?? 'cowp'}${opts.histase ? '+histase' : ''}, epochs of ${opts.epochMs} ms, two checkpoints kept, target ${opts.target ?? 'older'}${opts.watchdogMs ? `, watchdog ${opts.watchdogMs} ms` : ''}`);
+  const dense = opts.denseRegionMinPages ?? DENSE_REGION_MIN_PAGES_DEFAULT;
+  const cowp = (opts.strategy ?? 'cowp') === 'cowp';
+  opts.log?.(`rollback protection: ${opts.strategy ?? 'cowp'}${opts.histase ? '+histase' : ''}${cowp ? (dense ? `, dense regions at ${dense} pages` : ', no dense regions') : ''}, epochs of ${opts.epochMs} ms, two checkpoints kept, target ${opts.target ?? 'older'}${opts.watchdogMs ? `, watchdog ${opts.watchdogMs} ms` : ''}`);
   const result = await runWithRollback({
     module: opts.module,
     args: opts.args,
@@ -307,6 +312,7 @@ export async function startRollbackSession(opts: RollbackSessionOptions): Promis
     epochMs: opts.epochMs,
     strategy: opts.strategy,
     histase: opts.histase,
+    denseRegionMinPages: opts.denseRegionMinPages,
     watchdogMs: opts.watchdogMs,
     target: opts.target,
     handler: opts.handler,

@@ -112,7 +112,7 @@ export class WpAsyncTracker extends UffdTracker {
  * A region turns hot when this many of its 512 pages were written in an epoch (a quarter). Its
  * unwritten pages then cost a 4 KiB copy each per epoch in the pause (~0.3 us here, on two
  * threads) and a comparison on the worker, where each written page saves a write-protect fault
- * (~1.7 us here): break-even near a fifth written. Run time decides, not the pause: at a quarter,
+ * (a kernel-resolved wp-async fault, ~1.7 us here): break-even near a fifth written. Run time decides, not the pause: at a quarter,
  * kvstore-long's tracking overhead fell from +53 % to +6 % and its whole epoch pipeline from +124 %
  * to +48 %, though its median pause grew from 1.9 to 3.2 ms (docs/benchmarks.md, tracking
  * overhead); at an eighth the pipeline gained nothing more and primes' got worse.
@@ -249,7 +249,7 @@ export class WpSyncTracker extends UffdTracker implements PreimageTracker {
 
 /**
  * A region is pre-saved whole when this many of its 512 pages were written in the epoch (1/8).
- * A write-protect fault costs ~6 us here and a pre-saved page ~0.6 us, so pre-saving a region pays
+ * A synchronous write-protect fault (wp-sync, pre-image copied) costs ~6 us here and a pre-saved page ~0.6 us, so pre-saving a region pays
  * once about one in ten of its pages would fault; at 1/8 written, a table written at random
  * (kvstore) writes about that many new pages the next epoch.
  */

@@ -281,6 +281,35 @@ describe('wp-sync undo logs (seal, background job, verify)', { skip: probe?.supp
     });
   }
 
+  it('a seal that fails (no free store) changes nothing: memory grown before it is still armed by the next seal', () => {
+    const memory = new WebAssembly.Memory({ initial: 1, maximum: 4 });
+    withSync(memory, 1 << 20, (tracker) => {
+      const held: number[] = [];
+      let refused = false;
+      for (let i = 0; i < 64 && !refused; i++) {
+        try {
+          held.push(tracker.seal(false).log);
+        } catch (e) {
+          assert.ok(isUnderstudyError(e, 'ERR_TRACKER'), String(e));
+          refused = true;
+        }
+      }
+      assert.ok(refused, 'the stores ran out');
+      // Grow and write the new page, then a seal that cannot take a store.
+      memory.grow(1);
+      new Uint8Array(memory.buffer)[65536 + 5] = 9;
+      assert.throws(() => tracker.seal(false), (e) => isUnderstudyError(e, 'ERR_TRACKER'));
+      for (const l of held.splice(0)) tracker.release(l);
+      const sealed = tracker.seal(false);
+      assert.equal(sealed.grownPages, 1, 'the page written in the grown tail is listed');
+      // The grown tail is protected now: its next write faults.
+      const faults = tracker.stats().faults!;
+      new Uint8Array(memory.buffer)[65536 + 4096 + 7] = 1;
+      assert.equal(tracker.stats().faults! - faults, 1);
+      tracker.release(sealed.log);
+    });
+  });
+
   it('rolls back across several logs exactly (property), reusing a few stores', () => {
     const memory = new WebAssembly.Memory({ initial: 4, maximum: 8 });
     fillRandom(new Uint8Array(memory.buffer));

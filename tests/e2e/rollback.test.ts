@@ -33,6 +33,15 @@ test('run --protect rollback: an injected crash or hang is detected and rolled b
   assert.match(crashed.stderr, /rollback: ERR_GUEST_TRAP detected; rolled back to checkpoint \d+/);
   assert.match(crashed.stderr, /1 errors detected, 1 recoveries \(0 restarts\)/);
   assert.ok(crashed.stdout.equals(plain.stdout), 'output equals the fault-free run');
+  // Every region written pre-saved whole (dense regions at 1 page): the same recovery, the same output.
+  const dense = cli(['run', hw, '--protect', 'rollback', '--epoch-ms', '10', '--dense-regions', '1', '--inject', 'crash@20', ...HEAPWALK]);
+  assert.equal(dense.status, 0, dense.stderr);
+  assert.match(dense.stderr, /rollback protection: cowp, dense regions at 1 pages/);
+  assert.match(dense.stderr, /1 errors detected, 1 recoveries \(0 restarts\)/);
+  assert.ok(dense.stdout.equals(plain.stdout), 'output with dense regions equals the fault-free run');
+  const badDense = cli(['run', hw, '--protect', 'rollback', '--dense-regions', '600', ...HEAPWALK]);
+  assert.equal(badDense.status, 2);
+  assert.match(badDense.stderr, /ERR_USAGE.*--dense-regions takes a number of pages from 0 to 512/);
   // A reactor: requests as lines; a handler that loops at request 60 is stopped and rolled back.
   const checked = guestPath('checked');
   const ref = cli(['run', checked], REQUESTS);
