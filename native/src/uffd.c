@@ -308,18 +308,23 @@ static int uffd_register_wp(int uffd, uint64_t start, uint64_t len) {
   return 0;
 }
 
-// Sets (wp=1) or clears (wp=0, which also wakes faulting threads) write
-// protection on [start, start+len). Retries the transient EAGAIN.
-static int uffd_protect(int uffd, uint64_t start, uint64_t len, int wp) {
+// UFFDIO_WRITEPROTECT on [start, start+len) with `mode` (MODE_WP sets
+// protection; 0 clears it and wakes faulting threads; MODE_DONTWAKE clears it
+// without the wake). Retries the transient EAGAIN.
+static int uffd_protect_mode(int uffd, uint64_t start, uint64_t len, uint64_t mode) {
   for (int attempt = 0; attempt < US_WP_RETRY_MAX; attempt++) {
-    struct us_uffdio_writeprotect arg = {.range = {.start = start, .len = len},
-                                         .mode = wp ? US_UFFDIO_WRITEPROTECT_MODE_WP : 0};
+    struct us_uffdio_writeprotect arg = {.range = {.start = start, .len = len}, .mode = mode};
     // SAFETY: arg is a live uffdio_writeprotect; the range lies inside a
     // registration of this uffd (callers pass only registered ranges).
     if (ioctl(uffd, US_UFFDIO_WRITEPROTECT, &arg) == 0) return 0;
     if (errno != EAGAIN && errno != EINTR) return errno;
   }
   return EAGAIN;
+}
+
+// Sets (wp=1) or clears (wp=0, which also wakes faulting threads) write protection.
+static int uffd_protect(int uffd, uint64_t start, uint64_t len, int wp) {
+  return uffd_protect_mode(uffd, start, len, wp ? US_UFFDIO_WRITEPROTECT_MODE_WP : 0);
 }
 
 // One PAGEMAP_SCAN question: which entries match, what to do with them.
@@ -989,18 +994,9 @@ static void job_flush_run(us_uffd_tracker* t) {
   if (!t->run_open) return;
   t->run_open = 0;
   const uint64_t base = (uint64_t)(uintptr_t)t->base;
-  int err = 0;
-  for (int attempt = 0; attempt < US_WP_RETRY_MAX; attempt++) {
-    struct us_uffdio_writeprotect arg = {.range = {.start = base + t->run_lo * US_PAGE_BYTES, .len = (t->run_hi - t->run_lo + 1) * US_PAGE_BYTES},
-                                         .mode = t->job_in_place ? US_UFFDIO_WRITEPROTECT_MODE_WP : US_UFFDIO_WRITEPROTECT_MODE_DONTWAKE};
-    // SAFETY: arg is a live uffdio_writeprotect; the run lies inside the registration.
-    if (ioctl(t->uffd, US_UFFDIO_WRITEPROTECT, &arg) == 0) {
-      err = 0;
-      break;
-    }
-    err = errno;
-    if (err != EAGAIN && err != EINTR) break;
-  }
+  // (The run lies inside the registration: its pages entered a store.)
+  const int err = uffd_protect_mode(t->uffd, base + t->run_lo * US_PAGE_BYTES, (t->run_hi - t->run_lo + 1) * US_PAGE_BYTES,
+                                    t->job_in_place ? US_UFFDIO_WRITEPROTECT_MODE_WP : US_UFFDIO_WRITEPROTECT_MODE_DONTWAKE);
   if (err) handler_fail(t, t->job_in_place ? "UFFDIO_WRITEPROTECT (re-protect dropped pages)" : "UFFDIO_WRITEPROTECT (un-protect pre-saved pages)", err);
 }
 
@@ -1113,18 +1109,8 @@ static uint64_t job_dense_region(us_uffd_tracker* t, uint64_t r) {
   }
   if (!saved) return 0;
   const uint64_t base = (uint64_t)(uintptr_t)t->base;
-  int err = 0;
-  for (int attempt = 0; attempt < US_WP_RETRY_MAX; attempt++) {
-    struct us_uffdio_writeprotect arg = {.range = {.start = base + lo * US_PAGE_BYTES, .len = (hi - lo) * US_PAGE_BYTES},
-                                         .mode = US_UFFDIO_WRITEPROTECT_MODE_DONTWAKE};
-    // SAFETY: arg is a live uffdio_writeprotect; [lo, hi) lies inside the registration.
-    if (ioctl(t->uffd, US_UFFDIO_WRITEPROTECT, &arg) == 0) {
-      err = 0;
-      break;
-    }
-    err = errno;
-    if (err != EAGAIN && err != EINTR) break;
-  }
+  // ([lo, hi) lies inside the registration.)
+  const int err = uffd_protect_mode(t->uffd, base + lo * US_PAGE_BYTES, (hi - lo) * US_PAGE_BYTES, US_UFFDIO_WRITEPROTECT_MODE_DONTWAKE);
   if (err) handler_fail(t, "UFFDIO_WRITEPROTECT (un-protect a dense region)", err);
   t->dense_regions_total++;
   t->dense_presaved_total += saved;
