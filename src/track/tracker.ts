@@ -103,7 +103,9 @@ export interface PreimageTracker extends DirtyTracker {
    * Ends the epoch (guest paused): its pre-images become an undo log held until release(); the next
    * epoch starts. With `presave` (COWP) the log's pages are pre-saved for the next epoch by its job,
    * which runs in the background (the handler thread, between faults) or, with jobIn 'pause', here
-   * before the guest resumes. With `scan`, a collect scan of memory as of this instant starts.
+   * before the guest resumes: in place (the epoch's pages stay writable; only the dropped ones are
+   * protected again), leaving what only reads (checksum, the dense regions' comparisons) to the
+   * handler thread. With `scan`, a collect scan of memory as of this instant starts.
    */
   seal(presave: boolean, scan?: { image: Uint8Array; bytes: number }, jobIn?: 'background' | 'pause'): SealedEpoch;
   release(log: number): void;
