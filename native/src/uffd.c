@@ -145,7 +145,8 @@ typedef struct {
   int run_open;
   // The job runs in the pause with the guest stopped (COWP, job in the pause): the seal left
   // last epoch's pages writable, the job pre-saves the kept ones as they are and re-protects
-  // only the dropped ones (its runs protect instead of un-protect). Cleared when the slots are done.
+  // only the dropped ones (its runs protect instead of un-protect). Set by the seal, cleared by
+  // job_in_place_pass, which the seal runs right away: the rest of the job never sees it set.
   int job_in_place;
   int job_slots_only;      // a fault's chase: compare and pre-save slots, nothing longer (no dense region)
   struct us_scan* scan;    // the collect scan in progress (NULL: none); pinned stores under mu
@@ -1063,6 +1064,11 @@ static void job_slot(us_uffd_tracker* t, us_store* js, uint64_t i) {
   if (!t->job_in_place) job_run_add(t, idx);
 }
 
+// The 2 MiB regions the registered memory spans (the last may be partial).
+static uint64_t registered_regions(const us_uffd_tracker* t) {
+  return (t->registered_bytes / US_PAGE_BYTES + US_REGION_PAGES - 1) / US_REGION_PAGES;
+}
+
 // Dense regions: where the sealed epoch kept at least dense_min of a region's
 // 512 pages, the guest writes all over that region (a table written at
 // random, a heap rewritten), and next epoch's writes fall mostly on pages the
@@ -1190,7 +1196,7 @@ static void job_in_place_pass(us_uffd_tracker* t) {
   }
   job_flush_run(t);
   if (t->job_presave && t->dense_min) {
-    const uint64_t regions = (t->registered_bytes / US_PAGE_BYTES + US_REGION_PAGES - 1) / US_REGION_PAGES;
+    const uint64_t regions = registered_regions(t);
     for (uint64_t r = 0; r < regions; r++) job_dense_region(t, r);
     job_flush_run(t);
     t->job_dense_done = 1;
@@ -1222,7 +1228,7 @@ static int job_run_until(us_uffd_tracker* t, uint64_t budget, int stop_at_crc) {
         job_flush_run(t);
         if (t->job_deferred) {
           // The deferred comparisons are complete: their regions' counts are final.
-          const uint64_t regions = (t->registered_bytes / US_PAGE_BYTES + US_REGION_PAGES - 1) / US_REGION_PAGES;
+          const uint64_t regions = registered_regions(t);
           for (uint64_t r = 0; r < regions; r++) {
             // SAFETY: r < registered regions <= region_capacity.
             if (!(t->region_state[r] & US_REGION_DEFERRED)) continue;
@@ -1233,7 +1239,6 @@ static int job_run_until(us_uffd_tracker* t, uint64_t budget, int stop_at_crc) {
           t->job_deferred = 0;
         }
         t->job_phase = t->job_presave && t->dense_min && !t->job_dense_done ? US_JOB_DENSE : US_JOB_HISTASE;
-        if (t->job_phase == US_JOB_HISTASE) t->job_in_place = 0;
         t->job_dense_at = 0;
         continue;
       }
@@ -1251,10 +1256,9 @@ static int job_run_until(us_uffd_tracker* t, uint64_t budget, int stop_at_crc) {
     } else if (t->job_phase == US_JOB_DENSE) {
       // A region is up to 512 copies (~0.3 ms): never inside a fault.
       if (t->job_slots_only) break;
-      const uint64_t regions = (t->registered_bytes / US_PAGE_BYTES + US_REGION_PAGES - 1) / US_REGION_PAGES;
+      const uint64_t regions = registered_regions(t);
       if (t->job_dense_at >= regions) {
         job_flush_run(t);
-        t->job_in_place = 0;
         t->job_phase = US_JOB_HISTASE;
         continue;
       }
