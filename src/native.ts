@@ -28,7 +28,22 @@ export interface NativeAddon {
   /** In-place rollback: the live epoch's pre-images, then each undo log (newest first); zeroes from zeroFromBytes; re-arms. Returns pages restored. */
   uffdRollback(handle: UffdHandle, buffer: ArrayBuffer, logs: number[], zeroFromBytes: number): number;
   /** Ends the epoch: its pre-image store becomes undo log `log` (no copy); the background job filters, pre-saves (COWP) and checksums it. With `scan`, a collect scan of this instant starts. */
-  uffdSeal(handle: UffdHandle, buffer: ArrayBuffer, presave: boolean, scan?: { image: Uint8Array; bytes: number } | null, jobInPause?: boolean): { log: number; slots: number; complete: number; grownPages: number };
+  uffdSeal(
+    handle: UffdHandle,
+    buffer: ArrayBuffer,
+    presave: boolean,
+    scan?: { image: Uint8Array; bytes: number } | null,
+    jobInPause?: boolean,
+  ): {
+    log: number;
+    slots: number;
+    complete: number;
+    grownPages: number;
+    finishedLog: number;
+    finishedKept: number;
+    faults: number;
+    presavedPagesTotal: number;
+  };
   uffdRelease(handle: UffdHandle, log: number): void;
   uffdLogInfo(handle: UffdHandle, log: number, finish: boolean): { slots: number; kept: number; complete: number; done: number };
   uffdVerify(handle: UffdHandle, log: number): 'ok' | 'checksum' | 'incomplete';

@@ -31,6 +31,7 @@
 #include <fcntl.h>
 #include <poll.h>
 #include <pthread.h>
+#include <sched.h>
 #include <signal.h>
 #include <stdio.h>
 #include <stdlib.h>
@@ -75,6 +76,10 @@
 // Slots of the background job per turn of the handler loop, between which it
 // serves faults: ~16 x (compare + copy of 4 KiB) is ~20 us of fault latency.
 #define US_JOB_CHUNK_SLOTS 16u
+// How often the handler thread yields, at most, to a thread waiting for the
+// lock before taking it for the next job chunk (a waiter takes it within a
+// few microseconds of being woken; the bound keeps the job going regardless).
+#define US_JOB_YIELD_SPINS_MAX 1000
 // Slots the job does inside a fault the guest took on a page the job had not
 // reached yet (see serve_fault): ~32 x 1.5 us added to that fault, against a
 // round trip of ~10-20 us for each page it covers.
@@ -123,6 +128,8 @@ typedef struct {
   int sigbus;              // faults arrive as SIGBUS on the faulting thread (served there), not as messages
   pthread_t mu_owner;      // the thread holding mu (valid while mu_held)
   int mu_held;
+  int mu_waiters;          // threads blocked in lock_mu (atomic): the job gives way to them
+  double sealed_last_id;   // the log the last seal made (-1 before the first), for the next seal's report
   uint64_t* seen;          // one bit per page: un-protected this epoch, i.e. in the live store
   int preimages_enabled;
   uint64_t preimage_bytes_max;  // per undo log (store)
@@ -672,9 +679,16 @@ static int ensure_capacity(us_uffd_tracker* t, uint64_t pages) {
 }
 
 // The tracker's lock, with its owner noted: the SIGBUS handler refuses (loudly)
-// to wait for a lock its own thread holds.
+// to wait for a lock its own thread holds. Waiters are counted so that the
+// handler thread, which takes the lock again right after each job chunk, lets
+// them in first (a mutex is not fair: the pause or a faulting guest thread,
+// woken by the unlock, would often find it taken again).
 static void lock_mu(us_uffd_tracker* t) {
-  pthread_mutex_lock(&t->mu);
+  if (pthread_mutex_trylock(&t->mu) != 0) {
+    __atomic_fetch_add(&t->mu_waiters, 1, __ATOMIC_ACQ_REL);
+    pthread_mutex_lock(&t->mu);
+    __atomic_fetch_sub(&t->mu_waiters, 1, __ATOMIC_ACQ_REL);
+  }
   t->mu_owner = pthread_self();
   __atomic_store_n(&t->mu_held, 1, __ATOMIC_RELEASE);
 }
@@ -1361,6 +1375,8 @@ static void* sync_handler_main(void* arg) {
       if (count == US_MSG_BATCH) continue;  // more may be queued: faults before the job
     }
     if (busy) {
+      // Let a waiting thread (the pause, a fault) have the lock before the next chunk.
+      for (int spins = 0; spins < US_JOB_YIELD_SPINS_MAX && __atomic_load_n(&t->mu_waiters, __ATOMIC_ACQUIRE); spins++) sched_yield();
       lock_mu(t);
       job_run(t, US_JOB_CHUNK_SLOTS);
       unlock_mu(t);
@@ -1570,6 +1586,7 @@ static napi_value js_uffd_create(napi_env env, napi_callback_info info) {
   t->mode = mode;
   t->uffd = t->pagemap_fd = t->stop_fd = t->wake_fd = -1;
   t->job = -1;
+  t->sealed_last_id = -1;
   t->job_chase = UINT64_MAX;
   t->base = base;
   t->preimage_bytes_max = (uint64_t)preimage_max;
@@ -2101,7 +2118,7 @@ static int begin_scan_locked(napi_env env, us_uffd_tracker* t, napi_value image_
 static int start_scan_thread(napi_env env, us_uffd_tracker* t);
 
 // uffdSeal(handle, buffer, presave: boolean, scan?: {image: Uint8Array, bytes: number} | null, jobInPause?: boolean)
-//   -> { log, slots, complete, grownPages }
+//   -> { log, slots, complete, grownPages, finishedLog, finishedKept, faults, presavedPagesTotal }
 // Ends the live epoch. Its pre-image store becomes undo log `log` (no copy),
 // held until uffdRelease. A free store becomes live; the writes of the new
 // epoch fault into it. The sealed log's job runs in the background (see
@@ -2110,7 +2127,11 @@ static int start_scan_thread(napi_env env, us_uffd_tracker* t);
 // (uffdScanPoll): the seal is its start point, so nothing can run between.
 // With jobInPause the job runs here, before the guest resumes, but for what
 // only reads (left to the handler thread): the checksum and, after an
-// in-place pass, the deferred comparisons and Histase.
+// in-place pass, the deferred comparisons and Histase. finishedLog is the log
+// whose job the seal finished (the previous seal's, or -1), finishedKept its
+// final kept count; faults and presavedPagesTotal are the tracker's counters
+// as of the seal: a pause reads them here instead of waiting for the lock
+// again while the handler thread runs the new job.
 static napi_value js_uffd_seal(napi_env env, napi_callback_info info) {
   size_t argc = 5;
   napi_value argv[5];
@@ -2149,6 +2170,12 @@ static napi_value js_uffd_seal(napi_env env, napi_callback_info info) {
   uint64_t grown = 0;
   int err = 0;
   const int sealed = seal_locked(t, presave, presave && job_in_pause, &grown, &err);
+  // The seal finished the previous seal's job (if the handler thread had not):
+  // that log's counts are final now, unless it was released since.
+  const int finished = sealed >= 0 ? log_index(t, t->sealed_last_id) : -1;
+  const double finished_id = finished >= 0 ? t->sealed_last_id : -1;
+  const double finished_kept = finished >= 0 ? (double)(t->stores[finished]->count - t->stores[finished]->dropped) : 0;
+  if (sealed >= 0) t->sealed_last_id = log_id(t, (uint32_t)sealed);
   // The job in the pause, on this thread, but for the checksum (pure reading, left to the handler
   // thread): when no core is free to run the job beside the guest, doing it there only adds its
   // un-protect ioctls' TLB shootdowns and the chases.
@@ -2172,6 +2199,7 @@ static napi_value js_uffd_seal(napi_env env, napi_callback_info info) {
   }
   const us_store* s = sealed >= 0 ? t->stores[sealed] : NULL;
   const double slots = s ? (double)s->count : 0, complete = s ? store_complete(s) : 0, id = sealed >= 0 ? log_id(t, (uint32_t)sealed) : -1;
+  const double faults = (double)t->faults, presaved = (double)t->presaved_total;
   unlock_mu(t);
   if (sealed >= 0) wake_handler(t);
   if (err) return throw_step(env, "ERR_TRACKER", "seal (re-protect)", err, err == ENOMEM ? "no free undo log store (too many logs held)" : NULL, -1);
@@ -2186,7 +2214,9 @@ static napi_value js_uffd_seal(napi_env env, napi_callback_info info) {
   napi_value out;
   US_NAPI_OK(env, napi_create_object(env, &out));
   if (!us_set_number(env, out, "log", id) || !us_set_number(env, out, "slots", slots) || !us_set_number(env, out, "complete", complete) ||
-      !us_set_number(env, out, "grownPages", (double)grown))
+      !us_set_number(env, out, "grownPages", (double)grown) || !us_set_number(env, out, "finishedLog", finished_id) ||
+      !us_set_number(env, out, "finishedKept", finished_kept) || !us_set_number(env, out, "faults", faults) ||
+      !us_set_number(env, out, "presavedPagesTotal", presaved))
     return us_throw(env, "ERR_NATIVE_NAPI", "seal");
   return out;
 }

@@ -218,19 +218,22 @@ export class RollbackEngine {
     const newest = this.kept[this.kept.length - 1]!;
     newest.undo = { log: sealed.log, complete: sealed.complete };
     this.kept.push(this.capture());
-    // The previous epoch's log is final now (the seal finished its job): its counts.
+    // The previous epoch's log is final now (the seal finished its job): its counts, from the
+    // seal itself (asking the tracker would wait for its lock behind the new job).
     const prev = this.epochs[this.epochs.length - 1];
-    if (prev?.log !== undefined) this.settle(prev);
+    if (prev?.log !== undefined && prev.log === sealed.finishedLog) {
+      prev.pages = sealed.finishedKept;
+      prev.log = undefined;
+    }
     while (this.kept.length > KEPT_CHECKPOINTS) this.recycle(this.kept.shift()!);
     const oldest = this.kept[0]!;
     this.gate.release(oldest.gateMark);
     this.options.onForget?.(oldest);
-    const stats = this.tracker.stats();
-    const faults = stats.faults! - this.lastFaults;
-    this.lastFaults = stats.faults!;
+    const faults = sealed.faults - this.lastFaults;
+    this.lastFaults = sealed.faults;
     // The seal finished the previous log's job, whose pre-saving went into the epoch just sealed.
-    const presaved = stats.presavedPagesTotal! - this.lastPresaved;
-    this.lastPresaved = stats.presavedPagesTotal!;
+    const presaved = sealed.presavedPagesTotal - this.lastPresaved;
+    this.lastPresaved = sealed.presavedPagesTotal;
     const epoch: RollbackEpochStats = { sequence: newest.sequence, faults, pages: sealed.slots, presaved, pauseMs: performance.now() - t0, log: sealed.log };
     this.epochs.push(epoch);
     this.lastEpochAtMs = this.now();
@@ -248,13 +251,17 @@ export class RollbackEngine {
    * every epoch's (benchmarks). The last epoch, cut short by the end of the run, is included.
    */
   finish(): void {
-    const stats = this.tracker.stats();
-    const faults = stats.faults! - this.lastFaults;
     const sealed = this.tracker.seal(false);
-    const after = this.tracker.stats();
-    const last: RollbackEpochStats = { sequence: this.sequence, faults, pages: sealed.slots, presaved: after.presavedPagesTotal! - this.lastPresaved, pauseMs: 0, log: sealed.log };
-    this.lastFaults = stats.faults!;
-    this.lastPresaved = after.presavedPagesTotal!;
+    const last: RollbackEpochStats = {
+      sequence: this.sequence,
+      faults: sealed.faults - this.lastFaults,
+      pages: sealed.slots,
+      presaved: sealed.presavedPagesTotal - this.lastPresaved,
+      pauseMs: 0,
+      log: sealed.log,
+    };
+    this.lastFaults = sealed.faults;
+    this.lastPresaved = sealed.presavedPagesTotal;
     for (const e of this.epochs) if (e.log !== undefined) this.settle(e);
     this.settle(last);
     this.tracker.release(sealed.log);

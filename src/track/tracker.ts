@@ -58,6 +58,13 @@ export interface SealedEpoch {
   complete: boolean;
   /** Pages of a grown tail written before it was registered (their pre-images are zeros). */
   grownPages: number;
+  /** The log whose job this seal finished (the previous seal's), or -1; its counts are final now. */
+  finishedLog: number;
+  /** That log's kept pages (slots minus predicted pages found unchanged). */
+  finishedKept: number;
+  /** The tracker's fault and pre-save counters as of the seal (stats() without taking its lock again). */
+  faults: number;
+  presavedPagesTotal: number;
 }
 
 export interface UndoLogInfo {

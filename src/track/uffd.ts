@@ -172,7 +172,16 @@ export class WpSyncTracker extends UffdTracker implements PreimageTracker {
   seal(presave: boolean, scan?: { image: Uint8Array; bytes: number }, jobIn: 'background' | 'pause' = 'background'): SealedEpoch {
     const handle = this.live();
     const r = this.native(() => native.uffdSeal(handle, this.memory.buffer, presave, scan ?? null, jobIn === 'pause'));
-    return { log: r.log, slots: r.slots, complete: r.complete === 1, grownPages: r.grownPages };
+    return {
+      log: r.log,
+      slots: r.slots,
+      complete: r.complete === 1,
+      grownPages: r.grownPages,
+      finishedLog: r.finishedLog,
+      finishedKept: r.finishedKept,
+      faults: r.faults,
+      presavedPagesTotal: r.presavedPagesTotal,
+    };
   }
 
   release(log: number): void {

@@ -202,6 +202,11 @@ describe('wp-sync undo logs (seal, background job, verify)', { skip: probe?.supp
       assert.throws(() => tracker.flipLogBit(sealed.log, 2 * PAGE * 8), (e) => isUnderstudyError(e, 'ERR_TRACKER'));
       tracker.release(sealed.log);
       assert.throws(() => tracker.verify(sealed.log), (e) => isUnderstudyError(e, 'ERR_TRACKER'));
+      // A released log is not reported as finished by the next seal, even once its store is reused.
+      const next = tracker.seal(false);
+      assert.equal(next.finishedLog, -1);
+      assert.equal(next.finishedKept, 0);
+      tracker.release(next.log);
     });
   });
 
@@ -235,6 +240,11 @@ describe('wp-sync undo logs (seal, background job, verify)', { skip: probe?.supp
         assert.equal(tracker.stats().faults! - before, 2);
         const third = tracker.seal(false, undefined, jobIn);
         assert.equal(tracker.logInfo(third.log, true).kept, 5);
+        // Each seal reports the previous log's final count and the counters, as stats() would.
+        assert.deepEqual([first.finishedLog, second.finishedLog, third.finishedLog], [-1, first.log, second.log]);
+        assert.deepEqual([second.finishedKept, third.finishedKept], [4, 3]);
+        assert.equal(third.faults, tracker.stats().faults);
+        assert.equal(third.presavedPagesTotal, tracker.stats().presavedPagesTotal);
         for (const l of [first.log, second.log, third.log]) tracker.release(l);
       });
     });
