@@ -8,6 +8,7 @@
 //   5. collect: full checkpoints written while the guest runs (seed 003 §3.1), against stopping it;
 //   6. unit costs on this machine, for the arithmetic of what an epoch must cost.
 //   node dist/bench/rollback.js [--runs 3] [--workloads heapwalk-long,...] [--parts 1,2,3,4,5] [--epochs 50,200,600,1000]
+//                               [--configs COWP+dense,...]   (part 2's strategies; default the five)
 // The default workloads are the long ones (bench/workloads.ts), so that 1,000 ms epochs come
 // several to a run.
 import fs from 'node:fs';
@@ -29,6 +30,7 @@ const { values } = parseArgs({
     workloads: { type: 'string', default: LONG_WORKLOADS.map((w) => w.name).join(',') },
     parts: { type: 'string', default: '1,2,3,4,5,6' },
     epochs: { type: 'string', default: '50,200,600,1000' },
+    configs: { type: 'string', default: 'COWB,COWP,COWP+Histase,COWP+dense,COWP+Histase+dense' },
   },
 });
 const runs = Number(values.runs);
@@ -57,7 +59,11 @@ const CONFIGS: Config[] = [
   { name: 'COWP+dense', strategy: 'cowp', histase: false, dense: DENSE_REGION_MIN_PAGES_DEFAULT },
   { name: 'COWP+Histase+dense', strategy: 'cowp', histase: true, dense: DENSE_REGION_MIN_PAGES_DEFAULT },
 ];
-const config = (name: string): Config => CONFIGS.find((c) => c.name === name)!;
+function config(name: string): Config {
+  const c = CONFIGS.find((x) => x.name === name);
+  if (!c) throw new Error(`no configuration ${name}; have ${CONFIGS.map((x) => x.name).join(', ')}`);
+  return c;
+}
 
 interface Run {
   ms: number;
@@ -126,30 +132,47 @@ if (parts.includes(1)) {
   console.log(table(['strategy', 'guest', 'pages written', 'predicted', 'predicted and written', 'recall', 'precision'], hist));
 }
 
+/** Lower quartile, median, upper quartile (linear interpolation). */
+function quartiles(xs: number[]): [number, number, number] {
+  const s = [...xs].sort((a, b) => a - b);
+  const at = (q: number): number => {
+    const i = q * (s.length - 1);
+    const lo = Math.floor(i);
+    return s[lo]! + (s[Math.min(lo + 1, s.length - 1)]! - s[lo]!) * (i - lo);
+  };
+  return [at(0.25), at(0.5), at(0.75)];
+}
+
 if (parts.includes(2)) {
   const rows: (string | number)[][] = [];
+  const pairedRows: (string | number)[][] = [];
   const detail: (string | number)[][] = [];
   for (const w of workloads) {
     const module = modules.get(w.name)!;
-    const cfgs = ['COWB', 'COWP', 'COWP+Histase', 'COWP+dense', 'COWP+Histase+dense'].map(config);
+    const cfgs = values.configs!.split(',').map(config);
     const times = new Map<string, number[]>();
     const cpu = new Map<string, number[]>();
-    const seen = new Map<string, { faults: number[]; pause: number[]; epochs: number[] }>();
+    // Each run against its own round's baseline: the machine's drift between rounds cancels.
+    const paired = new Map<string, number[]>();
+    const seen = new Map<string, { faults: number[]; pause: number[]; pauseTotal: number[]; epochs: number[] }>();
     for (let i = 0; i < runs; i++) {
       // Interleaved: every configuration once per round, the baseline first.
       const push = (k: string, r: Run): void => {
         (times.get(k) ?? times.set(k, []).get(k)!).push(r.ms);
         (cpu.get(k) ?? cpu.set(k, []).get(k)!).push(r.cpuMs);
       };
-      push('base', await runOnce(w, module, null, 0));
+      const base = await runOnce(w, module, null, 0);
+      push('base', base);
       for (const e of epochList) {
         for (const c of cfgs) {
           const r = await runOnce(w, module, c, e);
           push(`${c.name}@${e}`, r);
-          const d = seen.get(`${c.name}@${e}`) ?? seen.set(`${c.name}@${e}`, { faults: [], pause: [], epochs: [] }).get(`${c.name}@${e}`)!;
+          (paired.get(`${c.name}@${e}`) ?? paired.set(`${c.name}@${e}`, []).get(`${c.name}@${e}`)!).push(r.ms / base.ms - 1);
+          const d = seen.get(`${c.name}@${e}`) ?? seen.set(`${c.name}@${e}`, { faults: [], pause: [], pauseTotal: [], epochs: [] }).get(`${c.name}@${e}`)!;
           const eps = r.epochs.slice(0, -1); // whole epochs (the last is cut short and takes no pause)
           d.faults.push(avg(r.epochs.map((x) => x.faults)));
           d.pause.push(median(eps.length ? eps.map((x) => x.pauseMs) : [0]));
+          d.pauseTotal.push(eps.reduce((a, x) => a + x.pauseMs, 0));
           d.epochs.push(r.epochs.length);
         }
       }
@@ -159,15 +182,30 @@ if (parts.includes(2)) {
     for (const c of cfgs) {
       rows.push([w.name, c.name, f1(base), ...epochList.map((e) => pct(median(times.get(`${c.name}@${e}`)!), base))]);
       for (const e of epochList) {
+        const q = quartiles(paired.get(`${c.name}@${e}`)!);
+        pairedRows.push([w.name, c.name, e, `${(100 * q[1]).toFixed(1)} %`, `${(100 * q[0]).toFixed(1)} … ${(100 * q[2]).toFixed(1)} %`]);
         const d = seen.get(`${c.name}@${e}`)!;
-        detail.push([w.name, c.name, e, median(d.epochs), f1(median(d.faults)), median(d.pause).toFixed(2), pct(median(times.get(`${c.name}@${e}`)!), base), pct(median(cpu.get(`${c.name}@${e}`)!), baseCpu)]);
+        detail.push([
+          w.name,
+          c.name,
+          e,
+          median(d.epochs),
+          f1(median(d.faults)),
+          median(d.pause).toFixed(2),
+          // The part of the overhead measured directly, with little noise: the guest stopped in pauses.
+          `${f1((100 * median(d.pauseTotal)) / base)} %`,
+          pct(median(times.get(`${c.name}@${e}`)!), base),
+          pct(median(cpu.get(`${c.name}@${e}`)!), baseCpu),
+        ]);
       }
     }
   }
   console.log(`\n## 2. Run-time overhead against the unprotected guest (median of ${runs}, interleaved)\n`);
   console.log(table(['guest', 'strategy', 'baseline ms', ...epochList.map((e) => `${e} ms`)], rows));
   console.log('\n## 2b. What explains it: epochs, faults per epoch, median pause per epoch (medians over the runs)\n');
-  console.log(table(['guest', 'strategy', 'epoch ms', 'epochs', 'faults / epoch', 'pause ms', 'overhead (run time)', 'overhead (CPU time, all threads)'], detail));
+  console.log(table(['guest', 'strategy', 'epoch ms', 'epochs', 'faults / epoch', 'pause ms', 'all pauses / baseline', 'overhead (run time)', 'overhead (CPU time, all threads)'], detail));
+  console.log(`\n## 2c. Paired: each run against the baseline of its own round (${runs} rounds), median and quartiles\n`);
+  console.log(table(['guest', 'strategy', 'epoch ms', 'overhead, median', 'quartiles'], pairedRows));
 }
 
 if (parts.includes(3)) {
