@@ -7,6 +7,7 @@
 //   node dist/bench/incremental.js [--runs 3] [--workloads heapwalk,kvstore] [--epochs 20,50,100,200]
 //                                  [--hot 256,0]   wp-async hot-region thresholds compared (0 = exact)
 //                                  [--trackers wp-async,wp-sync,hash]   (default: every supported one)
+//                                  [--modes track,epochs]   tracking alone, the whole pipeline (parts 3 and 4 need epochs)
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -15,7 +16,7 @@ import { EpochCheckpointer, type EpochStats } from '../src/checkpoint/epochs.js'
 import type { GuestModule } from '../src/guest/module.js';
 import { createTracker, probeTrackers, type TrackerKind } from '../src/track/tracker.js';
 import { HOT_WRITTEN_MIN_PAGES_DEFAULT } from '../src/track/uffd.js';
-import { machine, median, table } from './stats.js';
+import { machine, median, quartiles, table } from './stats.js';
 import { LONG_WORKLOADS, WORKLOADS, type Workload } from './workloads.js';
 
 const { values } = parseArgs({
@@ -26,6 +27,7 @@ const { values } = parseArgs({
     'epoch-ms': { type: 'string', default: '20' },
     hot: { type: 'string', default: `${HOT_WRITTEN_MIN_PAGES_DEFAULT},0` },
     trackers: { type: 'string', default: '' },
+    modes: { type: 'string', default: 'track,epochs' },
   },
 });
 const runs = Number(values.runs);
@@ -39,6 +41,8 @@ const kinds = probeTrackers()
 const workloads = [...WORKLOADS, ...LONG_WORKLOADS].filter((w) => values.workloads!.split(',').includes(w.name));
 
 const hots = values.hot!.split(',').map(Number);
+const withTrack = values.modes!.split(',').includes('track');
+const withEpochs = values.modes!.split(',').includes('epochs');
 /** `hot`: the wp-async hot-region threshold (undefined: the default, for other trackers). */
 type Mode = { kind: 'none' } | { kind: 'track'; tracker: TrackerKind; hot?: number } | { kind: 'epochs'; tracker: TrackerKind; epochMs: number; hot?: number };
 
@@ -47,6 +51,8 @@ interface Result {
   ms: number;
   epochs: EpochStats[];
   collects: number;
+  /** The process's minor page faults during the run: the tracker's write faults, and the rest of the process's. */
+  minorFaults: number;
 }
 
 async function runOnce(w: Workload, module: GuestModule, mode: Mode): Promise<Result> {
@@ -76,11 +82,13 @@ async function runOnce(w: Workload, module: GuestModule, mode: Mode): Promise<Re
       await ep!.epochIfDue();
     };
   }
+  const faults0 = process.resourceUsage().minorPageFault;
   const ms = await w.drive(guest, between);
+  const minorFaults = process.resourceUsage().minorPageFault - faults0;
   await ep?.close();
   dispose();
   if (dir) fs.rmSync(dir, { recursive: true, force: true });
-  return { ms, epochs: ep?.epochs ?? [], collects };
+  return { ms, epochs: ep?.epochs ?? [], collects, minorFaults };
 }
 
 function label(m: Mode): string {
@@ -101,18 +109,25 @@ for (const w of workloads) {
   const module = await w.module();
   const modes: Mode[] = [
     { kind: 'none' },
-    ...variants((tracker, hot) => ({ kind: 'track' as const, tracker, hot })),
-    ...variants((tracker, hot) => ({ kind: 'epochs' as const, tracker, epochMs, hot })),
+    ...(withTrack ? variants((tracker, hot) => ({ kind: 'track' as const, tracker, hot })) : []),
+    ...(withEpochs ? variants((tracker, hot) => ({ kind: 'epochs' as const, tracker, epochMs, hot })) : []),
   ];
   const refHot = kinds[0] === 'wp-async' ? hots[0] : undefined;
-  for (const e of sensitivity) if (e !== epochMs) modes.push({ kind: 'epochs', tracker: kinds[0]!, epochMs: e, hot: refHot });
+  if (withEpochs) for (const e of sensitivity) if (e !== epochMs) modes.push({ kind: 'epochs', tracker: kinds[0]!, epochMs: e, hot: refHot });
   const times = new Map<string, number[]>();
+  // Each run against the baseline of its own round: drift between rounds cancels.
+  const paired = new Map<string, number[]>();
+  const faults = new Map<string, number[]>();
   const last = new Map<string, Result>();
   // Interleave modes within each run so drift on a shared machine hits all alike.
   for (let r = 0; r < runs; r++) {
+    let baseMs = 0;
     for (const m of modes) {
       const res = await runOnce(w, module, m);
+      if (m.kind === 'none') baseMs = res.ms;
       times.set(label(m), [...(times.get(label(m)) ?? []), res.ms]);
+      paired.set(label(m), [...(paired.get(label(m)) ?? []), res.ms / baseMs - 1]);
+      faults.set(label(m), [...(faults.get(label(m)) ?? []), res.minorFaults]);
       last.set(label(m), res);
     }
   }
@@ -121,8 +136,19 @@ for (const w of workloads) {
     const t = median(times.get(label(m))!);
     const res = last.get(label(m))!;
     const pauses = res.epochs.map((e) => e.pauseMs);
-    overheadRows.push([w.name, label(m), t.toFixed(0), `${(((t - base) / base) * 100).toFixed(1)} %`, m.kind === 'none' ? '' : String(m.kind === 'track' ? res.collects : res.epochs.length), pauses.length ? median(pauses).toFixed(2) : '']);
+    const q = quartiles(paired.get(label(m))!).map((x) => (100 * x).toFixed(1));
+    overheadRows.push([
+      w.name,
+      label(m),
+      t.toFixed(0),
+      `${(((t - base) / base) * 100).toFixed(1)} %`,
+      m.kind === 'none' ? '' : `${q[1]} % (${q[0]} … ${q[2]})`,
+      m.kind === 'none' ? '' : String(m.kind === 'track' ? res.collects : res.epochs.length),
+      pauses.length ? median(pauses).toFixed(2) : '',
+      median(faults.get(label(m))!).toFixed(0),
+    ]);
   }
+  if (!withEpochs) continue;
   const ref = last.get(label({ kind: 'epochs', tracker: kinds[0]!, epochMs, hot: refHot }))!;
   const sum = (f: (e: EpochStats) => number) => ref.epochs.reduce((n, e) => n + f(e), 0) / Math.max(1, ref.epochs.length);
   const full = sum((e) => e.listedPages * 4096);
@@ -141,7 +167,8 @@ for (const w of workloads) {
 }
 console.log(`machine: ${machine()}; medians of ${runs} interleaved runs; epoch ${epochMs} ms unless stated; trackers: ${kinds.join(', ')}\n`);
 console.log('### 1. Tracking overhead\n');
-console.log(table(['guest', 'mode', 'busy ms', 'slowdown', 'epochs', 'median pause ms'], overheadRows));
+console.log(table(['guest', 'mode', 'busy ms', 'slowdown', 'paired slowdown, median (quartiles)', 'epochs', 'median pause ms', 'minor faults (process)'], overheadRows));
+if (!withEpochs) process.exit(0);
 console.log('\n### 3. Bytes per epoch (mean)\n');
 console.log(table(['guest', 'epochs', 'dirty pages MiB', 'changed pages MiB', 'byte-run diff MiB', 'diff + compression MiB', 'full / stored'], bytesRows));
 console.log(`\n### 4. Epoch-length sensitivity (${kinds[0]})\n`);

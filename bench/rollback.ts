@@ -20,7 +20,7 @@ import { RollbackEngine, type CowStrategy, type RollbackEpochStats, type Rollbac
 import { tempDir } from '../src/testing/fixtures.js';
 import { createTracker } from '../src/track/tracker.js';
 import { DENSE_REGION_MIN_PAGES_DEFAULT } from '../src/track/uffd.js';
-import { machine, median, table } from './stats.js';
+import { machine, median, quartiles, table } from './stats.js';
 import { LONG_WORKLOADS, WORKLOADS, type Workload } from './workloads.js';
 
 const ALL = [...LONG_WORKLOADS, ...WORKLOADS];
@@ -130,17 +130,6 @@ if (parts.includes(1)) {
   console.log(table(['strategy', 'epoch ms', ...workloads.map((w) => w.name)], rows));
   console.log('\n## 1b. Prediction at 50 ms: recall = predicted and written / written; precision = predicted and written / predicted\n');
   console.log(table(['strategy', 'guest', 'pages written', 'predicted', 'predicted and written', 'recall', 'precision'], hist));
-}
-
-/** Lower quartile, median, upper quartile (linear interpolation). */
-function quartiles(xs: number[]): [number, number, number] {
-  const s = [...xs].sort((a, b) => a - b);
-  const at = (q: number): number => {
-    const i = q * (s.length - 1);
-    const lo = Math.floor(i);
-    return s[lo]! + (s[Math.min(lo + 1, s.length - 1)]! - s[lo]!) * (i - lo);
-  };
-  return [at(0.25), at(0.5), at(0.75)];
 }
 
 if (parts.includes(2)) {

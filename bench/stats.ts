@@ -7,6 +7,17 @@ export function median(xs: number[]): number {
   return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 }
 
+/** Lower quartile, median, upper quartile (linear interpolation). */
+export function quartiles(xs: number[]): [number, number, number] {
+  const s = [...xs].sort((a, b) => a - b);
+  const at = (q: number): number => {
+    const i = q * (s.length - 1);
+    const lo = Math.floor(i);
+    return s[lo]! + (s[Math.min(lo + 1, s.length - 1)]! - s[lo]!) * (i - lo);
+  };
+  return [at(0.25), at(0.5), at(0.75)];
+}
+
 export function time<T>(f: () => T): [T, number] {
   const t0 = performance.now();
   const r = f();

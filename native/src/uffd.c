@@ -207,14 +207,23 @@ typedef struct {
 // (the threshold is set from JS: src/track/uffd.ts explains the default).
 // A lease starts at this many epochs and doubles each time the region is
 // found hot again when it ends, up to the maximum: a region written every
-// epoch pays its faults in one epoch of 33; one that cools is tracked again
-// within 2 epochs of its first cool lease. (Leases fit a uint8_t.)
+// epoch pays the faults of its sample once in 33 epochs; one that cools is
+// tracked again within 2 epochs of its first cool lease. (Leases fit a uint8_t.)
 #define US_HOT_LEASE_INITIAL 2u
 #define US_HOT_LEASE_MAX 32u
-// hot_left while a collect runs: the lease ended in this collect, so the
-// region's count this time is a superset (pages unprotected during the lease)
-// and gives no verdict.
+// hot_left while a collect runs: the lease ended in this collect (the region
+// is sampled next epoch; its count this time gives no verdict).
 #define US_HOT_EXPIRED 255u
+// hot_left through the epoch after a lease: only the region's sample is
+// protected, and the next collect judges the region by it.
+#define US_HOT_SAMPLING 254u
+// The sample: blocks of 8 pages at the start of every 64, an eighth of the
+// region. Judging a region by re-protecting all of it for an epoch cost a
+// fault for each page it wrote (~450 for a hot region, ~1.2 us each here);
+// the sample costs at most 64, and 8 protect-and-scan calls.
+#define US_HOT_SAMPLE_STRIDE_PAGES 64u
+#define US_HOT_SAMPLE_BLOCK_PAGES 8u
+_Static_assert(US_REGION_PAGES % US_HOT_SAMPLE_STRIDE_PAGES == 0, "the sample tiles a region");
 
 static uint64_t now_ns(void) {
   struct timespec ts;
@@ -1778,6 +1787,30 @@ static void promote_tail(us_uffd_tracker* t, uint64_t scratch_region) {
   t->promoted_bytes_total += bytes;
 }
 
+// Appends [start, end) to t->vec as reported whole.
+static int report_whole(us_uffd_tracker* t, uint64_t start, uint64_t end, uint64_t* regions) {
+  int err = vec_reserve(t, *regions + 1);
+  if (err) return err;
+  // SAFETY: vec has room for *regions + 1 entries (reserved above).
+  t->vec[*regions].start = start;
+  t->vec[*regions].end = end;
+  t->vec[*regions].categories = US_PAGE_IS_WRITTEN;
+  (*regions)++;
+  return 0;
+}
+
+// Pages of [a, b) (page indices within one region) that lie in its sample.
+static uint32_t sampled_pages(uint64_t a, uint64_t b) {
+  uint32_t n = 0;
+  for (uint64_t p = a; p < b;) {
+    const uint64_t block_end = p - p % US_HOT_SAMPLE_STRIDE_PAGES + US_HOT_SAMPLE_BLOCK_PAGES;
+    const uint64_t next = p - p % US_HOT_SAMPLE_STRIDE_PAGES + US_HOT_SAMPLE_STRIDE_PAGES;
+    if (p < block_end) n += (uint32_t)((b < block_end ? b : block_end) - p);
+    p = next;
+  }
+  return n;
+}
+
 // The fast range with hot regions (seed 002's observation, applied to the
 // log-dirty mode: the pages an epoch writes predict the next epoch's). A
 // region of 512 pages of which at least hot_written_min (default a quarter)
@@ -1785,10 +1818,13 @@ static void promote_tail(us_uffd_tracker* t, uint64_t scratch_region) {
 // reported by every collect of the lease, so writes to it take no fault. A
 // page reported but not written costs a copy; the delta encoder drops it (its
 // content equals the previous version), so checkpoints are unchanged. When
-// the lease ends the region is scanned with the rest, which re-protects it
-// (the scan reports every page unprotected during the lease: a superset, no
-// verdict); the epoch after that is tracked page by page again and decides
-// whether the region is hot once more (the lease doubles) or not (it resets).
+// the lease ends the region is reported whole but for its sample (an eighth:
+// US_HOT_SAMPLE_*), which is scanned, so re-protected; for one epoch the
+// region is "sampling": the next collect scans all of it (re-protecting it,
+// and reporting every page unprotected: a superset) and judges it by the
+// sample's written pages, scaled by 8. Hot again: a doubled lease, the region
+// un-protected again; else the lease resets and the region is tracked page by
+// page from here.
 // Invariant kept: every page of [0, fast_bytes) is either scanned (and
 // re-protected) or reported, in every collect, so no write is ever lost; the
 // fast scan's precondition holds because an unprotected entry of a hot
@@ -1805,33 +1841,39 @@ static int scan_fast_hot(us_uffd_tracker* t, uint64_t* regions) {
   uint64_t hot_pages = 0;
   for (uint64_t r = 0; r < all_regions;) {
     // SAFETY: r < all_regions <= hot_region_capacity (checked above).
-    if (t->hot_left[r] > 1) {
+    const uint8_t left = t->hot_left[r];
+    const uint64_t start = base + r * region_bytes;
+    if (left > 1 && left != US_HOT_SAMPLING) {
       // Mid-lease: every page is reported, nothing is scanned.
-      int err = vec_reserve(t, *regions + 1);
+      int err = report_whole(t, start, start + region_bytes, regions);
       if (err) return err;
-      // SAFETY: vec has room for *regions + 1 entries (reserved above).
-      t->vec[*regions].start = base + r * region_bytes;
-      t->vec[*regions].end = base + r * region_bytes + region_bytes;
-      t->vec[*regions].categories = US_PAGE_IS_WRITTEN;
-      (*regions)++;
       t->hot_left[r]--;
       hot_pages += US_REGION_PAGES;
       r++;
       continue;
     }
-    // A run of tracked regions (and ones whose lease ends now): one scan.
-    const uint64_t from = r;
-    while (r < all_regions && t->hot_left[r] <= 1) {
-      if (t->hot_left[r] == 1) t->hot_left[r] = US_HOT_EXPIRED;
+    if (left == 1) {
+      // The lease ends: the sample's blocks are scanned (reported as written, protected), the rest reported.
+      for (uint64_t block = 0; block < US_REGION_PAGES; block += US_HOT_SAMPLE_STRIDE_PAGES) {
+        const uint64_t b0 = start + block * US_PAGE_BYTES, b1 = b0 + US_HOT_SAMPLE_BLOCK_PAGES * US_PAGE_BYTES;
+        int err = scan_regions(t, b0, b1, &US_SCAN_WRITTEN_FAST, regions);
+        if (!err) err = report_whole(t, b1, b0 + US_HOT_SAMPLE_STRIDE_PAGES * US_PAGE_BYTES, regions);
+        if (err) return err;
+      }
+      t->hot_left[r] = US_HOT_EXPIRED;
+      hot_pages += US_REGION_PAGES - US_REGION_PAGES / US_HOT_SAMPLE_STRIDE_PAGES * US_HOT_SAMPLE_BLOCK_PAGES;
       r++;
+      continue;
     }
+    // A run of tracked and sampling regions: one scan.
+    while (r < all_regions && (t->hot_left[r] == 0 || t->hot_left[r] == US_HOT_SAMPLING)) r++;
     const uint64_t end = r * region_bytes < t->fast_bytes ? r * region_bytes : t->fast_bytes;
-    int err = scan_regions(t, base + from * region_bytes, base + end, &US_SCAN_WRITTEN_FAST, regions);
+    int err = scan_regions(t, start, base + end, &US_SCAN_WRITTEN_FAST, regions);
     if (err) return err;
   }
   t->hot_pages_reported_total += hot_pages;
 
-  // Verdicts: count each tracked region's written pages ...
+  // Verdicts: count each scanned region's written pages (a sampling region's within its sample) ...
   // SAFETY: full_regions <= all_regions <= hot_region_capacity.
   memset(t->hot_count, 0, (size_t)full_regions * sizeof *t->hot_count);
   for (uint64_t i = first_entry; i < *regions; i++) {
@@ -1841,29 +1883,36 @@ static int scan_fast_hot(us_uffd_tracker* t, uint64_t* regions) {
     while (a < b) {
       const uint64_t reg = a / US_REGION_PAGES;
       const uint64_t stop = (reg + 1) * US_REGION_PAGES < b ? (reg + 1) * US_REGION_PAGES : b;
-      if (reg < full_regions) t->hot_count[reg] += (uint32_t)(stop - a);
+      if (reg < full_regions) {
+        const uint64_t off = reg * US_REGION_PAGES;
+        t->hot_count[reg] += t->hot_left[reg] == US_HOT_SAMPLING ? sampled_pages(a - off, stop - off) : (uint32_t)(stop - a);
+      }
       a = stop;
     }
   }
   // ... then start leases, un-protecting each run of regions turning hot with one ioctl.
+  const uint32_t sample_scale = US_HOT_SAMPLE_STRIDE_PAGES / US_HOT_SAMPLE_BLOCK_PAGES;
   uint64_t run_from = 0, run_len = 0, hot_now = 0;
   for (uint64_t r = 0; r <= full_regions; r++) {
     int turns_hot = 0;
     if (r < full_regions) {
-      if (t->hot_left[r] == US_HOT_EXPIRED) {
-        t->hot_left[r] = 0;
-      } else if (t->hot_left[r] == 0) {
-        if (t->hot_count[r] >= t->hot_written_min) {
+      const uint8_t left = t->hot_left[r];
+      if (left == US_HOT_EXPIRED) {
+        t->hot_left[r] = US_HOT_SAMPLING;
+      } else if (left == 0 || left == US_HOT_SAMPLING) {
+        const uint32_t written = left == US_HOT_SAMPLING ? t->hot_count[r] * sample_scale : t->hot_count[r];
+        if (written >= t->hot_written_min) {
           const unsigned lease = t->hot_lease[r];
           t->hot_left[r] = (uint8_t)lease;
           t->hot_lease[r] = (uint8_t)(lease * 2 > US_HOT_LEASE_MAX ? US_HOT_LEASE_MAX : lease * 2);
           t->hot_leases_total++;
           turns_hot = 1;
         } else {
+          t->hot_left[r] = 0;
           t->hot_lease[r] = US_HOT_LEASE_INITIAL;
         }
       }
-      if (t->hot_left[r] > 0) hot_now++;
+      if (t->hot_left[r] > 0 && t->hot_left[r] != US_HOT_SAMPLING) hot_now++;
     }
     if (turns_hot) {
       if (run_len == 0) run_from = r;
