@@ -1839,6 +1839,12 @@ static int scan_fast_hot(us_uffd_tracker* t, uint64_t* regions) {
   if (all_regions > t->hot_region_capacity) return EIO;
   const uint64_t first_entry = *regions;
   uint64_t hot_pages = 0;
+  for (uint64_t r = 0; r < all_regions; r++) {
+    // A lease that ended in a collect that then failed: the region is scanned
+    // whole this time, like a tracked one (its unprotected pages are reported).
+    // SAFETY: r < all_regions <= hot_region_capacity (checked above).
+    if (t->hot_left[r] == US_HOT_EXPIRED) t->hot_left[r] = 0;
+  }
   for (uint64_t r = 0; r < all_regions;) {
     // SAFETY: r < all_regions <= hot_region_capacity (checked above).
     const uint8_t left = t->hot_left[r];

@@ -202,6 +202,18 @@ describe('wp-sync undo logs (seal, background job, verify)', { skip: probe?.supp
       assert.throws(() => tracker.flipLogBit(sealed.log, 2 * PAGE * 8), (e) => isUnderstudyError(e, 'ERR_TRACKER'));
       tracker.release(sealed.log);
       assert.throws(() => tracker.verify(sealed.log), (e) => isUnderstudyError(e, 'ERR_TRACKER'));
+      // A seal right after another (its job possibly still running in the background) reports that
+      // log's final count.
+      mem[1 * PAGE] = 2;
+      mem[2 * PAGE] = 2;
+      const a = tracker.seal(true);
+      mem[1 * PAGE] = 3;
+      const b = tracker.seal(true);
+      assert.equal(b.finishedLog, a.log);
+      assert.equal(b.finishedKept, tracker.logInfo(a.log).kept);
+      assert.equal(b.finishedKept, 2);
+      tracker.release(a.log);
+      tracker.release(b.log);
       // A released log is not reported as finished by the next seal, even once its store is reused.
       const next = tracker.seal(false);
       assert.equal(next.finishedLog, -1);
