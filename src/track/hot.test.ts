@@ -21,6 +21,18 @@ function withHot(memory: WebAssembly.Memory, body: (t: WpAsyncTracker) => void):
   }
 }
 
+/** One region, made hot and taken to the end of its first lease (its sample protected), then `body`. */
+function withLeaseEnded(body: (memory: WebAssembly.Memory, t: WpAsyncTracker) => void): void {
+  const memory = new WebAssembly.Memory({ initial: 32, maximum: 32 });
+  withHot(memory, (tracker) => {
+    writePages(memory, range(0, 400));
+    tracker.collect(); // hot: lease 2
+    tracker.collect(); // mid-lease
+    tracker.collect(); // the lease ends: the sample is protected
+    body(memory, tracker);
+  });
+}
+
 function writePages(memory: WebAssembly.Memory, pages: Iterable<number>, value = 1): void {
   const u8 = new Uint8Array(memory.buffer);
   for (const p of pages) u8[p * PAGE + 17] = (u8[p * PAGE + 17]! + value) & 0xff;
@@ -65,12 +77,7 @@ describe('wp-async hot regions', { skip: probe?.supported ? false : (probe?.reas
   });
 
   it('a region whose sample is written heavily gets a new, longer lease without being tracked page by page', () => {
-    const memory = new WebAssembly.Memory({ initial: 32, maximum: 32 }); // one region
-    withHot(memory, (tracker) => {
-      writePages(memory, range(0, 400));
-      tracker.collect(); // hot: lease 2
-      tracker.collect(); // mid-lease
-      tracker.collect(); // the lease ends: the sample is protected
+    withLeaseEnded((memory, tracker) => {
       writePages(memory, range(0, 400)); // 7 of the 8 sample blocks: 56 x 8 = 448 >= 256
       const sampling = tracker.collect();
       for (const p of range(0, 400)) assert.ok(sampling.includes(p), `page ${p} reported`);
@@ -82,12 +89,7 @@ describe('wp-async hot regions', { skip: probe?.supported ? false : (probe?.reas
   });
 
   it('a sampling region is judged by its sample alone: heavy writes outside it do not renew the lease', () => {
-    const memory = new WebAssembly.Memory({ initial: 32, maximum: 32 }); // one region
-    withHot(memory, (tracker) => {
-      writePages(memory, range(0, 400));
-      tracker.collect(); // hot: lease 2
-      tracker.collect(); // mid-lease
-      tracker.collect(); // the lease ends: the sample is protected
+    withLeaseEnded((memory, tracker) => {
       const outside = range(0, REGION_PAGES).filter((p) => !isSampled(p)).slice(0, 400);
       writePages(memory, [...outside, 0]); // 400 pages written, one of them sampled: 1 x 8 < 256
       const sampling = new Set(tracker.collect());
