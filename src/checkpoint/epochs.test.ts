@@ -11,7 +11,7 @@ import { FakeClock } from '../wasi/testkit.js';
 import { BytesInput } from '../io/input.js';
 import { probeTrackers, type TrackerKind } from '../track/tracker.js';
 import { compileC, guestPath, tempDir } from '../testing/fixtures.js';
-import { isUnderstudyError } from '../errors.js';
+import { isUnderstudyError, UnderstudyError } from '../errors.js';
 import { EpochCheckpointer, type EpochOptions } from './epochs.js';
 import { compactChain, logFileName, openChainPoint, scanChain, baseFileName } from './chain.js';
 import { restoreFromCheckpoint } from './snapshot.js';
@@ -198,6 +198,27 @@ test('compaction keeps exactly the last N points, each exact; live retention com
   assert.ok(scan.lastSequence - scan.baseSequence + 1 < 4, 'at most 2N points remain');
   const { guest } = await restoreAt(module, live.dir, scan.lastSequence);
   assert.equal(digest(new Uint8Array(guest.memory.buffer)), live.points.get(scan.lastSequence)!.memory);
+});
+
+test('a collect that fails ends the chain: later epochs are refused rather than taken without its pages', async () => {
+  const module = await loadGuestModule(guestPath('heapwalk'), { cacheDir });
+  const gate = new OutputGate(new CollectedOutput());
+  const wasi = WasiDevice.create({ args: ['heapwalk'], env: [], preopens: [], stdin: new BytesInput(new Uint8Array(0)), output: gate, clock: new FakeClock() });
+  const guest = await Guest.create(module, { wasi, yieldEveryMs: 0 });
+  const ep = await EpochCheckpointer.start(guest, gate, { dir: tempDir('chain'), everySafePoints: 1e9, inline: true });
+  const tracker = (ep as unknown as { tracker: { collect(): Uint32Array } }).tracker;
+  const collect = tracker.collect.bind(tracker);
+  await ep.epoch(); // a good one first
+  const good = ep.lastSequence;
+  tracker.collect = () => {
+    collect(); // the pages are re-protected, then the call fails
+    throw new UnderstudyError('ERR_TRACKER', 'PAGEMAP_SCAN failed partway (injected)');
+  };
+  await assert.rejects(ep.epoch(), (e) => isUnderstudyError(e, 'ERR_TRACKER'));
+  tracker.collect = collect;
+  await assert.rejects(ep.epoch(), (e) => isUnderstudyError(e, 'ERR_TRACKER'));
+  await assert.rejects(ep.close(), (e) => isUnderstudyError(e, 'ERR_TRACKER'));
+  assert.equal(ep.lastSequence, good);
 });
 
 test('several guests checkpoint at once, each with its own tracker and worker', async () => {

@@ -251,7 +251,15 @@ export class EpochCheckpointer {
     }
     const t0 = performance.now();
     const waitMs = t0 - w0;
-    const all = this.tracker.collect().slice();
+    let all: Uint32Array;
+    try {
+      all = this.tracker.collect().slice();
+    } catch (e) {
+      // A collect that fails partway has re-protected pages it did not report: no later delta would
+      // carry their writes, so the chain ends here (a new checkpointer starts from a full base).
+      this.failure ??= e;
+      throw e;
+    }
     const slot = this.slots.acquire(all.length * PAGE_BYTES);
     assert(slot, 'a slot was free');
     const t1 = performance.now();
