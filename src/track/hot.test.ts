@@ -107,19 +107,23 @@ describe('wp-async hot regions', { skip: probe?.supported ? false : (probe?.reas
     const guest = instantiateStoreGuest(memory);
     withHot(memory, (tracker) => {
       const hotEpochs: boolean[] = [];
+      const leaseFaults: number[] = [];
       for (let epoch = 0; epoch < 40; epoch++) {
         // During a lease the region is unprotected: its 512 writes take no write-protect fault (the
-        // process's minor faults count them: one per page when tracked; a few may be the runtime's own).
+        // process's minor faults count them: one per page when tracked; the runtime's own, a garbage
+        // collection's, come now and then, so the median over the lease epochs is what is checked).
         const hot = tracker.stats().hotRegions === 1;
         const faults0 = process.resourceUsage().minorPageFault;
         for (let p = 0; p < REGION_PAGES; p += 1) guest.poke(p * PAGE + (epoch % 64), epoch & 0xff);
         const faults = process.resourceUsage().minorPageFault - faults0;
-        if (hot) assert.ok(faults < REGION_PAGES / 8, `epoch ${epoch}: ${faults} faults during a lease`);
+        if (hot) leaseFaults.push(faults);
         else if (epoch === 0) assert.ok(faults >= REGION_PAGES / 2, `epoch 0, tracked: ${faults} faults`);
         const pages = tracker.collect();
         assert.deepEqual(Array.from(pages), range(0, REGION_PAGES), `epoch ${epoch}: every page was written`);
         hotEpochs.push(tracker.stats().hotRegions === 1);
       }
+      const median = leaseFaults.sort((a, b) => a - b)[leaseFaults.length >> 1]!;
+      assert.ok(leaseFaults.length >= 30 && median < REGION_PAGES / 8, `median ${median} faults in ${leaseFaults.length} lease epochs`);
       // Leases 2, 4, 8, 16, 32: of 40 epochs only a handful are tracked page by page.
       const tracked = hotEpochs.filter((h) => !h).length;
       assert.ok(tracked <= 7, `${tracked} of 40 epochs tracked page by page`);
