@@ -16,7 +16,7 @@ import { EpochCheckpointer, type EpochStats } from '../src/checkpoint/epochs.js'
 import type { GuestModule } from '../src/guest/module.js';
 import { createTracker, probeTrackers, type TrackerKind } from '../src/track/tracker.js';
 import { HOT_WRITTEN_MIN_PAGES_DEFAULT } from '../src/track/uffd.js';
-import { machine, median, quartiles, table } from './stats.js';
+import { append, machine, median, quartiles, table } from './stats.js';
 import { LONG_WORKLOADS, WORKLOADS, type Workload } from './workloads.js';
 
 const { values } = parseArgs({
@@ -125,9 +125,9 @@ for (const w of workloads) {
     for (const m of modes) {
       const res = await runOnce(w, module, m);
       if (m.kind === 'none') baseMs = res.ms;
-      times.set(label(m), [...(times.get(label(m)) ?? []), res.ms]);
-      paired.set(label(m), [...(paired.get(label(m)) ?? []), res.ms / baseMs - 1]);
-      faults.set(label(m), [...(faults.get(label(m)) ?? []), res.minorFaults]);
+      append(times, label(m), res.ms);
+      append(paired, label(m), res.ms / baseMs - 1);
+      append(faults, label(m), res.minorFaults);
       last.set(label(m), res);
     }
   }

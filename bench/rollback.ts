@@ -20,7 +20,7 @@ import { RollbackEngine, type CowStrategy, type RollbackEpochStats, type Rollbac
 import { tempDir } from '../src/testing/fixtures.js';
 import { createTracker } from '../src/track/tracker.js';
 import { DENSE_REGION_MIN_PAGES_DEFAULT } from '../src/track/uffd.js';
-import { machine, median, quartiles, table } from './stats.js';
+import { append, machine, median, quartiles, table } from './stats.js';
 import { LONG_WORKLOADS, WORKLOADS, type Workload } from './workloads.js';
 
 const ALL = [...LONG_WORKLOADS, ...WORKLOADS];
@@ -147,17 +147,18 @@ if (parts.includes(2)) {
     for (let i = 0; i < runs; i++) {
       // Interleaved: every configuration once per round, the baseline first.
       const push = (k: string, r: Run): void => {
-        (times.get(k) ?? times.set(k, []).get(k)!).push(r.ms);
-        (cpu.get(k) ?? cpu.set(k, []).get(k)!).push(r.cpuMs);
+        append(times, k, r.ms);
+        append(cpu, k, r.cpuMs);
       };
       const base = await runOnce(w, module, null, 0);
       push('base', base);
       for (const e of epochList) {
         for (const c of cfgs) {
           const r = await runOnce(w, module, c, e);
-          push(`${c.name}@${e}`, r);
-          (paired.get(`${c.name}@${e}`) ?? paired.set(`${c.name}@${e}`, []).get(`${c.name}@${e}`)!).push(r.ms / base.ms - 1);
-          const d = seen.get(`${c.name}@${e}`) ?? seen.set(`${c.name}@${e}`, { faults: [], pause: [], pauseTotal: [], epochs: [] }).get(`${c.name}@${e}`)!;
+          const key = `${c.name}@${e}`;
+          push(key, r);
+          append(paired, key, r.ms / base.ms - 1);
+          const d = seen.get(key) ?? seen.set(key, { faults: [], pause: [], pauseTotal: [], epochs: [] }).get(key)!;
           const eps = r.epochs.slice(0, -1); // whole epochs (the last is cut short and takes no pause)
           d.faults.push(avg(r.epochs.map((x) => x.faults)));
           d.pause.push(median(eps.length ? eps.map((x) => x.pauseMs) : [0]));

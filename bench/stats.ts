@@ -7,6 +7,13 @@ export function median(xs: number[]): number {
   return s.length % 2 ? s[m]! : (s[m - 1]! + s[m]!) / 2;
 }
 
+/** Appends `value` to the list `key` maps to (a new list for a new key). */
+export function append<K, V>(map: Map<K, V[]>, key: K, value: V): void {
+  const list = map.get(key);
+  if (list) list.push(value);
+  else map.set(key, [value]);
+}
+
 /** Lower quartile, median, upper quartile (linear interpolation). */
 export function quartiles(xs: number[]): [number, number, number] {
   const s = [...xs].sort((a, b) => a - b);

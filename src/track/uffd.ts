@@ -50,13 +50,18 @@ abstract class UffdTracker implements DirtyTracker {
     return this.handle;
   }
 
-  collect(): Uint32Array {
-    const handle = this.live();
+  /** Runs a native call, its errors re-thrown as UnderstudyErrors. */
+  protected native<T>(f: () => T): T {
     try {
-      return native.uffdCollect(handle, this.memory.buffer);
+      return f();
     } catch (e) {
       rethrowNative(e);
     }
+  }
+
+  collect(): Uint32Array {
+    const handle = this.live();
+    return this.native(() => native.uffdCollect(handle, this.memory.buffer));
   }
 
   stats(): Record<string, number> {
@@ -100,11 +105,7 @@ export class WpAsyncTracker extends UffdTracker {
   /** 0 turns hot regions off (every lease ends at the next collect). */
   setHotWrittenMinPages(pages: number): void {
     const handle = this.live();
-    try {
-      native.uffdSetHot(handle, pages);
-    } catch (e) {
-      rethrowNative(e);
-    }
+    this.native(() => native.uffdSetHot(handle, pages));
   }
 }
 
@@ -223,22 +224,10 @@ export class WpSyncTracker extends UffdTracker implements PreimageTracker {
     this.native(() => native.uffdScanAbort(this.live()));
   }
 
-  private native<T>(f: () => T): T {
-    try {
-      return f();
-    } catch (e) {
-      rethrowNative(e);
-    }
-  }
-
   /** Histase (seed 002, 4.1.2): a fault also pre-saves neighbours by each 2 MiB region's history of stride. */
   setHistase(enabled: boolean, alpha = HISTASE_ALPHA_DEFAULT): void {
     const handle = this.live();
-    try {
-      native.uffdSetHistase(handle, enabled, alpha);
-    } catch (e) {
-      rethrowNative(e);
-    }
+    this.native(() => native.uffdSetHistase(handle, enabled, alpha));
   }
 
   /**
@@ -248,11 +237,7 @@ export class WpSyncTracker extends UffdTracker implements PreimageTracker {
    */
   setDenseRegions(keptMinPages: number): void {
     const handle = this.live();
-    try {
-      native.uffdSetDense(handle, keptMinPages);
-    } catch (e) {
-      rethrowNative(e);
-    }
+    this.native(() => native.uffdSetDense(handle, keptMinPages));
   }
 }
 
