@@ -27,6 +27,7 @@
 
 #ifdef __linux__
 
+#include <assert.h>
 #include <errno.h>
 #include <fcntl.h>
 #include <poll.h>
@@ -50,11 +51,14 @@
 // whenever a scan fills it (the walk then resumes at walk_end), up to one per
 // page, so a steady epoch size is answered by one ioctl.
 #define US_SCAN_REGIONS_INITIAL 1024u
-// Bytes of a grown range promoted to the fast scan per collect (see
-// promote_tail): MADV_POPULATE_READ costs ~0.1 us per empty page here, so
-// this bounds the extra pause of a collect to ~0.2 ms. A grow of up to this
-// size is promoted in the collect that finds it; a larger one over several.
-#define US_PROMOTE_BYTES_MAX ((uint64_t)4 << 20)
+// Pages of a grown range not yet backed by a private page (empty, or mapping
+// the zero page) promoted to the fast scan per collect (see promote_tail):
+// MADV_POPULATE_READ and the protecting scan cost ~0.1-0.2 us for each such
+// page here, so this bounds the extra pause of a collect to ~0.2 ms. Pages
+// the guest already wrote cost only the walk (~0.2 ms per 256 MiB), so a
+// grown range the guest filled is promoted whole in the collect that finds
+// it; a fresh, untouched grow moves 4 MiB per collect.
+#define US_PROMOTE_UNBACKED_PAGES_MAX 1024u
 // A wasm32 memory is at most 4 GiB, so every page index fits a uint32.
 #define US_MEMORY_BYTES_MAX ((uint64_t)1 << 32)
 // Hard cap of the sync pre-image store, whatever JS asks for: every page of a
@@ -196,7 +200,7 @@ typedef struct {
   uint8_t* hot_lease;
   uint32_t* hot_count;
   uint64_t hot_region_capacity;
-  uint64_t hot_leases_total, hot_pages_reported_total, hot_regions_now;
+  uint64_t hot_leases_total, hot_pages_reported_total, hot_regions_now, hot_resamples_total;
   int hot_unprotect_errno;  // last failure to un-protect a region turning hot (0: none); harmless, see scan_fast_hot
 } us_uffd_tracker;
 
@@ -217,6 +221,13 @@ typedef struct {
 // hot_left through the epoch after a lease: only the region's sample is
 // protected, and the next collect judges the region by it.
 #define US_HOT_SAMPLING 254u
+// hot_left through a second sampling epoch, after a sample found the region
+// cold: a guest pauses now and then (ledger's heap goes quiet for an epoch
+// every seven to ten), and judging a region by one quiet epoch dropped it for
+// a tracked epoch (a fault for every page written, ~450 in a hot region) just
+// before it was written whole again. A second cold sample drops it.
+#define US_HOT_RESAMPLING 253u
+_Static_assert(US_HOT_LEASE_MAX < US_HOT_RESAMPLING, "lease lengths and states do not overlap");
 // The sample: blocks of 8 pages at the start of every 64, an eighth of the
 // region. Judging a region by re-protecting all of it for an epoch cost a
 // fault for each page it wrote (~450 for a hot region, ~1.2 us each here);
@@ -224,6 +235,13 @@ typedef struct {
 #define US_HOT_SAMPLE_STRIDE_PAGES 64u
 #define US_HOT_SAMPLE_BLOCK_PAGES 8u
 _Static_assert(US_REGION_PAGES % US_HOT_SAMPLE_STRIDE_PAGES == 0, "the sample tiles a region");
+// A region judged by its sample stays hot from this fraction of the threshold
+// on (1/2: 64 pages at the default 128). An eighth of a region written at the
+// threshold shows 16 +- 3.5 written pages, so judging it by the threshold
+// itself calls a region still hot cold now and then; that costs a tracked
+// epoch (a fault for every page it writes, ~300 in ledger's) and a lease
+// restarted at 2. A region cooling for real still drops within a lease.
+#define US_HOT_KEEP_DIVISOR 2u
 
 static uint64_t now_ns(void) {
   struct timespec ts;
@@ -437,6 +455,7 @@ static int scan_regions(us_uffd_tracker* t, uint64_t start, uint64_t end, const 
   // answer that makes no sense.
   const uint64_t regions_limit = t->registered_bytes / US_PAGE_BYTES + 2;
   uint64_t cursor = start;
+  const uint64_t first = *count;
   // Every call either finishes or advances the cursor by at least one page.
   for (uint64_t calls = 0;; calls++) {
     if (calls > pages_max + 1) return EIO;
@@ -476,7 +495,9 @@ static int scan_regions(us_uffd_tracker* t, uint64_t start, uint64_t end, const 
     // them: a region re-walked after a full output array can repeat a page
     // only if that page was written again meanwhile; it is listed once.
     uint64_t kept = *count;
-    uint64_t prev_end = kept > 0 ? t->vec[kept - 1].end : 0;
+    // Only this call's entries: the ones before it may cover other ranges (a
+    // scratch scan appends after a collect's entries).
+    uint64_t prev_end = kept > first ? t->vec[kept - 1].end : 0;
     for (long i = 0; i < r; i++) {
       // SAFETY: i < r <= room, so *count + i < vec_capacity.
       struct us_page_region region = t->vec[*count + (uint64_t)i];
@@ -1749,9 +1770,43 @@ static void collect_stats_end(us_uffd_tracker* t, uint64_t t0, uint64_t reported
   t->collect_ns_last = now_ns() - t0;
 }
 
+// Backed by a private page (present or swapped, not the zero page), written or
+// not: the pages a promotion need not populate nor protect. Reads only.
+static const us_scan_query US_SCAN_BACKED_PEEK = {
+    .flags = 0,
+    .category_mask = US_PAGE_IS_PFNZERO,
+    .category_inverted = US_PAGE_IS_PFNZERO,
+    .category_anyof_mask = US_PAGE_IS_PRESENT | US_PAGE_IS_SWAPPED,
+    .return_mask = US_PAGE_IS_PRESENT | US_PAGE_IS_SWAPPED,
+};
+
+// How much of the not yet promoted range [start, end) one promotion takes:
+// the longest prefix holding at most US_PROMOTE_UNBACKED_PAGES_MAX pages not
+// backed by a private page, found with one read-only scan into the scratch
+// entries of t->vec from `scratch_region` on. 0 or an errno.
+static int promote_extent(us_uffd_tracker* t, uint64_t start, uint64_t end, uint64_t scratch_region, uint64_t* bytes) {
+  uint64_t regions = scratch_region;
+  int err = scan_regions(t, start, end, &US_SCAN_BACKED_PEEK, &regions);
+  if (err) return err;
+  uint64_t budget = US_PROMOTE_UNBACKED_PAGES_MAX, at = start;
+  // SAFETY: i < regions, entries scan_regions just filled: ascending,
+  // disjoint, page aligned and inside [start, end) (validated there).
+  for (uint64_t i = scratch_region; i < regions; i++) {
+    const uint64_t gap = (t->vec[i].start - at) / US_PAGE_BYTES;
+    if (gap > budget) break;
+    budget -= gap;
+    at = t->vec[i].end;
+  }
+  // The budget left covers (part of) the unbacked gap after the last region taken.
+  const uint64_t rest = (end - at) / US_PAGE_BYTES;
+  at += (budget < rest ? budget : rest) * US_PAGE_BYTES;
+  *bytes = at - start;
+  return 0;
+}
+
 // Moves the start of the grown, not yet promoted range [fast_bytes,
-// registered_bytes) into the fast-scan prefix, at most US_PROMOTE_BYTES_MAX
-// per call. Runs after this collect's filtered scan has reported and
+// registered_bytes) into the fast-scan prefix, as much as promote_extent
+// allows per call. Runs after this collect's filtered scan has reported and
 // protected every page written there. What remains unprotected then is
 // entries that were never written: empty ones (pte_none, which the fast scan
 // would count as written) and zero-page mappings of reads. Made exact, with no
@@ -1768,9 +1823,13 @@ static void collect_stats_end(us_uffd_tracker* t, uint64_t t0, uint64_t reported
 // already protected.
 static void promote_tail(us_uffd_tracker* t, uint64_t scratch_region) {
   const uint64_t base = (uint64_t)(uintptr_t)t->base;
-  uint64_t bytes = t->registered_bytes - t->fast_bytes;
-  if (bytes > US_PROMOTE_BYTES_MAX) bytes = US_PROMOTE_BYTES_MAX;
   const uint64_t start = base + t->fast_bytes;
+  uint64_t bytes = 0;
+  int err = promote_extent(t, start, base + t->registered_bytes, scratch_region, &bytes);
+  if (err) {
+    t->promote_errno = err;
+    return;
+  }
   // SAFETY: [start, start+bytes) is inside the registered range, mapped
   // read-write by V8; populating for reading changes no contents.
   if (madvise((void*)(uintptr_t)start, (size_t)bytes, US_MADV_POPULATE_READ) != 0) {
@@ -1778,7 +1837,7 @@ static void promote_tail(us_uffd_tracker* t, uint64_t scratch_region) {
     return;
   }
   uint64_t regions = scratch_region;
-  int err = scan_regions(t, start, start + bytes, &US_SCAN_ZERO_UNPROTECTED, &regions);
+  err = scan_regions(t, start, start + bytes, &US_SCAN_ZERO_UNPROTECTED, &regions);
   if (err) {
     t->promote_errno = err;
     return;
@@ -1811,6 +1870,34 @@ static uint32_t sampled_pages(uint64_t a, uint64_t b) {
   return n;
 }
 
+static uint64_t us_min_u64(uint64_t a, uint64_t b) { return a < b ? a : b; }
+
+// Pages of region r inside the fast range: US_REGION_PAGES but for a partial last one.
+static uint64_t hot_region_pages(const us_uffd_tracker* t, uint64_t r) {
+  const uint64_t fast_pages = t->fast_bytes / US_PAGE_BYTES;
+  assert(r * US_REGION_PAGES < fast_pages);
+  return us_min_u64(US_REGION_PAGES, fast_pages - r * US_REGION_PAGES);
+}
+
+// A region judged by its sample at the next collect (its sample protected, the rest not).
+static int hot_sampling(uint8_t left) { return left == US_HOT_SAMPLING || left == US_HOT_RESAMPLING; }
+
+// Un-protects region r but for its sample, right after a scan protected all
+// of it. A page written in between took its fault and stays unprotected; the
+// next collect scans the whole region, so reports it. A failure leaves pages
+// protected, which that scan covers too; it is recorded.
+static void hot_unprotect_unsampled(us_uffd_tracker* t, uint64_t r) {
+  const uint64_t start = (uint64_t)(uintptr_t)t->base + r * US_REGION_PAGES * US_PAGE_BYTES;
+  const uint64_t end = start + hot_region_pages(t, r) * US_PAGE_BYTES;
+  for (uint64_t b0 = start; b0 < end; b0 += US_HOT_SAMPLE_STRIDE_PAGES * US_PAGE_BYTES) {
+    const uint64_t b1 = us_min_u64(b0 + US_HOT_SAMPLE_BLOCK_PAGES * US_PAGE_BYTES, end);
+    const uint64_t b2 = us_min_u64(b0 + US_HOT_SAMPLE_STRIDE_PAGES * US_PAGE_BYTES, end);
+    if (b1 >= b2) continue;
+    int err = uffd_protect(t->uffd, b1, b2 - b1, 0);
+    if (err) t->hot_unprotect_errno = err;
+  }
+}
+
 // The fast range with hot regions (seed 002's observation, applied to the
 // log-dirty mode: the pages an epoch writes predict the next epoch's). A
 // region of 512 pages of which at least hot_written_min (default a quarter)
@@ -1829,12 +1916,14 @@ static uint32_t sampled_pages(uint64_t a, uint64_t b) {
 // re-protected) or reported, in every collect, so no write is ever lost; the
 // fast scan's precondition holds because an unprotected entry of a hot
 // region is exactly what the fast scan counts as written.
-// Appends to t->vec like scan_regions (ascending, disjoint). Only regions
-// wholly inside the fast range can turn hot. Returns 0 or an errno.
+// Appends to t->vec like scan_regions (ascending, disjoint).
+// The last region may be partial (a memory of 16.5 regions): it is the part
+// inside the fast range, judged in proportion to its size, and it grows when
+// promote_tail extends the range (the pages added are protected, or reported
+// anyway while the region is hot). Returns 0 or an errno.
 static int scan_fast_hot(us_uffd_tracker* t, uint64_t* regions) {
   const uint64_t base = (uint64_t)(uintptr_t)t->base;
   const uint64_t region_bytes = (uint64_t)US_REGION_PAGES * US_PAGE_BYTES;
-  const uint64_t full_regions = t->fast_bytes / region_bytes;
   const uint64_t all_regions = (t->fast_bytes + region_bytes - 1) / region_bytes;
   if (all_regions > t->hot_region_capacity) return EIO;
   const uint64_t first_entry = *regions;
@@ -1849,39 +1938,43 @@ static int scan_fast_hot(us_uffd_tracker* t, uint64_t* regions) {
     // SAFETY: r < all_regions <= hot_region_capacity (checked above).
     const uint8_t left = t->hot_left[r];
     const uint64_t start = base + r * region_bytes;
-    if (left > 1 && left != US_HOT_SAMPLING) {
+    const uint64_t pages = hot_region_pages(t, r);
+    const uint64_t end = start + pages * US_PAGE_BYTES;
+    if (left > 1 && !hot_sampling(left)) {
       // Mid-lease: every page is reported, nothing is scanned.
-      int err = report_whole(t, start, start + region_bytes, regions);
+      int err = report_whole(t, start, end, regions);
       if (err) return err;
       t->hot_left[r]--;
-      hot_pages += US_REGION_PAGES;
+      hot_pages += pages;
       r++;
       continue;
     }
     if (left == 1) {
       // The lease ends: the sample's blocks are scanned (reported as written, protected), the rest reported.
-      for (uint64_t block = 0; block < US_REGION_PAGES; block += US_HOT_SAMPLE_STRIDE_PAGES) {
-        const uint64_t b0 = start + block * US_PAGE_BYTES, b1 = b0 + US_HOT_SAMPLE_BLOCK_PAGES * US_PAGE_BYTES;
+      for (uint64_t block = 0; block < pages; block += US_HOT_SAMPLE_STRIDE_PAGES) {
+        const uint64_t b0 = start + block * US_PAGE_BYTES;
+        const uint64_t b1 = us_min_u64(b0 + US_HOT_SAMPLE_BLOCK_PAGES * US_PAGE_BYTES, end);
+        const uint64_t b2 = us_min_u64(b0 + US_HOT_SAMPLE_STRIDE_PAGES * US_PAGE_BYTES, end);
         int err = scan_regions(t, b0, b1, &US_SCAN_WRITTEN_FAST, regions);
-        if (!err) err = report_whole(t, b1, b0 + US_HOT_SAMPLE_STRIDE_PAGES * US_PAGE_BYTES, regions);
+        if (!err && b1 < b2) err = report_whole(t, b1, b2, regions);
         if (err) return err;
       }
       t->hot_left[r] = US_HOT_EXPIRED;
-      hot_pages += US_REGION_PAGES - US_REGION_PAGES / US_HOT_SAMPLE_STRIDE_PAGES * US_HOT_SAMPLE_BLOCK_PAGES;
+      hot_pages += pages - sampled_pages(0, pages);
       r++;
       continue;
     }
     // A run of tracked and sampling regions: one scan.
-    while (r < all_regions && (t->hot_left[r] == 0 || t->hot_left[r] == US_HOT_SAMPLING)) r++;
-    const uint64_t end = r * region_bytes < t->fast_bytes ? r * region_bytes : t->fast_bytes;
-    int err = scan_regions(t, start, base + end, &US_SCAN_WRITTEN_FAST, regions);
+    while (r < all_regions && (t->hot_left[r] == 0 || hot_sampling(t->hot_left[r]))) r++;
+    const uint64_t run_end = us_min_u64(r * region_bytes, t->fast_bytes);
+    int err = scan_regions(t, start, base + run_end, &US_SCAN_WRITTEN_FAST, regions);
     if (err) return err;
   }
   t->hot_pages_reported_total += hot_pages;
 
   // Verdicts: count each scanned region's written pages (a sampling region's within its sample) ...
-  // SAFETY: full_regions <= all_regions <= hot_region_capacity.
-  memset(t->hot_count, 0, (size_t)full_regions * sizeof *t->hot_count);
+  // SAFETY: all_regions <= hot_region_capacity.
+  memset(t->hot_count, 0, (size_t)all_regions * sizeof *t->hot_count);
   for (uint64_t i = first_entry; i < *regions; i++) {
     // SAFETY: i < *regions, entries this call filled and validated (inside
     // the fast range, page aligned).
@@ -1889,36 +1982,43 @@ static int scan_fast_hot(us_uffd_tracker* t, uint64_t* regions) {
     while (a < b) {
       const uint64_t reg = a / US_REGION_PAGES;
       const uint64_t stop = (reg + 1) * US_REGION_PAGES < b ? (reg + 1) * US_REGION_PAGES : b;
-      if (reg < full_regions) {
-        const uint64_t off = reg * US_REGION_PAGES;
-        t->hot_count[reg] += t->hot_left[reg] == US_HOT_SAMPLING ? sampled_pages(a - off, stop - off) : (uint32_t)(stop - a);
-      }
+      const uint64_t off = reg * US_REGION_PAGES;
+      // SAFETY: reg < all_regions: the entry lies inside the fast range.
+      t->hot_count[reg] += hot_sampling(t->hot_left[reg]) ? sampled_pages(a - off, stop - off) : (uint32_t)(stop - a);
       a = stop;
     }
   }
   // ... then start leases, un-protecting each run of regions turning hot with one ioctl.
-  const uint32_t sample_scale = US_HOT_SAMPLE_STRIDE_PAGES / US_HOT_SAMPLE_BLOCK_PAGES;
   uint64_t run_from = 0, run_len = 0, hot_now = 0;
-  for (uint64_t r = 0; r <= full_regions; r++) {
+  for (uint64_t r = 0; r <= all_regions; r++) {
     int turns_hot = 0;
-    if (r < full_regions) {
+    if (r < all_regions) {
       const uint8_t left = t->hot_left[r];
       if (left == US_HOT_EXPIRED) {
         t->hot_left[r] = US_HOT_SAMPLING;
-      } else if (left == 0 || left == US_HOT_SAMPLING) {
-        const uint32_t written = left == US_HOT_SAMPLING ? t->hot_count[r] * sample_scale : t->hot_count[r];
-        if (written >= t->hot_written_min) {
+      } else if (left == 0 || hot_sampling(left)) {
+        // The pages judged (the region's, or its sample's): written / judged
+        // >= hot_written_min / US_REGION_PAGES, in integers.
+        const uint64_t pages = hot_region_pages(t, r);
+        const uint64_t judged = hot_sampling(left) ? sampled_pages(0, pages) : pages;
+        const uint64_t divisor = hot_sampling(left) ? US_HOT_KEEP_DIVISOR : 1;
+        if ((uint64_t)t->hot_count[r] * US_REGION_PAGES * divisor >= (uint64_t)t->hot_written_min * judged) {
           const unsigned lease = t->hot_lease[r];
           t->hot_left[r] = (uint8_t)lease;
           t->hot_lease[r] = (uint8_t)(lease * 2 > US_HOT_LEASE_MAX ? US_HOT_LEASE_MAX : lease * 2);
           t->hot_leases_total++;
           turns_hot = 1;
+        } else if (left == US_HOT_SAMPLING) {
+          // Found cold once: sampled again (the scan just protected all of it).
+          t->hot_left[r] = US_HOT_RESAMPLING;
+          t->hot_resamples_total++;
+          hot_unprotect_unsampled(t, r);
         } else {
           t->hot_left[r] = 0;
           t->hot_lease[r] = US_HOT_LEASE_INITIAL;
         }
       }
-      if (t->hot_left[r] > 0 && t->hot_left[r] != US_HOT_SAMPLING) hot_now++;
+      if (t->hot_left[r] > 0 && !hot_sampling(t->hot_left[r])) hot_now++;
     }
     if (turns_hot) {
       if (run_len == 0) run_from = r;
@@ -1928,12 +2028,14 @@ static int scan_fast_hot(us_uffd_tracker* t, uint64_t* regions) {
     if (run_len) {
       // A failure leaves the pages protected: they fault on their first
       // write (as if the region were not hot) and are reported anyway.
-      int err = uffd_protect(t->uffd, base + run_from * region_bytes, run_len * region_bytes, 0);
+      // The run stops at the fast range's end (the tail past it is not ours to un-protect).
+      const uint64_t from = run_from * region_bytes;
+      const uint64_t to = us_min_u64((run_from + run_len) * region_bytes, t->fast_bytes);
+      int err = uffd_protect(t->uffd, base + from, to - from, 0);
       if (err) t->hot_unprotect_errno = err;
       run_len = 0;
     }
   }
-  // Regions past the whole ones (the partial last) are never hot.
   t->hot_regions_now = hot_now;
   return 0;
 }
@@ -3088,6 +3190,7 @@ static napi_value js_uffd_stats(napi_env env, napi_callback_info info) {
       {"promoteErrno", (double)t->promote_errno},
       {"hotRegions", (double)t->hot_regions_now},
       {"hotLeasesTotal", (double)t->hot_leases_total},
+      {"hotResamplesTotal", (double)t->hot_resamples_total},
       {"hotPagesReportedTotal", (double)t->hot_pages_reported_total},
       {"hotUnprotectErrno", (double)t->hot_unprotect_errno},
       {"faults", (double)t->faults},

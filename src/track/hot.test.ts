@@ -43,7 +43,7 @@ const range = (from: number, count: number) => Array.from({ length: count }, (_,
 const isSampled = (page: number) => page % 64 < 8;
 
 describe('wp-async hot regions', { skip: probe?.supported ? false : (probe?.reason ?? 'not probed') }, () => {
-  it('a heavily written region is reported whole during its lease, judged by its sample, then tracked exactly again', () => {
+  it('a heavily written region is reported whole during its lease, judged by its sample (twice), then tracked exactly again', () => {
     const memory = new WebAssembly.Memory({ initial: 64, maximum: 64 }); // 4 MiB: regions 0 and 1
     withHot(memory, (tracker) => {
       // Epoch 1: 300 of region 1's pages (over half) and 3 pages of region 0.
@@ -68,11 +68,21 @@ describe('wp-async hot regions', { skip: probe?.supported ? false : (probe?.reas
       assert.ok(sampling.has(2) && sampling.has(REGION_PAGES + 3));
       for (const p of sampling) assert.ok(p === 2 || (p >= REGION_PAGES && (p === REGION_PAGES + 3 || !isSampled(p))), `page ${p} reported`);
       for (const p of range(REGION_PAGES, 300)) if (!isSampled(p)) assert.ok(sampling.has(p), `unsampled page ${p}, still unprotected, reported`);
-      // Epoch 5: tracked page by page again.
+      // One cold sample is not enough: the region is sampled again, its other pages unprotected.
+      assert.equal(tracker.stats().hotResamplesTotal, 1);
+      // Epoch 5, sampled again: an unsampled page written (no fault, reported with the other
+      // unprotected ones), the sample not at all. Cold twice: tracked from here.
       writePages(memory, [REGION_PAGES + 100, 2]);
-      assert.deepEqual(Array.from(tracker.collect()), [2, REGION_PAGES + 100]);
+      const resampling = new Set(tracker.collect());
+      assert.ok(resampling.has(2) && resampling.has(REGION_PAGES + 100));
+      for (const p of resampling) assert.ok(p === 2 || (p >= REGION_PAGES && !isSampled(p)), `page ${p} reported`);
+      for (const p of range(REGION_PAGES, REGION_PAGES)) if (!isSampled(p)) assert.ok(resampling.has(p), `unsampled page ${p}, unprotected again, reported`);
+      // Epoch 6: tracked page by page again.
+      writePages(memory, [REGION_PAGES + 101, 2]);
+      assert.deepEqual(Array.from(tracker.collect()), [2, REGION_PAGES + 101]);
       assert.deepEqual(Array.from(tracker.collect()), []);
       assert.equal(tracker.stats().hotLeasesTotal, 1);
+      assert.equal(tracker.stats().hotResamplesTotal, 1);
     });
   });
 
@@ -91,14 +101,68 @@ describe('wp-async hot regions', { skip: probe?.supported ? false : (probe?.reas
   it('a sampling region is judged by its sample alone: heavy writes outside it do not renew the lease', () => {
     withLeaseEnded((memory, tracker) => {
       const outside = range(0, REGION_PAGES).filter((p) => !isSampled(p)).slice(0, 400);
-      writePages(memory, [...outside, 0]); // 400 pages written, one of them sampled: 1 x 8 < 256
-      const sampling = new Set(tracker.collect());
-      for (const p of [...outside, 0]) assert.ok(sampling.has(p), `page ${p} reported`);
-      assert.equal(tracker.stats().hotLeasesTotal, 1);
-      assert.equal(tracker.stats().hotRegions, 0);
-      // Tracked page by page from here.
+      for (let epoch = 0; epoch < 2; epoch++) {
+        writePages(memory, [...outside, 0]); // 400 pages written, one of them sampled: 1 x 8 < 256 / 2
+        const sampling = new Set(tracker.collect());
+        for (const p of [...outside, 0]) assert.ok(sampling.has(p), `page ${p} reported`);
+        assert.equal(tracker.stats().hotLeasesTotal, 1);
+        assert.equal(tracker.stats().hotRegions, 0);
+      }
+      // Cold in two samples: tracked page by page from here.
       writePages(memory, [5, 200]);
       assert.deepEqual(Array.from(tracker.collect()), [5, 200]);
+    });
+  });
+
+  it('a quiet epoch does not end a hot region: sampled again, it renews its lease without a tracked epoch', () => {
+    withLeaseEnded((memory, tracker) => {
+      assert.deepEqual(Array.from(tracker.collect()).filter(isSampled), [], 'nothing written: no sampled page reported');
+      assert.equal(tracker.stats().hotResamplesTotal, 1);
+      writePages(memory, range(0, 400));
+      const resampling = new Set(tracker.collect());
+      for (const p of range(0, 400)) assert.ok(resampling.has(p), `page ${p} reported`);
+      assert.equal(tracker.stats().hotLeasesTotal, 2);
+      assert.equal(tracker.stats().hotRegions, 1);
+      // Lease 4: reported whole with nothing written.
+      assert.deepEqual(Array.from(tracker.collect()), range(0, REGION_PAGES));
+    });
+  });
+
+  it('a sample keeps its region hot from half the threshold on', () => {
+    withLeaseEnded((memory, tracker) => {
+      // 17 sampled pages: 17 x 8 = 136, under the threshold (256), over half of it.
+      writePages(memory, range(0, REGION_PAGES).filter(isSampled).slice(0, 17));
+      tracker.collect();
+      assert.equal(tracker.stats().hotLeasesTotal, 2);
+      assert.equal(tracker.stats().hotResamplesTotal, 0);
+    });
+  });
+
+  it('the partial region at the end of memory turns hot in proportion to its size, and keeps reporting through a grow', () => {
+    const memory = new WebAssembly.Memory({ initial: 48, maximum: 80 }); // 3 MiB: region 0, and half of region 1
+    withHot(memory, (tracker) => {
+      const partial = REGION_PAGES / 2;
+      // 130 of its 256 pages: over half of it, as 256 of 512 would be of a whole region.
+      writePages(memory, range(REGION_PAGES, 130));
+      assert.deepEqual(Array.from(tracker.collect()), range(REGION_PAGES, 130));
+      assert.equal(tracker.stats().hotRegions, 1);
+      // Mid-lease, nothing written: its 256 pages, and none past the end of memory.
+      assert.deepEqual(Array.from(tracker.collect()), range(REGION_PAGES, partial));
+      // The lease ends: reported but for its sample, clipped to the region's 256 pages.
+      const ending = new Set(tracker.collect());
+      for (const p of range(REGION_PAGES, partial)) if (!isSampled(p) || p < REGION_PAGES + 130) assert.ok(ending.has(p), `page ${p} reported`);
+      assert.ok([...ending].every((p) => p >= REGION_PAGES && p < REGION_PAGES + partial), 'nothing outside the region reported');
+      // The memory grows past the region: the grown pages are tracked exactly until they
+      // join the fast range, then the region is judged as a whole one.
+      memory.grow(32); // 5 MiB
+      writePages(memory, [...range(REGION_PAGES, REGION_PAGES).filter(isSampled), 2 * REGION_PAGES + 7]);
+      const sampling = new Set(tracker.collect());
+      for (const p of [...range(REGION_PAGES, REGION_PAGES).filter(isSampled), 2 * REGION_PAGES + 7]) assert.ok(sampling.has(p), `page ${p} reported`);
+      assert.ok(![...sampling].some((p) => p >= 2 * REGION_PAGES && p !== 2 * REGION_PAGES + 7), 'grown pages reported only if written');
+      assert.equal(tracker.stats().hotLeasesTotal, 2);
+      assert.equal(tracker.stats().fastScanBytes, memory.buffer.byteLength, 'the grown range, untouched, promoted at once');
+      // The new lease covers the whole region now.
+      assert.deepEqual(Array.from(tracker.collect()), range(REGION_PAGES, REGION_PAGES));
     });
   });
 
@@ -169,6 +233,64 @@ describe('wp-async hot regions', { skip: probe?.supported ? false : (probe?.reas
         { numRuns: 40 },
       );
     });
+  });
+
+  it('with grows: every written page is reported; extra pages only in regions hot or sampled, the partial last one included (property)', () => {
+    const wasmPage = 65536;
+    const maxWasmPages = 160; // 10 MiB
+    fc.assert(
+      fc.property(
+        fc.integer({ min: 1, max: 40 }),
+        fc.array(
+          fc.record({
+            grow: fc.oneof(fc.constant(0), fc.integer({ min: 1, max: 40 })),
+            // Per write: a fraction of the memory's size, a run length (a run of 300 makes a region hot).
+            writes: fc.array(fc.tuple(fc.double({ min: 0, max: 1, maxExcluded: true, noNaN: true }), fc.constantFrom(1, 20, 300)), { maxLength: 4 }),
+            viaWasm: fc.boolean(),
+          }),
+          { minLength: 1, maxLength: 10 },
+        ),
+        (initial, epochs) => {
+          const memory = new WebAssembly.Memory({ initial, maximum: maxWasmPages });
+          const guest = instantiateStoreGuest(memory);
+          withHot(memory, (tracker) => {
+            let mayBeHot = new Set<number>();
+            let halfReportedBefore = new Set<number>();
+            for (const epoch of epochs) {
+              const grow = Math.min(epoch.grow, maxWasmPages - memory.buffer.byteLength / wasmPage);
+              if (grow > 0) {
+                if (epoch.viaWasm) guest.grow(grow);
+                else memory.grow(grow);
+              }
+              const pages = memory.buffer.byteLength / PAGE;
+              const written = new Set<number>();
+              for (const [at, run] of epoch.writes) for (let i = 0; i < run; i++) written.add(Math.min(pages - 1, Math.floor(at * pages) + i));
+              for (const p of written) {
+                if (epoch.viaWasm) guest.poke(p * PAGE + 33, (p + 1) & 0xff);
+                else writePages(memory, [p]);
+              }
+              const fastPages = tracker.stats().fastScanBytes! / PAGE;
+              const reported = new Set(tracker.collect());
+              for (const p of written) assert.ok(reported.has(p), `written page ${p} reported`);
+              for (const p of reported) if (!written.has(p)) assert.ok(mayBeHot.has(Math.floor(p / REGION_PAGES)), `unwritten page ${p} is in a region hot or sampled during the epoch`);
+              // A region is hot or sampled in the next epoch only if at least half of its part in
+              // the fast range was reported by this collect or the one before: turning hot,
+              // mid-lease, ending a lease (sampled next, and once more if found cold). A grow
+              // during the lease makes the part reported when sampled smaller than half.
+              const halfReported = new Set(
+                range(0, Math.ceil(fastPages / REGION_PAGES)).filter((r) => {
+                  const extent = Math.min(REGION_PAGES, fastPages - r * REGION_PAGES);
+                  return range(r * REGION_PAGES, extent).filter((p) => reported.has(p)).length * 2 >= extent;
+                }),
+              );
+              mayBeHot = new Set([...halfReported, ...halfReportedBefore]);
+              halfReportedBefore = halfReported;
+            }
+          });
+        },
+      ),
+      { numRuns: 40 },
+    );
   });
 
   it('off: exactly the written pages, however many', () => {

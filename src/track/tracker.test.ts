@@ -140,7 +140,7 @@ export function testTrackerImplementation(kind: TrackerKind): void {
   });
 
   // wp-async scans a grown range with a slower, filtered query until it has
-  // promoted it (at most 4 MiB per collect) to the fast one, which would
+  // promoted it (in steps of at most 1,024 pages not yet written) to the fast one, which would
   // count never-touched and read-only pages as written: epochs of writes and
   // reads on both sides of several grows, some larger than one promotion step,
   // must stay exact the whole time.
@@ -249,6 +249,44 @@ export function testTrackerImplementation(kind: TrackerKind): void {
     assert.throws(() => tracker.collect(), (e) => isUnderstudyError(e, 'ERR_TRACKER_DISPOSED'));
     assert.equal(tracker.stats().disposed, 1);
   });
+
+  if (kind === 'wp-async') {
+    it('promotes a grown range the guest wrote at once, and an untouched one 4 MiB per collect', () => {
+      const memory = new WebAssembly.Memory({ initial: 16, maximum: 16 + 3 * 256 });
+      withTracker(memory, kind, (tracker) => {
+        const fast = () => tracker.stats().fastScanBytes!;
+        assert.equal(fast(), 16 * WASM_PAGE);
+        // 16 MiB grown and written whole: one collect reports it and promotes all of it.
+        memory.grow(256);
+        const u8 = new Uint8Array(memory.buffer);
+        for (let a = 16 * WASM_PAGE; a < u8.length; a += PAGE) bump(u8, a);
+        assert.equal(tracker.collect().length, 256 * 16);
+        assert.equal(fast(), memory.buffer.byteLength);
+        // 16 MiB grown, untouched: 1,024 pages (4 MiB) per collect, each collect empty.
+        const before = fast();
+        memory.grow(256);
+        for (let i = 1; i <= 4; i++) {
+          assert.equal(tracker.collect().length, 0);
+          assert.equal(fast(), before + i * 1024 * PAGE);
+        }
+        // 16 MiB grown, its second half written: the untouched first half takes two steps, and
+        // the written half comes with the second.
+        const start = fast();
+        memory.grow(256);
+        const u8b = new Uint8Array(memory.buffer);
+        for (let a = start + 8 * 2 ** 20; a < u8b.length; a += PAGE) bump(u8b, a);
+        assert.equal(tracker.collect().length, 2048);
+        assert.equal(fast(), start + 4 * 2 ** 20);
+        assert.equal(tracker.collect().length, 0);
+        assert.equal(fast(), memory.buffer.byteLength);
+        assert.equal(tracker.stats().promoteErrno, 0);
+        // Exact from the fast scan: one write in each part.
+        const u8c = new Uint8Array(memory.buffer);
+        for (const a of [start + 5, start + 9 * 2 ** 20 + 7]) bump(u8c, a);
+        assert.deepEqual(Array.from(tracker.collect()), pagesOf([start + 5, start + 9 * 2 ** 20 + 7]));
+      });
+    });
+  }
 
   if (kind !== 'hash') {
     it('refuses a second kernel tracker on one memory, and allows one after dispose', () => {
