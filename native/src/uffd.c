@@ -215,9 +215,6 @@ typedef struct {
 // tracked again within 2 epochs of its first cool lease. (Leases fit a uint8_t.)
 #define US_HOT_LEASE_INITIAL 2u
 #define US_HOT_LEASE_MAX 32u
-// hot_left while a collect runs: the lease ended in this collect (the region
-// is sampled next epoch; its count this time gives no verdict).
-#define US_HOT_EXPIRED 255u
 // hot_left through the epoch after a lease: only the region's sample is
 // protected, and the next collect judges the region by it.
 #define US_HOT_SAMPLING 254u
@@ -1882,145 +1879,105 @@ static uint64_t hot_region_pages(const us_uffd_tracker* t, uint64_t r) {
 // A region judged by its sample at the next collect (its sample protected, the rest not).
 static int hot_sampling(uint8_t left) { return left == US_HOT_SAMPLING || left == US_HOT_RESAMPLING; }
 
-// Un-protects region r but for its sample, right after a scan protected all
-// of it. A page written in between took its fault and stays unprotected; the
-// next collect scans the whole region, so reports it. A failure leaves pages
-// protected, which that scan covers too; it is recorded.
-static void hot_unprotect_unsampled(us_uffd_tracker* t, uint64_t r) {
-  const uint64_t start = (uint64_t)(uintptr_t)t->base + r * US_REGION_PAGES * US_PAGE_BYTES;
-  const uint64_t end = start + hot_region_pages(t, r) * US_PAGE_BYTES;
-  for (uint64_t b0 = start; b0 < end; b0 += US_HOT_SAMPLE_STRIDE_PAGES * US_PAGE_BYTES) {
-    const uint64_t b1 = us_min_u64(b0 + US_HOT_SAMPLE_BLOCK_PAGES * US_PAGE_BYTES, end);
-    const uint64_t b2 = us_min_u64(b0 + US_HOT_SAMPLE_STRIDE_PAGES * US_PAGE_BYTES, end);
-    if (b1 >= b2) continue;
-    int err = uffd_protect(t->uffd, b1, b2 - b1, 0);
-    if (err) t->hot_unprotect_errno = err;
-  }
+// Runs body for each stride of region r, with [b0, b1) its sample block and
+// [b1, b2) the rest of the stride (maybe empty), clipped to the region's
+// pages in the fast range. A `return` in body returns from the caller.
+#define FOR_EACH_STRIDE(t, r, b0, b1, b2, body)                                                          \
+  do {                                                                                                   \
+    const uint64_t region_start_ = (uint64_t)(uintptr_t)(t)->base + (r) * US_REGION_PAGES * US_PAGE_BYTES; \
+    const uint64_t region_end_ = region_start_ + hot_region_pages((t), (r)) * US_PAGE_BYTES;              \
+    for (uint64_t b0 = region_start_; b0 < region_end_; b0 += US_HOT_SAMPLE_STRIDE_PAGES * US_PAGE_BYTES) { \
+      const uint64_t b1 = us_min_u64(b0 + US_HOT_SAMPLE_BLOCK_PAGES * US_PAGE_BYTES, region_end_);       \
+      const uint64_t b2 = us_min_u64(b0 + US_HOT_SAMPLE_STRIDE_PAGES * US_PAGE_BYTES, region_end_);      \
+      body                                                                                               \
+    }                                                                                                    \
+  } while (0)
+
+static int cmp_region_start(const void* a, const void* b) {
+  const uint64_t x = ((const struct us_page_region*)a)->start, y = ((const struct us_page_region*)b)->start;
+  return x < y ? -1 : x > y;
 }
 
-// The fast range with hot regions (seed 002's observation, applied to the
-// log-dirty mode: the pages an epoch writes predict the next epoch's). A
-// region of 512 pages of which at least hot_written_min (default a quarter)
-// were written in an epoch is "hot": it is left unprotected for a lease of epochs and every page of it is
-// reported by every collect of the lease, so writes to it take no fault. A
-// page reported but not written costs a copy; the delta encoder drops it (its
-// content equals the previous version), so checkpoints are unchanged. When
-// the lease ends the region is reported whole but for its sample (an eighth:
-// US_HOT_SAMPLE_*), which is scanned, so re-protected; for one epoch the
-// region is "sampling": the next collect scans all of it (re-protecting it,
-// and reporting every page unprotected: a superset) and judges it by the
-// sample's written pages, scaled by 8. Hot again: a doubled lease, the region
-// un-protected again; else the lease resets and the region is tracked page by
-// page from here.
-// Invariant kept: every page of [0, fast_bytes) is either scanned (and
-// re-protected) or reported, in every collect, so no write is ever lost; the
-// fast scan's precondition holds because an unprotected entry of a hot
-// region is exactly what the fast scan counts as written.
-// Appends to t->vec like scan_regions (ascending, disjoint).
-// The last region may be partial (a memory of 16.5 regions): it is the part
-// inside the fast range, judged in proportion to its size, and it grows when
-// promote_tail extends the range (the pages added are protected, or reported
-// anyway while the region is hot). Returns 0 or an errno.
-static int scan_fast_hot(us_uffd_tracker* t, uint64_t* regions) {
+// A sampling region's collect. Its sample blocks are scanned first (written
+// pages reported, re-protected), and their count judges it against half the
+// threshold (US_HOT_KEEP_DIVISOR). The rest of it, unprotected since the
+// lease, is reported whole if the region stays hot or is to be sampled
+// again, and scanned (re-protected; its unprotected pages reported, a
+// superset) if it is dropped. Hot again: only the sample is un-protected (64
+// entries, where re-protecting and un-protecting the whole region cost ~0.2
+// us per entry, ~110 us a region here). Appends its entries in order.
+static int hot_judge_sample(us_uffd_tracker* t, uint64_t r, uint64_t* regions, uint64_t* hot_pages) {
+  const uint8_t left = t->hot_left[r];
+  const uint64_t first = *regions;
+  int err = 0;
+  FOR_EACH_STRIDE(t, r, b0, b1, b2, {
+    (void)b2;
+    err = scan_regions(t, b0, b1, &US_SCAN_WRITTEN_FAST, regions);
+    if (err) return err;
+  });
+  const uint64_t written = region_pages(t, first, *regions);
+  const uint64_t pages = hot_region_pages(t, r);
+  const uint64_t judged = sampled_pages(0, pages);
+  const int hot = written * US_REGION_PAGES * US_HOT_KEEP_DIVISOR >= (uint64_t)t->hot_written_min * judged;
+  const int keep = hot || left == US_HOT_SAMPLING;
+  FOR_EACH_STRIDE(t, r, b0, b1, b2, {
+    (void)b0;
+    if (b1 < b2) err = keep ? report_whole(t, b1, b2, regions) : scan_regions(t, b1, b2, &US_SCAN_WRITTEN_FAST, regions);
+    if (err) return err;
+  });
+  // Blocks, then the rest: into address order (the entries are disjoint).
+  // SAFETY: [first, *regions) are entries this call filled, inside t->vec.
+  qsort(t->vec + first, (size_t)(*regions - first), sizeof *t->vec, cmp_region_start);
+  if (keep) *hot_pages += pages - judged;
+  if (hot) {
+    const unsigned lease = t->hot_lease[r];
+    t->hot_left[r] = (uint8_t)lease;
+    t->hot_lease[r] = (uint8_t)(lease * 2 > US_HOT_LEASE_MAX ? US_HOT_LEASE_MAX : lease * 2);
+    t->hot_leases_total++;
+    // A failure leaves sample pages protected: they fault once and are reported anyway.
+    FOR_EACH_STRIDE(t, r, b0, b1, b2, {
+      (void)b2;
+      err = uffd_protect(t->uffd, b0, b1 - b0, 0);
+      if (err) t->hot_unprotect_errno = err;
+    });
+  } else if (keep) {
+    // Found cold once: sampled again, as it stands (the sample protected, the rest not).
+    t->hot_left[r] = US_HOT_RESAMPLING;
+    t->hot_resamples_total++;
+  } else {
+    t->hot_left[r] = 0;
+    t->hot_lease[r] = US_HOT_LEASE_INITIAL;
+  }
+  return 0;
+}
+
+// Tracked regions [r0, r1), scanned in one call; each written enough turns
+// hot, and each run of those is un-protected with one ioctl.
+static int hot_scan_tracked(us_uffd_tracker* t, uint64_t r0, uint64_t r1, uint64_t* regions) {
   const uint64_t base = (uint64_t)(uintptr_t)t->base;
   const uint64_t region_bytes = (uint64_t)US_REGION_PAGES * US_PAGE_BYTES;
-  const uint64_t all_regions = (t->fast_bytes + region_bytes - 1) / region_bytes;
-  if (all_regions > t->hot_region_capacity) return EIO;
-  const uint64_t first_entry = *regions;
-  uint64_t hot_pages = 0;
-  for (uint64_t r = 0; r < all_regions; r++) {
-    // A lease that ended in a collect that then failed: the region is scanned
-    // whole this time, like a tracked one (its unprotected pages are reported).
-    // SAFETY: r < all_regions <= hot_region_capacity (checked above).
-    if (t->hot_left[r] == US_HOT_EXPIRED) t->hot_left[r] = 0;
-  }
-  for (uint64_t r = 0; r < all_regions;) {
-    // SAFETY: r < all_regions <= hot_region_capacity (checked above).
-    const uint8_t left = t->hot_left[r];
-    const uint64_t start = base + r * region_bytes;
-    const uint64_t pages = hot_region_pages(t, r);
-    const uint64_t end = start + pages * US_PAGE_BYTES;
-    if (left > 1 && !hot_sampling(left)) {
-      // Mid-lease: every page is reported, nothing is scanned.
-      int err = report_whole(t, start, end, regions);
-      if (err) return err;
-      t->hot_left[r]--;
-      hot_pages += pages;
-      r++;
-      continue;
-    }
-    if (left == 1) {
-      // The lease ends: the sample's blocks are scanned (reported as written, protected), the rest reported.
-      for (uint64_t block = 0; block < pages; block += US_HOT_SAMPLE_STRIDE_PAGES) {
-        const uint64_t b0 = start + block * US_PAGE_BYTES;
-        const uint64_t b1 = us_min_u64(b0 + US_HOT_SAMPLE_BLOCK_PAGES * US_PAGE_BYTES, end);
-        const uint64_t b2 = us_min_u64(b0 + US_HOT_SAMPLE_STRIDE_PAGES * US_PAGE_BYTES, end);
-        int err = scan_regions(t, b0, b1, &US_SCAN_WRITTEN_FAST, regions);
-        if (!err && b1 < b2) err = report_whole(t, b1, b2, regions);
-        if (err) return err;
-      }
-      t->hot_left[r] = US_HOT_EXPIRED;
-      hot_pages += pages - sampled_pages(0, pages);
-      r++;
-      continue;
-    }
-    // A run of tracked and sampling regions: one scan.
-    while (r < all_regions && (t->hot_left[r] == 0 || hot_sampling(t->hot_left[r]))) r++;
-    const uint64_t run_end = us_min_u64(r * region_bytes, t->fast_bytes);
-    int err = scan_regions(t, start, base + run_end, &US_SCAN_WRITTEN_FAST, regions);
-    if (err) return err;
-  }
-  t->hot_pages_reported_total += hot_pages;
-
-  // Verdicts: count each scanned region's written pages (a sampling region's within its sample) ...
-  // SAFETY: all_regions <= hot_region_capacity.
-  memset(t->hot_count, 0, (size_t)all_regions * sizeof *t->hot_count);
-  for (uint64_t i = first_entry; i < *regions; i++) {
-    // SAFETY: i < *regions, entries this call filled and validated (inside
-    // the fast range, page aligned).
+  const uint64_t first = *regions;
+  int err = scan_regions(t, base + r0 * region_bytes, base + us_min_u64(r1 * region_bytes, t->fast_bytes), &US_SCAN_WRITTEN_FAST, regions);
+  if (err) return err;
+  // SAFETY: r1 <= the fast range's regions <= hot_region_capacity (checked by the caller).
+  memset(t->hot_count + r0, 0, (size_t)(r1 - r0) * sizeof *t->hot_count);
+  for (uint64_t i = first; i < *regions; i++) {
+    // SAFETY: i < *regions, entries scan_regions filled and validated (inside [r0, r1), page aligned).
     uint64_t a = (t->vec[i].start - base) / US_PAGE_BYTES, b = (t->vec[i].end - base) / US_PAGE_BYTES;
     while (a < b) {
       const uint64_t reg = a / US_REGION_PAGES;
-      const uint64_t stop = (reg + 1) * US_REGION_PAGES < b ? (reg + 1) * US_REGION_PAGES : b;
-      const uint64_t off = reg * US_REGION_PAGES;
-      // SAFETY: reg < all_regions: the entry lies inside the fast range.
-      t->hot_count[reg] += hot_sampling(t->hot_left[reg]) ? sampled_pages(a - off, stop - off) : (uint32_t)(stop - a);
+      const uint64_t stop = us_min_u64((reg + 1) * US_REGION_PAGES, b);
+      t->hot_count[reg] += (uint32_t)(stop - a);
       a = stop;
     }
   }
-  // ... then start leases, un-protecting each run of regions turning hot with one ioctl.
-  uint64_t run_from = 0, run_len = 0, hot_now = 0;
-  for (uint64_t r = 0; r <= all_regions; r++) {
-    int turns_hot = 0;
-    if (r < all_regions) {
-      const uint8_t left = t->hot_left[r];
-      if (left == US_HOT_EXPIRED) {
-        t->hot_left[r] = US_HOT_SAMPLING;
-      } else if (left == 0 || hot_sampling(left)) {
-        // The pages judged (the region's, or its sample's): written / judged
-        // >= hot_written_min / US_REGION_PAGES, in integers.
-        const uint64_t pages = hot_region_pages(t, r);
-        const uint64_t judged = hot_sampling(left) ? sampled_pages(0, pages) : pages;
-        const uint64_t divisor = hot_sampling(left) ? US_HOT_KEEP_DIVISOR : 1;
-        if ((uint64_t)t->hot_count[r] * US_REGION_PAGES * divisor >= (uint64_t)t->hot_written_min * judged) {
-          const unsigned lease = t->hot_lease[r];
-          t->hot_left[r] = (uint8_t)lease;
-          t->hot_lease[r] = (uint8_t)(lease * 2 > US_HOT_LEASE_MAX ? US_HOT_LEASE_MAX : lease * 2);
-          t->hot_leases_total++;
-          turns_hot = 1;
-        } else if (left == US_HOT_SAMPLING) {
-          // Found cold once: sampled again (the scan just protected all of it).
-          t->hot_left[r] = US_HOT_RESAMPLING;
-          t->hot_resamples_total++;
-          hot_unprotect_unsampled(t, r);
-        } else {
-          t->hot_left[r] = 0;
-          t->hot_lease[r] = US_HOT_LEASE_INITIAL;
-        }
-      }
-      if (t->hot_left[r] > 0 && !hot_sampling(t->hot_left[r])) hot_now++;
-    }
-    if (turns_hot) {
+  uint64_t run_from = r0, run_len = 0;
+  for (uint64_t r = r0; r <= r1; r++) {
+    if (r < r1 && (uint64_t)t->hot_count[r] * US_REGION_PAGES >= (uint64_t)t->hot_written_min * hot_region_pages(t, r)) {
+      const unsigned lease = t->hot_lease[r];
+      t->hot_left[r] = (uint8_t)lease;
+      t->hot_lease[r] = (uint8_t)(lease * 2 > US_HOT_LEASE_MAX ? US_HOT_LEASE_MAX : lease * 2);
+      t->hot_leases_total++;
       if (run_len == 0) run_from = r;
       run_len++;
       continue;
@@ -2031,11 +1988,81 @@ static int scan_fast_hot(us_uffd_tracker* t, uint64_t* regions) {
       // The run stops at the fast range's end (the tail past it is not ours to un-protect).
       const uint64_t from = run_from * region_bytes;
       const uint64_t to = us_min_u64((run_from + run_len) * region_bytes, t->fast_bytes);
-      int err = uffd_protect(t->uffd, base + from, to - from, 0);
+      err = uffd_protect(t->uffd, base + from, to - from, 0);
       if (err) t->hot_unprotect_errno = err;
       run_len = 0;
     }
   }
+  return 0;
+}
+
+// The fast range with hot regions (seed 002's observation, applied to the
+// log-dirty mode: the pages an epoch writes predict the next epoch's). A
+// region of 512 pages of which at least hot_written_min (default a quarter)
+// were written in an epoch is "hot": it is left unprotected for a lease of
+// epochs and every page of it is reported by every collect of the lease, so
+// writes to it take no fault. A page reported but not written costs a copy;
+// the delta encoder drops it (its content equals the previous version), so
+// checkpoints are unchanged. When the lease ends the region is reported
+// whole but for its sample (an eighth: US_HOT_SAMPLE_*), which is scanned,
+// so re-protected; the region is then "sampling": the next collect judges it
+// by the sample (hot_judge_sample).
+// Invariant kept: every page of [0, fast_bytes) is either scanned (and
+// re-protected) or reported, in every collect, so no write is ever lost; the
+// fast scan's precondition holds because an unprotected entry of a hot
+// region is exactly what the fast scan counts as written.
+// The last region may be partial (a memory of 16.5 regions): it is the part
+// inside the fast range, judged in proportion to its size, and it grows when
+// promote_tail extends the range (the pages added are protected, or reported
+// anyway while the region is hot).
+// Appends to t->vec like scan_regions (ascending, disjoint). Returns 0 or an
+// errno; a collect that fails may have re-protected pages it did not report,
+// as any failed scan may (the caller's chain ends there).
+static int scan_fast_hot(us_uffd_tracker* t, uint64_t* regions) {
+  const uint64_t base = (uint64_t)(uintptr_t)t->base;
+  const uint64_t region_bytes = (uint64_t)US_REGION_PAGES * US_PAGE_BYTES;
+  const uint64_t all_regions = (t->fast_bytes + region_bytes - 1) / region_bytes;
+  if (all_regions > t->hot_region_capacity) return EIO;
+  uint64_t hot_pages = 0;
+  int err = 0;
+  for (uint64_t r = 0; r < all_regions;) {
+    // SAFETY: r < all_regions <= hot_region_capacity (checked above).
+    const uint8_t left = t->hot_left[r];
+    const uint64_t start = base + r * region_bytes;
+    const uint64_t pages = hot_region_pages(t, r);
+    if (left > 1 && !hot_sampling(left)) {
+      // Mid-lease: every page is reported, nothing is scanned.
+      err = report_whole(t, start, start + pages * US_PAGE_BYTES, regions);
+      if (err) return err;
+      t->hot_left[r]--;
+      hot_pages += pages;
+      r++;
+    } else if (left == 1) {
+      // The lease ends: the sample's blocks are scanned (reported as written, protected), the rest reported.
+      FOR_EACH_STRIDE(t, r, b0, b1, b2, {
+        err = scan_regions(t, b0, b1, &US_SCAN_WRITTEN_FAST, regions);
+        if (!err && b1 < b2) err = report_whole(t, b1, b2, regions);
+        if (err) return err;
+      });
+      t->hot_left[r] = US_HOT_SAMPLING;
+      hot_pages += pages - sampled_pages(0, pages);
+      r++;
+    } else if (hot_sampling(left)) {
+      err = hot_judge_sample(t, r, regions, &hot_pages);
+      if (err) return err;
+      r++;
+    } else {
+      // A run of tracked regions: one scan.
+      const uint64_t r0 = r;
+      while (r < all_regions && t->hot_left[r] == 0) r++;
+      err = hot_scan_tracked(t, r0, r, regions);
+      if (err) return err;
+    }
+  }
+  t->hot_pages_reported_total += hot_pages;
+  uint64_t hot_now = 0;
+  // SAFETY: r < all_regions <= hot_region_capacity.
+  for (uint64_t r = 0; r < all_regions; r++) hot_now += t->hot_left[r] > 0 && !hot_sampling(t->hot_left[r]);
   t->hot_regions_now = hot_now;
   return 0;
 }
