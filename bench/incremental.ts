@@ -8,6 +8,8 @@
 //                                  [--hot 256,0]   wp-async hot-region thresholds compared (0 = exact)
 //                                  [--trackers wp-async,wp-sync,hash]   (default: every supported one)
 //                                  [--modes track,epochs]   tracking alone, the whole pipeline (parts 3 and 4 need epochs)
+// With node --expose-gc, the previous run's guest is collected before each run (its memory
+// is otherwise unmapped by a garbage collection inside some later run, which that run pays).
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
@@ -16,7 +18,7 @@ import { EpochCheckpointer, type EpochStats } from '../src/checkpoint/epochs.js'
 import type { GuestModule } from '../src/guest/module.js';
 import { createTracker, probeTrackers, type TrackerKind } from '../src/track/tracker.js';
 import { HOT_WRITTEN_MIN_PAGES_DEFAULT } from '../src/track/uffd.js';
-import { append, machine, median, quartiles, table } from './stats.js';
+import { append, machine, median, quartiles, table, threadCpuMs } from './stats.js';
 import { LONG_WORKLOADS, WORKLOADS, type Workload } from './workloads.js';
 
 const { values } = parseArgs({
@@ -49,13 +51,18 @@ type Mode = { kind: 'none' } | { kind: 'track'; tracker: TrackerKind; hot?: numb
 interface Result {
   /** Guest-thread busy time (the run time for unpaced workloads). */
   ms: number;
+  /** The guest thread's time on a CPU over the run (threadCpuMs). */
+  cpuMs: number;
   epochs: EpochStats[];
   collects: number;
   /** The process's minor page faults during the run: the tracker's write faults, and the rest of the process's. */
   minorFaults: number;
 }
 
+const gc = (globalThis as { gc?: () => void }).gc;
+
 async function runOnce(w: Workload, module: GuestModule, mode: Mode): Promise<Result> {
+  gc?.();
   const { guest, output } = await w.create(module);
   let between = async () => {};
   let collects = 0;
@@ -83,12 +90,14 @@ async function runOnce(w: Workload, module: GuestModule, mode: Mode): Promise<Re
     };
   }
   const faults0 = process.resourceUsage().minorPageFault;
+  const cpu0 = threadCpuMs();
   const ms = await w.drive(guest, between);
+  const cpuMs = threadCpuMs() - cpu0;
   const minorFaults = process.resourceUsage().minorPageFault - faults0;
   await ep?.close();
   dispose();
   if (dir) fs.rmSync(dir, { recursive: true, force: true });
-  return { ms, epochs: ep?.epochs ?? [], collects, minorFaults };
+  return { ms, cpuMs, epochs: ep?.epochs ?? [], collects, minorFaults };
 }
 
 function label(m: Mode): string {
@@ -117,16 +126,23 @@ for (const w of workloads) {
   const times = new Map<string, number[]>();
   // Each run against the baseline of its own round: drift between rounds cancels.
   const paired = new Map<string, number[]>();
+  const cpuTimes = new Map<string, number[]>();
+  const cpuPaired = new Map<string, number[]>();
   const faults = new Map<string, number[]>();
   const last = new Map<string, Result>();
-  // Interleave modes within each run so drift on a shared machine hits all alike.
+  // Interleave modes within each round so drift on a shared machine hits all alike, and rotate
+  // their order from round to round so that no mode always runs first (or right after another).
   for (let r = 0; r < runs; r++) {
-    let baseMs = 0;
+    const round = modes.map((_, i) => modes[(i + r) % modes.length]!);
+    const results = new Map<Mode, Result>();
+    for (const m of round) results.set(m, await runOnce(w, module, m));
+    const base = results.get(modes[0]!)!;
     for (const m of modes) {
-      const res = await runOnce(w, module, m);
-      if (m.kind === 'none') baseMs = res.ms;
+      const res = results.get(m)!;
       append(times, label(m), res.ms);
-      append(paired, label(m), res.ms / baseMs - 1);
+      append(paired, label(m), res.ms / base.ms - 1);
+      append(cpuTimes, label(m), res.cpuMs);
+      append(cpuPaired, label(m), res.cpuMs / base.cpuMs - 1);
       append(faults, label(m), res.minorFaults);
       last.set(label(m), res);
     }
@@ -137,12 +153,15 @@ for (const w of workloads) {
     const res = last.get(label(m))!;
     const pauses = res.epochs.map((e) => e.pauseMs);
     const q = quartiles(paired.get(label(m))!).map((x) => (100 * x).toFixed(1));
+    const qc = quartiles(cpuPaired.get(label(m))!).map((x) => (100 * x).toFixed(1));
     overheadRows.push([
       w.name,
       label(m),
       t.toFixed(0),
       `${(((t - base) / base) * 100).toFixed(1)} %`,
       m.kind === 'none' ? '' : `${q[1]} % (${q[0]} … ${q[2]})`,
+      median(cpuTimes.get(label(m))!).toFixed(0),
+      m.kind === 'none' ? '' : `${qc[1]} % (${qc[0]} … ${qc[2]})`,
       m.kind === 'none' ? '' : String(m.kind === 'track' ? res.collects : res.epochs.length),
       pauses.length ? median(pauses).toFixed(2) : '',
       median(faults.get(label(m))!).toFixed(0),
@@ -165,9 +184,9 @@ for (const w of workloads) {
     sensRows.push([w.name, e, t.toFixed(0), `${(((t - base) / base) * 100).toFixed(1)} %`, res.epochs.length, mib(per), mib(total)]);
   }
 }
-console.log(`machine: ${machine()}; medians of ${runs} interleaved runs; epoch ${epochMs} ms unless stated; trackers: ${kinds.join(', ')}\n`);
+console.log(`machine: ${machine()}; medians of ${runs} interleaved rounds, the order rotated each round${gc ? ', garbage collected before each run' : ''}; epoch ${epochMs} ms unless stated; trackers: ${kinds.join(', ')}\n`);
 console.log('### 1. Tracking overhead\n');
-console.log(table(['guest', 'mode', 'busy ms', 'slowdown', 'paired slowdown, median (quartiles)', 'epochs', 'median pause ms', 'minor faults (process)'], overheadRows));
+console.log(table(['guest', 'mode', 'busy ms', 'slowdown', 'paired slowdown, median (quartiles)', 'guest-thread CPU ms', 'paired CPU-time slowdown, median (quartiles)', 'epochs', 'median pause ms', 'minor faults (process)'], overheadRows));
 if (!withEpochs) process.exit(0);
 console.log('\n### 3. Bytes per epoch (mean)\n');
 console.log(table(['guest', 'epochs', 'dirty pages MiB', 'changed pages MiB', 'byte-run diff MiB', 'diff + compression MiB', 'full / stored'], bytesRows));

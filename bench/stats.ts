@@ -1,4 +1,5 @@
 // Small helpers for benchmarks: medians of repeated runs and machine facts.
+import fs from 'node:fs';
 import os from 'node:os';
 
 export function median(xs: number[]): number {
@@ -35,6 +36,20 @@ export async function timeAsync<T>(f: () => Promise<T>): Promise<[T, number]> {
   const t0 = performance.now();
   const r = await f();
   return [r, performance.now() - t0];
+}
+
+/**
+ * Milliseconds the calling thread has run on a CPU (Linux: /proc/thread-self/schedstat; NaN
+ * elsewhere). Time the thread waited for a CPU, and in a virtual machine time the hypervisor gave
+ * its CPU to another guest (steal), are not in it: on a shared machine it moves far less between
+ * identical runs than wall time does.
+ */
+export function threadCpuMs(): number {
+  try {
+    return Number(fs.readFileSync('/proc/thread-self/schedstat', 'utf8').split(' ')[0]) / 1e6;
+  } catch {
+    return NaN;
+  }
 }
 
 export function machine(): string {
