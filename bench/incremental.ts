@@ -8,6 +8,8 @@
 //                                  [--hot 256,0]   wp-async hot-region thresholds compared (0 = exact)
 //                                  [--trackers wp-async,wp-sync,hash]   (default: every supported one)
 //                                  [--modes track,epochs]   tracking alone, the whole pipeline (parts 3 and 4 need epochs)
+//                                  [--aa]   a second untracked run per round, measured like the others:
+//                                           the spread an A/A comparison shows is the noise floor
 // With node --expose-gc, the previous run's guest is collected before each run (its memory
 // is otherwise unmapped by a garbage collection inside some later run, which that run pays).
 import fs from 'node:fs';
@@ -30,6 +32,7 @@ const { values } = parseArgs({
     hot: { type: 'string', default: `${HOT_WRITTEN_MIN_PAGES_DEFAULT},0` },
     trackers: { type: 'string', default: '' },
     modes: { type: 'string', default: 'track,epochs' },
+    aa: { type: 'boolean', default: false },
   },
 });
 const runs = Number(values.runs);
@@ -46,7 +49,7 @@ const hots = values.hot!.split(',').map(Number);
 const withTrack = values.modes!.split(',').includes('track');
 const withEpochs = values.modes!.split(',').includes('epochs');
 /** `hot`: the wp-async hot-region threshold (undefined: the default, for other trackers). */
-type Mode = { kind: 'none' } | { kind: 'track'; tracker: TrackerKind; hot?: number } | { kind: 'epochs'; tracker: TrackerKind; epochMs: number; hot?: number };
+type Mode = { kind: 'none'; again?: true } | { kind: 'track'; tracker: TrackerKind; hot?: number } | { kind: 'epochs'; tracker: TrackerKind; epochMs: number; hot?: number };
 
 interface Result {
   /** Guest-thread busy time (the run time for unpaced workloads). */
@@ -100,9 +103,12 @@ async function runOnce(w: Workload, module: GuestModule, mode: Mode): Promise<Re
   return { ms, cpuMs, epochs: ep?.epochs ?? [], collects, minorFaults };
 }
 
+/** The untracked run every other run of its round is compared with. */
+const isBase = (m: Mode) => m.kind === 'none' && !m.again;
+
 function label(m: Mode): string {
   const hot = m.kind === 'none' || m.hot === undefined || hots.length < 2 ? '' : m.hot === 0 ? ' exact' : ` hot≥${m.hot}`;
-  return m.kind === 'none' ? 'none' : m.kind === 'track' ? `track ${m.tracker}${hot}` : `epochs ${m.tracker}${hot} @${m.epochMs}ms`;
+  return m.kind === 'none' ? (m.again ? 'none (A/A)' : 'none') : m.kind === 'track' ? `track ${m.tracker}${hot}` : `epochs ${m.tracker}${hot} @${m.epochMs}ms`;
 }
 
 /** One mode per tracker, and per hot threshold for wp-async (the first threshold is the reference). */
@@ -118,6 +124,7 @@ for (const w of workloads) {
   const module = await w.module();
   const modes: Mode[] = [
     { kind: 'none' },
+    ...(values.aa ? [{ kind: 'none' as const, again: true as const }] : []),
     ...(withTrack ? variants((tracker, hot) => ({ kind: 'track' as const, tracker, hot })) : []),
     ...(withEpochs ? variants((tracker, hot) => ({ kind: 'epochs' as const, tracker, epochMs, hot })) : []),
   ];
@@ -159,9 +166,9 @@ for (const w of workloads) {
       label(m),
       t.toFixed(0),
       `${(((t - base) / base) * 100).toFixed(1)} %`,
-      m.kind === 'none' ? '' : `${q[1]} % (${q[0]} … ${q[2]})`,
+      isBase(m) ? '' : `${q[1]} % (${q[0]} … ${q[2]})`,
       median(cpuTimes.get(label(m))!).toFixed(0),
-      m.kind === 'none' ? '' : `${qc[1]} % (${qc[0]} … ${qc[2]})`,
+      isBase(m) ? '' : `${qc[1]} % (${qc[0]} … ${qc[2]})`,
       m.kind === 'none' ? '' : String(m.kind === 'track' ? res.collects : res.epochs.length),
       pauses.length ? median(pauses).toFixed(2) : '',
       median(faults.get(label(m))!).toFixed(0),
