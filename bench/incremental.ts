@@ -20,7 +20,7 @@ import { EpochCheckpointer, type EpochStats } from '../src/checkpoint/epochs.js'
 import type { GuestModule } from '../src/guest/module.js';
 import { createTracker, probeTrackers, type TrackerKind } from '../src/track/tracker.js';
 import { HOT_WRITTEN_MIN_PAGES_DEFAULT } from '../src/track/uffd.js';
-import { append, machine, median, quartiles, table, threadCpuMs } from './stats.js';
+import { append, balancedOrders, machine, median, quartiles, table, threadCpuMs } from './stats.js';
 import { LONG_WORKLOADS, WORKLOADS, type Workload } from './workloads.js';
 
 const { values } = parseArgs({
@@ -137,10 +137,11 @@ for (const w of workloads) {
   const cpuPaired = new Map<string, number[]>();
   const faults = new Map<string, number[]>();
   const last = new Map<string, Result>();
-  // Interleave modes within each round so drift on a shared machine hits all alike, and rotate
-  // their order from round to round so that no mode always runs first (or right after another).
+  // Interleave modes within each round so drift on a shared machine hits all alike, in balanced
+  // orders so that no mode runs first, or right after a given other, more often than the rest.
+  const orders = balancedOrders(modes.length);
   for (let r = 0; r < runs; r++) {
-    const round = modes.map((_, i) => modes[(i + r) % modes.length]!);
+    const round = orders[r % orders.length]!.map((i) => modes[i]!);
     const results = new Map<Mode, Result>();
     for (const m of round) results.set(m, await runOnce(w, module, m));
     const base = results.get(modes[0]!)!;
@@ -191,7 +192,7 @@ for (const w of workloads) {
     sensRows.push([w.name, e, t.toFixed(0), `${(((t - base) / base) * 100).toFixed(1)} %`, res.epochs.length, mib(per), mib(total)]);
   }
 }
-console.log(`machine: ${machine()}; medians of ${runs} interleaved rounds, the order rotated each round${gc ? ', garbage collected before each run' : ''}; epoch ${epochMs} ms unless stated; trackers: ${kinds.join(', ')}\n`);
+console.log(`machine: ${machine()}; medians of ${runs} interleaved rounds in balanced orders${gc ? ', garbage collected before each run' : ''}; epoch ${epochMs} ms unless stated; trackers: ${kinds.join(', ')}\n`);
 console.log('### 1. Tracking overhead\n');
 console.log(table(['guest', 'mode', 'busy ms', 'slowdown', 'paired slowdown, median (quartiles)', 'guest-thread CPU ms', 'paired CPU-time slowdown, median (quartiles)', 'epochs', 'median pause ms', 'minor faults (process)'], overheadRows));
 if (!withEpochs) process.exit(0);

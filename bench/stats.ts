@@ -52,6 +52,18 @@ export function threadCpuMs(): number {
   }
 }
 
+/**
+ * Orders in which to run n variants, one per round, so that over a full cycle each variant runs
+ * in each position equally often and follows every other variant equally often (a Williams
+ * design: n orders for even n, 2n for odd n). What a run leaves behind then weighs on every
+ * variant alike; a plain rotation of three variants has one of them follow another twice as often.
+ */
+export function balancedOrders(n: number): number[][] {
+  const first = Array.from({ length: n }, (_, j) => (j % 2 === 0 ? j / 2 : n - (j + 1) / 2));
+  const orders = Array.from({ length: n }, (_, r) => first.map((v) => (v + r) % n));
+  return n % 2 === 0 ? orders : [...orders, ...orders.map((o) => [...o].reverse())];
+}
+
 export function machine(): string {
   const cpu = os.cpus()[0]?.model ?? 'unknown CPU';
   return `${cpu}, ${os.cpus().length} cores, ${(os.totalmem() / 2 ** 30).toFixed(0)} GiB, Linux ${os.release()}, Node ${process.version}`;

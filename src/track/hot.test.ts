@@ -38,6 +38,18 @@ function writePages(memory: WebAssembly.Memory, pages: Iterable<number>, value =
   for (const p of pages) u8[p * PAGE + 17] = (u8[p * PAGE + 17]! + value) & 0xff;
 }
 
+/** A region being sampled, its first 400 pages written (7 of the 8 sample blocks: 56 x 8 = 448 >= 256):
+ * every written page is reported, and the region gets its second lease (4), reported whole. */
+function renewedBySampleWrites(memory: WebAssembly.Memory, tracker: WpAsyncTracker): void {
+  writePages(memory, range(0, 400));
+  const sampling = new Set(tracker.collect());
+  for (const p of range(0, 400)) assert.ok(sampling.has(p), `page ${p} reported`);
+  assert.equal(tracker.stats().hotLeasesTotal, 2);
+  assert.equal(tracker.stats().hotRegions, 1);
+  // Lease 4: reported whole with nothing written.
+  assert.deepEqual(Array.from(tracker.collect()), range(0, REGION_PAGES));
+}
+
 const range = (from: number, count: number) => Array.from({ length: count }, (_, i) => from + i);
 /** Pages a region's sample protects after a lease: the first 8 of every 64. */
 const isSampled = (page: number) => page % 64 < 8;
@@ -87,15 +99,7 @@ describe('wp-async hot regions', { skip: probe?.supported ? false : (probe?.reas
   });
 
   it('a region whose sample is written heavily gets a new, longer lease without being tracked page by page', () => {
-    withLeaseEnded((memory, tracker) => {
-      writePages(memory, range(0, 400)); // 7 of the 8 sample blocks: 56 x 8 = 448 >= 256
-      const sampling = tracker.collect();
-      for (const p of range(0, 400)) assert.ok(sampling.includes(p), `page ${p} reported`);
-      assert.equal(tracker.stats().hotLeasesTotal, 2);
-      assert.equal(tracker.stats().hotRegions, 1);
-      // Lease 4: reported whole with nothing written.
-      assert.deepEqual(Array.from(tracker.collect()), range(0, REGION_PAGES));
-    });
+    withLeaseEnded(renewedBySampleWrites);
   });
 
   it('a sampling region is judged by its sample alone: heavy writes outside it do not renew the lease', () => {
@@ -118,13 +122,7 @@ describe('wp-async hot regions', { skip: probe?.supported ? false : (probe?.reas
     withLeaseEnded((memory, tracker) => {
       assert.deepEqual(Array.from(tracker.collect()).filter(isSampled), [], 'nothing written: no sampled page reported');
       assert.equal(tracker.stats().hotResamplesTotal, 1);
-      writePages(memory, range(0, 400));
-      const resampling = new Set(tracker.collect());
-      for (const p of range(0, 400)) assert.ok(resampling.has(p), `page ${p} reported`);
-      assert.equal(tracker.stats().hotLeasesTotal, 2);
-      assert.equal(tracker.stats().hotRegions, 1);
-      // Lease 4: reported whole with nothing written.
-      assert.deepEqual(Array.from(tracker.collect()), range(0, REGION_PAGES));
+      renewedBySampleWrites(memory, tracker);
     });
   });
 
