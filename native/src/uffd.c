@@ -1893,6 +1893,14 @@ static int hot_sampling(uint8_t left) { return left == US_HOT_SAMPLING || left =
     }                                                                                                    \
   } while (0)
 
+// Region r turns hot (or stays so): a lease of its next length, and the one after doubled.
+static void hot_start_lease(us_uffd_tracker* t, uint64_t r) {
+  const unsigned lease = t->hot_lease[r];
+  t->hot_left[r] = (uint8_t)lease;
+  t->hot_lease[r] = (uint8_t)(lease * 2 > US_HOT_LEASE_MAX ? US_HOT_LEASE_MAX : lease * 2);
+  t->hot_leases_total++;
+}
+
 static int cmp_region_start(const void* a, const void* b) {
   const uint64_t x = ((const struct us_page_region*)a)->start, y = ((const struct us_page_region*)b)->start;
   return x < y ? -1 : x > y;
@@ -1930,10 +1938,7 @@ static int hot_judge_sample(us_uffd_tracker* t, uint64_t r, uint64_t* regions, u
   qsort(t->vec + first, (size_t)(*regions - first), sizeof *t->vec, cmp_region_start);
   if (keep) *hot_pages += pages - judged;
   if (hot) {
-    const unsigned lease = t->hot_lease[r];
-    t->hot_left[r] = (uint8_t)lease;
-    t->hot_lease[r] = (uint8_t)(lease * 2 > US_HOT_LEASE_MAX ? US_HOT_LEASE_MAX : lease * 2);
-    t->hot_leases_total++;
+    hot_start_lease(t, r);
     // A failure leaves sample pages protected: they fault once and are reported anyway.
     FOR_EACH_STRIDE(t, r, b0, b1, b2, {
       (void)b2;
@@ -1974,10 +1979,7 @@ static int hot_scan_tracked(us_uffd_tracker* t, uint64_t r0, uint64_t r1, uint64
   uint64_t run_from = r0, run_len = 0;
   for (uint64_t r = r0; r <= r1; r++) {
     if (r < r1 && (uint64_t)t->hot_count[r] * US_REGION_PAGES >= (uint64_t)t->hot_written_min * hot_region_pages(t, r)) {
-      const unsigned lease = t->hot_lease[r];
-      t->hot_left[r] = (uint8_t)lease;
-      t->hot_lease[r] = (uint8_t)(lease * 2 > US_HOT_LEASE_MAX ? US_HOT_LEASE_MAX : lease * 2);
-      t->hot_leases_total++;
+      hot_start_lease(t, r);
       if (run_len == 0) run_from = r;
       run_len++;
       continue;
