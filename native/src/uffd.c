@@ -1855,16 +1855,10 @@ static int report_whole(us_uffd_tracker* t, uint64_t start, uint64_t end, uint64
   return 0;
 }
 
-// Pages of [a, b) (page indices within one region) that lie in its sample.
-static uint32_t sampled_pages(uint64_t a, uint64_t b) {
-  uint32_t n = 0;
-  for (uint64_t p = a; p < b;) {
-    const uint64_t block_end = p - p % US_HOT_SAMPLE_STRIDE_PAGES + US_HOT_SAMPLE_BLOCK_PAGES;
-    const uint64_t next = p - p % US_HOT_SAMPLE_STRIDE_PAGES + US_HOT_SAMPLE_STRIDE_PAGES;
-    if (p < block_end) n += (uint32_t)((b < block_end ? b : block_end) - p);
-    p = next;
-  }
-  return n;
+// Pages of the sample of a region of `pages` pages (its first `pages`, when partial).
+static uint64_t sampled_pages(uint64_t pages) {
+  const uint64_t tail = pages % US_HOT_SAMPLE_STRIDE_PAGES;
+  return pages / US_HOT_SAMPLE_STRIDE_PAGES * US_HOT_SAMPLE_BLOCK_PAGES + (tail < US_HOT_SAMPLE_BLOCK_PAGES ? tail : US_HOT_SAMPLE_BLOCK_PAGES);
 }
 
 static uint64_t us_min_u64(uint64_t a, uint64_t b) { return a < b ? a : b; }
@@ -1925,7 +1919,7 @@ static int hot_judge_sample(us_uffd_tracker* t, uint64_t r, uint64_t* regions, u
   });
   const uint64_t written = region_pages(t, first, *regions);
   const uint64_t pages = hot_region_pages(t, r);
-  const uint64_t judged = sampled_pages(0, pages);
+  const uint64_t judged = sampled_pages(pages);
   const int hot = written * US_REGION_PAGES * US_HOT_KEEP_DIVISOR >= (uint64_t)t->hot_written_min * judged;
   const int keep = hot || left == US_HOT_SAMPLING;
   FOR_EACH_STRIDE(t, r, b0, b1, b2, {
@@ -2047,7 +2041,7 @@ static int scan_fast_hot(us_uffd_tracker* t, uint64_t* regions) {
         if (err) return err;
       });
       t->hot_left[r] = US_HOT_SAMPLING;
-      hot_pages += pages - sampled_pages(0, pages);
+      hot_pages += pages - sampled_pages(pages);
       r++;
     } else if (hot_sampling(left)) {
       err = hot_judge_sample(t, r, regions, &hot_pages);
