@@ -10,8 +10,8 @@
 //                                  [--modes track,epochs]   tracking alone, the whole pipeline (parts 3 and 4 need epochs)
 //                                  [--aa]   a second untracked run per round, measured like the others:
 //                                           the spread an A/A comparison shows is the noise floor
-// With node --expose-gc, the previous run's guest is collected before each run (its memory
-// is otherwise unmapped by a garbage collection inside some later run, which that run pays).
+// With node --expose-gc, the previous run's guest is collected before each run (otherwise a
+// garbage collection inside some later run may unmap its memory, and that run pays for it).
 import fs from 'node:fs';
 import os from 'node:os';
 import path from 'node:path';
