@@ -10,7 +10,8 @@
         "native/src/delta.c",
         "native/src/exclude.c",
         "native/src/balloon.c",
-        "native/src/copier.c"
+        "native/src/copier.c",
+        "native/src/deadline.c"
       ],
       "cflags_c": ["-std=c11", "-O2", "-Wall", "-Wextra", "-Werror=implicit-function-declaration", "-D_GNU_SOURCE"],
       "conditions": [

@@ -86,6 +86,15 @@ export interface NativeAddon {
   copierGatherJoin(copier: CopierHandle): number;
   /** Finishes a gather in progress and stops the thread. Idempotent. */
   copierClose(copier: CopierHandle): void;
+  // Deadline flags (native/src/deadline.c): a timer thread sets a 32-bit flag when a deadline
+  // passes. null when the build has no timer thread; use src/util/deadline.ts.
+  deadlineCreate(): ArrayBuffer | null;
+  /** flag = 0 now, = 1 at now + delayMs (at once when delayMs <= 0). */
+  deadlineArm(deadline: ArrayBuffer, delayMs: number): void;
+  /** The flag is never set again. Idempotent. */
+  deadlineClose(deadline: ArrayBuffer): void;
+  /** The calling thread's CPU time in ms (CLOCK_THREAD_CPUTIME_ID, exact); NaN without that clock. */
+  threadCpuMs(): number;
 }
 
 export interface CopierHandle {

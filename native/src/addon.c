@@ -102,6 +102,7 @@ static napi_value init(napi_env env, napi_value exports) {
   if (us_init_exclude(env, exports) == NULL) return NULL;
   if (us_init_balloon(env, exports) == NULL) return NULL;
   if (us_init_copier(env, exports) == NULL) return NULL;
+  if (us_init_deadline(env, exports) == NULL) return NULL;
   return exports;
 }
 

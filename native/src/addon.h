@@ -41,6 +41,7 @@ napi_value us_init_delta(napi_env env, napi_value exports);
 napi_value us_init_exclude(napi_env env, napi_value exports);
 napi_value us_init_balloon(napi_env env, napi_value exports);
 napi_value us_init_copier(napi_env env, napi_value exports);
+napi_value us_init_deadline(napi_env env, napi_value exports);
 
 // The page copier (copier.c) for C callers: a helper thread that copies
 // memory pages [pages[i] & mask] into packed[i] alongside the calling thread.
