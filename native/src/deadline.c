@@ -32,7 +32,6 @@
 #ifdef __linux__
 #include <errno.h>
 #include <pthread.h>
-#include <time.h>
 
 // Longest delay an arm accepts: a day. Epochs are milliseconds to seconds;
 // a larger value is a caller's unit error.

@@ -14,6 +14,7 @@ import { native, PAGE_BYTES } from '../native.js';
 import type { OutputGate } from '../output/gate.js';
 import { createTracker, type DirtyTracker, type TrackerKind } from '../track/tracker.js';
 import { assert } from '../util/assert.js';
+import { Deadline } from '../util/deadline.js';
 import { baseFileName } from './chain.js';
 import { ChainWriter, type ChainWriterOptions, type EpochCapture, type EpochWritten } from './chain-writer.js';
 import { encodeGuestState, writeFullCheckpoint } from './snapshot.js';
@@ -172,7 +173,8 @@ class StagingSlots {
 
 export class EpochCheckpointer {
   private sequence: number;
-  private lastEpochAtMs = performance.now();
+  /** Passes when the next epoch is due (a flag a timer thread sets: one load per check). */
+  private readonly deadline = Deadline.create();
   private safePointsSinceEpoch = 0;
   private readonly inFlight = new Set<Promise<EpochWritten>>();
   private readonly slots: StagingSlots;
@@ -192,6 +194,11 @@ export class EpochCheckpointer {
   ) {
     this.sequence = firstSequence;
     this.slots = new StagingSlots(options.queueMax ?? QUEUE_MAX_DEFAULT);
+    this.deadline.arm(this.epochMs);
+  }
+
+  private get epochMs(): number {
+    return this.options.epochMs ?? EPOCH_MS_DEFAULT;
   }
 
   get trackerKind(): TrackerKind {
@@ -222,7 +229,7 @@ export class EpochCheckpointer {
 
   private due(): boolean {
     if (this.options.everySafePoints) return this.safePointsSinceEpoch >= this.options.everySafePoints;
-    return performance.now() - this.lastEpochAtMs >= (this.options.epochMs ?? EPOCH_MS_DEFAULT);
+    return this.deadline.passed;
   }
 
   private async atSafePoint(): Promise<void> {
@@ -295,7 +302,7 @@ export class EpochCheckpointer {
       restoreGeneration: this.guest.wasi.restoreGeneration,
     };
     const t3 = performance.now();
-    this.lastEpochAtMs = t3;
+    this.deadline.arm(this.epochMs);
     this.safePointsSinceEpoch = 0;
     const timing = { sequence: capture.sequence, listedPages: all.length, pauseMs: t3 - t0, collectMs: t1 - t0, copyMs: t2 - tState, stateMs: tState - t1 + (t3 - t2) };
     const slotIndex = slot.index;
@@ -334,6 +341,7 @@ export class EpochCheckpointer {
       await Promise.allSettled([...this.inFlight]);
     } finally {
       this.tracker.dispose();
+      this.deadline.close();
       native.copierClose(this.copier);
       await this.sink.close();
     }
