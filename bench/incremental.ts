@@ -10,6 +10,9 @@
 //                                  [--modes track,epochs]   tracking alone, the whole pipeline (parts 3 and 4 need epochs)
 //                                  [--aa]   a second untracked run per round, measured like the others:
 //                                           the spread an A/A comparison shows is the noise floor
+//                                  [--due timer-thread,clock]   how a tracked run asks whether a collect is
+//                                           due after each request: the product's flag (default), or a
+//                                           clock read each time (the cost that flag removes)
 // With node --expose-gc, the previous run's guest is collected before each run (otherwise a
 // garbage collection inside some later run may unmap its memory, and that run pays for it).
 import fs from 'node:fs';
@@ -20,6 +23,7 @@ import { EpochCheckpointer, type EpochStats } from '../src/checkpoint/epochs.js'
 import type { GuestModule } from '../src/guest/module.js';
 import { createTracker, probeTrackers, type TrackerKind } from '../src/track/tracker.js';
 import { HOT_WRITTEN_MIN_PAGES_DEFAULT } from '../src/track/uffd.js';
+import { Deadline, type DeadlinePath } from '../src/util/deadline.js';
 import { append, balancedOrders, machine, median, quartiles, table, threadCpuMs } from './stats.js';
 import { LONG_WORKLOADS, WORKLOADS, type Workload } from './workloads.js';
 
@@ -33,6 +37,7 @@ const { values } = parseArgs({
     trackers: { type: 'string', default: '' },
     modes: { type: 'string', default: 'track,epochs' },
     aa: { type: 'boolean', default: false },
+    due: { type: 'string', default: 'timer-thread' },
   },
 });
 const runs = Number(values.runs);
@@ -46,10 +51,12 @@ const kinds = probeTrackers()
 const workloads = [...WORKLOADS, ...LONG_WORKLOADS].filter((w) => values.workloads!.split(',').includes(w.name));
 
 const hots = values.hot!.split(',').map(Number);
+const dues = values.due!.split(',') as DeadlinePath[];
+for (const d of dues) if (d !== 'timer-thread' && d !== 'clock') throw new Error(`--due: ${d} is neither timer-thread nor clock`);
 const withTrack = values.modes!.split(',').includes('track');
 const withEpochs = values.modes!.split(',').includes('epochs');
 /** `hot`: the wp-async hot-region threshold (undefined: the default, for other trackers). */
-type Mode = { kind: 'none'; again?: true } | { kind: 'track'; tracker: TrackerKind; hot?: number } | { kind: 'epochs'; tracker: TrackerKind; epochMs: number; hot?: number };
+type Mode = { kind: 'none'; again?: true } | { kind: 'track'; tracker: TrackerKind; hot?: number; due: DeadlinePath } | { kind: 'epochs'; tracker: TrackerKind; epochMs: number; hot?: number };
 
 interface Result {
   /** Guest-thread busy time (the run time for unpaced workloads). */
@@ -74,17 +81,22 @@ async function runOnce(w: Workload, module: GuestModule, mode: Mode): Promise<Re
   let dir = '';
   if (mode.kind === 'track') {
     const tracker = createTracker(guest.memory, mode.tracker, { preimageBytesMax: 0, hotWrittenMinPages: mode.hot });
-    let last = performance.now();
+    // Asked after every request, as EpochCheckpointer asks: the way it is asked costs a fast reactor more than its collects.
+    const due = Deadline.create(mode.due);
+    due.arm(epochMs);
     const tick = () => {
-      if (performance.now() - last >= epochMs) {
+      if (due.passed) {
         tracker.collect();
         collects++;
-        last = performance.now();
+        due.arm(epochMs);
       }
     };
     if (guest.kind === 'command') guest.onSafePoint(tick);
     between = async () => tick();
-    dispose = () => tracker.dispose();
+    dispose = () => {
+      tracker.dispose();
+      due.close();
+    };
   } else if (mode.kind === 'epochs') {
     dir = fs.mkdtempSync(path.join(os.tmpdir(), 'us-bench-inc-'));
     ep = await EpochCheckpointer.start(guest, output, { dir, epochMs: mode.epochMs, tracker: mode.tracker, hotWrittenMinPages: mode.hot });
@@ -108,7 +120,7 @@ const isBase = (m: Mode) => m.kind === 'none' && !m.again;
 
 function label(m: Mode): string {
   const hot = m.kind === 'none' || m.hot === undefined || hots.length < 2 ? '' : m.hot === 0 ? ' exact' : ` hot≥${m.hot}`;
-  return m.kind === 'none' ? (m.again ? 'none (A/A)' : 'none') : m.kind === 'track' ? `track ${m.tracker}${hot}` : `epochs ${m.tracker}${hot} @${m.epochMs}ms`;
+  return m.kind === 'none' ? (m.again ? 'none (A/A)' : 'none') : m.kind === 'track' ? `track ${m.tracker}${hot}${dues.length > 1 ? ` due:${m.due}` : ''}` : `epochs ${m.tracker}${hot} @${m.epochMs}ms`;
 }
 
 /** One mode per tracker, and per hot threshold for wp-async (the first threshold is the reference). */
@@ -125,7 +137,7 @@ for (const w of workloads) {
   const modes: Mode[] = [
     { kind: 'none' },
     ...(values.aa ? [{ kind: 'none' as const, again: true as const }] : []),
-    ...(withTrack ? variants((tracker, hot) => ({ kind: 'track' as const, tracker, hot })) : []),
+    ...(withTrack ? dues.flatMap((due) => variants((tracker, hot) => ({ kind: 'track' as const, tracker, hot, due }))) : []),
     ...(withEpochs ? variants((tracker, hot) => ({ kind: 'epochs' as const, tracker, epochMs, hot })) : []),
   ];
   const refHot = kinds[0] === 'wp-async' ? hots[0] : undefined;

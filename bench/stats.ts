@@ -1,6 +1,6 @@
 // Small helpers for benchmarks: medians of repeated runs and machine facts.
-import fs from 'node:fs';
 import os from 'node:os';
+import { native } from '../src/native.js';
 
 export function median(xs: number[]): number {
   const s = [...xs].sort((a, b) => a - b);
@@ -39,17 +39,14 @@ export async function timeAsync<T>(f: () => Promise<T>): Promise<[T, number]> {
 }
 
 /**
- * Milliseconds the calling thread has run on a CPU (Linux: /proc/thread-self/schedstat; NaN
- * elsewhere). Time the thread waited for a CPU, and in a virtual machine time the hypervisor gave
- * its CPU to another guest (steal), are not in it: on a shared machine it moves far less between
- * identical runs than wall time does.
+ * Milliseconds the calling thread has run on a CPU (CLOCK_THREAD_CPUTIME_ID through the addon;
+ * NaN without it). Time the thread waited for a CPU, and in a virtual machine time the hypervisor
+ * gave its CPU to another guest (steal), are not in it: on a shared machine it moves far less
+ * between identical runs than wall time does. Exact to the nanosecond, unlike
+ * /proc/thread-self/schedstat, which moves in scheduler ticks (4 ms here).
  */
 export function threadCpuMs(): number {
-  try {
-    return Number(fs.readFileSync('/proc/thread-self/schedstat', 'utf8').split(' ')[0]) / 1e6;
-  } catch {
-    return NaN;
-  }
+  return native.threadCpuMs();
 }
 
 /**

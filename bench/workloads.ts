@@ -17,6 +17,8 @@ export interface Workload {
    * milliseconds the guest's thread was busy (running the guest or paused for an epoch): the run
    * time, except for paced workloads, which idle between requests. */
   drive(guest: Guest, between: () => Promise<void>): Promise<number>;
+  /** A reactor's request stream, for drivers of their own (bench/interleaved.ts). */
+  requests?: { count: number; request(i: number): string };
 }
 
 function command(name: string, args: string[], what: string): Workload {
@@ -44,6 +46,7 @@ function reactor(name: string, setup: string[], request: (i: number) => string, 
   return {
     name,
     what,
+    requests: { count, request },
     module: () => loadGuestModule(guestPath(name.split('-')[0]!)),
     async create(module) {
       const output = new OutputGate(new CollectedOutput());
