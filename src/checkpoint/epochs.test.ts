@@ -254,3 +254,31 @@ test('a guest restored onto huge pages is tracked exactly: every tracker gives t
   const [first, ...rest] = [...chains.entries()];
   for (const [name, bytes] of rest) assert.ok(bytes.equals(first![1]), `${name} chain is byte-identical to ${first![0]}'s`);
 });
+
+test('a reactor asked after each request takes an epoch once epochMs has passed since the last one, and not before', async () => {
+  const module = await loadGuestModule(guestPath('kvstore'), { cacheDir });
+  const gate = new OutputGate(new CollectedOutput());
+  const wasi = WasiDevice.create({ args: ['kvstore'], env: [], preopens: [], output: gate });
+  const guest = await Guest.create(module, { wasi });
+  const epochMs = 60;
+  const t0 = performance.now();
+  const ep = await EpochCheckpointer.start(guest, gate, { dir: tempDir('chain'), epochMs, inline: true });
+  const first = ep.lastSequence;
+  let pauseEndedAt = -1;
+  for (let i = 0; pauseEndedAt < 0; i++) {
+    assert.ok(performance.now() - t0 < 10_000, 'no epoch came due');
+    guest.request('handle', Buffer.from(`SET k${i} v${i}`));
+    const sinceStart = performance.now() - t0;
+    const pause = await ep.epochIfDue();
+    if (pause) {
+      assert.ok(sinceStart >= epochMs - 0.01, `an epoch after ${sinceStart} ms, before its ${epochMs} ms`);
+      pauseEndedAt = performance.now();
+    } else await new Promise((r) => setTimeout(r, 2));
+  }
+  assert.equal(ep.lastSequence, first + 1);
+  // Re-armed when the pause ended: asking at once takes none.
+  guest.request('handle', Buffer.from('SET again now'));
+  if (performance.now() - pauseEndedAt < epochMs) assert.equal(await ep.epochIfDue(), null);
+  await ep.close();
+  assert.equal(ep.lastSequence, first + 1);
+});
