@@ -89,7 +89,7 @@ export interface NativeAddon {
   // Deadline flags (native/src/deadline.c): a timer thread sets a 32-bit flag when a deadline
   // passes. null when the build has no timer thread; use src/util/deadline.ts.
   deadlineCreate(): ArrayBuffer | null;
-  /** flag = 0 now, = 1 at now + delayMs (at once when delayMs <= 0). */
+  /** flag = 0 now, = 1 at now + delayMs (at once when delayMs <= 0; never past ~31 years or Infinity). NaN: ERR_NATIVE_ARG. */
   deadlineArm(deadline: ArrayBuffer, delayMs: number): void;
   /** The flag is never set again. Idempotent. */
   deadlineClose(deadline: ArrayBuffer): void;

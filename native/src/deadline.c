@@ -8,7 +8,8 @@
 //       1 once the armed deadline has passed, else 0. null when this build
 //       has no timer thread (the caller then reads the clock itself).
 //   deadlineArm(buffer, delayMs)   flag = 0 now and = 1 at now + delayMs
-//                                  (at once when delayMs <= 0)
+//                                  (at once when delayMs <= 0; never when
+//                                  it is over ~31 years, or Infinity)
 //   deadlineClose(buffer)          the flag is never set again (idempotent;
 //                                  collecting the buffer closes it too)
 //   threadCpuMs() -> the calling thread's CPU time (CLOCK_THREAD_CPUTIME_ID),
@@ -33,9 +34,9 @@
 #include <errno.h>
 #include <pthread.h>
 
-// Longest delay an arm accepts: a day. Epochs are milliseconds to seconds;
-// a larger value is a caller's unit error.
-#define US_DEADLINE_DELAY_MS_MAX (24.0 * 3600 * 1000)
+// Longer delays (Infinity included) never pass: ~31 years, far inside the
+// int64 nanoseconds the deadline is computed in (~292 years).
+#define US_DEADLINE_DELAY_MS_MAX 1e12
 // The timer thread's name (at most 15 bytes).
 #define US_DEADLINE_THREAD_NAME "us-deadline"
 
@@ -210,9 +211,8 @@ static napi_value js_deadline_arm(napi_env env, napi_callback_info info) {
   napi_value argv[2];
   double delay_ms = 0;
   US_NAPI_OK(env, napi_get_cb_info(env, info, &argc, argv, NULL, NULL));
-  if (argc < 2 || napi_get_value_double(env, argv[1], &delay_ms) != napi_ok ||
-      !(delay_ms <= US_DEADLINE_DELAY_MS_MAX))  // also refuses NaN
-    return us_throw(env, "ERR_NATIVE_ARG", "deadlineArm(deadline, delayMs) needs a delay in milliseconds of at most a day");
+  if (argc < 2 || napi_get_value_double(env, argv[1], &delay_ms) != napi_ok || delay_ms != delay_ms)
+    return us_throw(env, "ERR_NATIVE_ARG", "deadlineArm(deadline, delayMs) needs a delay in milliseconds (a number, not NaN)");
   pthread_mutex_lock(&mu);
   us_deadline* d = get_deadline_locked(env, argv[0]);
   if (!d) {
@@ -222,6 +222,10 @@ static napi_value js_deadline_arm(napi_env env, napi_callback_info info) {
   if (delay_ms <= 0) {
     // Due now: set here, so a check right after the arm already sees it.
     __atomic_store_n(&d->flag, 1, __ATOMIC_RELEASE);
+    d->armed = 0;
+  } else if (delay_ms > US_DEADLINE_DELAY_MS_MAX) {
+    // Never (until re-armed): "no epochs unless asked for", as tests use.
+    __atomic_store_n(&d->flag, 0, __ATOMIC_RELEASE);
     d->armed = 0;
   } else {
     struct timespec at;

@@ -24,6 +24,7 @@ import { createTracker, type PreimageTracker } from '../track/tracker.js';
 import { Collector, type CollectOptions } from './collect.js';
 import { DENSE_REGION_MIN_PAGES_DEFAULT, HISTASE_ALPHA_DEFAULT, PREIMAGE_BYTES_MAX_DEFAULT } from '../track/uffd.js';
 import { assert } from '../util/assert.js';
+import { Deadline } from '../util/deadline.js';
 import type { PlainObject } from '../util/plain.js';
 import type { InputSource } from '../wasi/index.js';
 
@@ -65,6 +66,7 @@ export interface RollbackOptions {
   onForget?: (oldest: KeptCheckpoint) => void;
   /** Disk checkpoints collected while the guest runs (seed 003's collect). */
   collect?: CollectOptions;
+  /** The clock collects are scheduled by (epochs come due by a Deadline). */
   now?: () => number;
 }
 
@@ -122,7 +124,8 @@ function crcOf(state: Uint8Array): number {
 export class RollbackEngine {
   private readonly kept: KeptCheckpoint[] = [];
   private sequence = 0;
-  private lastEpochAtMs: number;
+  /** Passes when the epoch is over: asked after every request, so a flag, not a clock read (src/util/deadline.ts). */
+  private readonly epochDue = Deadline.create();
   private lastFaults = 0;
   private lastPresaved = 0;
   readonly epochs: RollbackEpochStats[] = [];
@@ -138,7 +141,7 @@ export class RollbackEngine {
     private readonly options: RollbackOptions,
   ) {
     this.now = options.now ?? (() => performance.now());
-    this.lastEpochAtMs = this.now();
+    this.epochDue.arm(options.epochMs);
     this.collector = options.collect ? new Collector(guest, gate, tracker, options.collect) : null;
   }
 
@@ -194,7 +197,7 @@ export class RollbackEngine {
 
   /** A checkpoint if the epoch is over (guest at rest). */
   checkpointIfDue(): RollbackEpochStats | null {
-    if (this.now() - this.lastEpochAtMs < this.options.epochMs) return null;
+    if (!this.epochDue.passed) return null;
     return this.checkpoint();
   }
 
@@ -236,7 +239,7 @@ export class RollbackEngine {
     this.lastPresaved = sealed.presavedPagesTotal;
     const epoch: RollbackEpochStats = { sequence: newest.sequence, faults, pages: sealed.slots, presaved, pauseMs: performance.now() - t0, log: sealed.log };
     this.epochs.push(epoch);
-    this.lastEpochAtMs = this.now();
+    this.epochDue.arm(this.options.epochMs);
     return epoch;
   }
 
@@ -319,7 +322,7 @@ export class RollbackEngine {
     for (let k = i; k < this.kept.length; k++) this.recycle(this.kept[k]!);
     this.kept.length = i + 1;
     for (const e of this.epochs) e.log = undefined;
-    this.lastEpochAtMs = this.now();
+    this.epochDue.arm(this.options.epochMs);
     const stats = this.tracker.stats();
     this.lastFaults = stats.faults!;
     this.lastPresaved = stats.presavedPagesTotal!;
@@ -371,6 +374,7 @@ export class RollbackEngine {
   dispose(): void {
     this.collector?.abandon('disposed');
     this.tracker.dispose();
+    this.epochDue.close();
   }
 }
 
