@@ -53,12 +53,12 @@
 #define US_SCAN_REGIONS_INITIAL 1024u
 // Pages of a grown range not yet backed by a private page (empty, or mapping
 // the zero page) promoted to the fast scan per collect (see promote_tail):
-// MADV_POPULATE_READ and the protecting scan cost ~0.1-0.2 us for each such
-// page here, so this bounds the extra pause of a collect to ~0.2 ms. Pages
-// the guest already wrote cost only the walk (~0.2 ms per 256 MiB), so a
-// grown range the guest filled is promoted whole in the collect that finds
-// it; a fresh, untouched grow moves 4 MiB per collect.
-#define US_PROMOTE_UNBACKED_PAGES_MAX 1024u
+// marking them costs ~0.025 us a page here (a scan over 64 MiB of empty
+// entries: ~0.4 ms), so this bounds the extra pause of a collect to ~0.1 ms.
+// Pages the guest already wrote cost only the walk (~0.2 ms per 256 MiB), so
+// a grown range the guest filled is promoted whole in the collect that finds
+// it; a fresh, untouched grow moves 16 MiB per collect.
+#define US_PROMOTE_UNBACKED_PAGES_MAX 4096u
 // A wasm32 memory is at most 4 GiB, so every page index fits a uint32.
 #define US_MEMORY_BYTES_MAX ((uint64_t)1 << 32)
 // Hard cap of the sync pre-image store, whatever JS asks for: every page of a
@@ -398,6 +398,20 @@ static const us_scan_query US_SCAN_WRITTEN_FILTERED = {
     .category_inverted = US_PAGE_IS_PFNZERO,
     .category_anyof_mask = US_PAGE_IS_PRESENT | US_PAGE_IS_SWAPPED,
     .return_mask = US_PAGE_IS_WRITTEN,
+};
+
+// Empty entries (neither present nor swapped: never touched): the scan puts
+// a WP marker in each (tail promotion; the output is discarded), allocating
+// the page tables a range lacks. A marker, unlike a zero-page mapping, needs
+// no TLB flush when the guest first writes the page: an anonymous fault, then
+// a write-protect fault that only clears the bit. A page that is present or
+// swapped does not match, and a marker already there is a swap-type entry.
+static const us_scan_query US_SCAN_EMPTY_MARK = {
+    .flags = US_PM_SCAN_WP_MATCHING | US_PM_SCAN_CHECK_WPASYNC,
+    .category_mask = US_PAGE_IS_PRESENT | US_PAGE_IS_SWAPPED,
+    .category_inverted = US_PAGE_IS_PRESENT | US_PAGE_IS_SWAPPED,
+    .category_anyof_mask = 0,
+    .return_mask = US_PAGE_IS_WPALLOWED,
 };
 
 // Unprotected mappings of the shared zero page: protects them (tail promotion;
@@ -1808,13 +1822,16 @@ static int promote_extent(us_uffd_tracker* t, uint64_t start, uint64_t end, uint
 // entries that were never written: empty ones (pte_none, which the fast scan
 // would count as written) and zero-page mappings of reads. Made exact, with no
 // window for a racing write to be lost:
-//   1. MADV_POPULATE_READ maps the zero page at every empty entry (present
-//      pages are left alone);
+//   1. a scan puts a WP marker in every empty entry (US_SCAN_EMPTY_MARK);
 //   2. a scan protects every unprotected zero-page mapping, atomically per
 //      entry. A page written since the filtered scan is a private copy, not
 //      the zero page: it stays unprotected and the next (fast) scan reports it.
 // (UFFDIO_WRITEPROTECT over the range would be simpler but would also
-// protect, unreported, a page written after the filtered scan.)
+// protect, unreported, a page written after the filtered scan.) Step 1 used
+// to be MADV_POPULATE_READ, which maps the zero page everywhere: ~20 times
+// slower per page, and the guest's first write to such a page replaces a
+// present entry, a TLB flush that reaches every core running this process
+// (a shootdown interrupt; an empty or marked entry needs none).
 // A failure leaves the range on the filtered scan, which stays exact; it is
 // recorded in the stats and does not fail the collect, whose pages are
 // already protected.
@@ -1827,13 +1844,13 @@ static void promote_tail(us_uffd_tracker* t, uint64_t scratch_region) {
     t->promote_errno = err;
     return;
   }
-  // SAFETY: [start, start+bytes) is inside the registered range, mapped
-  // read-write by V8; populating for reading changes no contents.
-  if (madvise((void*)(uintptr_t)start, (size_t)bytes, US_MADV_POPULATE_READ) != 0) {
-    t->promote_errno = errno;
+  uint64_t regions = scratch_region;
+  err = scan_regions(t, start, start + bytes, &US_SCAN_EMPTY_MARK, &regions);
+  if (err) {
+    t->promote_errno = err;
     return;
   }
-  uint64_t regions = scratch_region;
+  regions = scratch_region;
   err = scan_regions(t, start, start + bytes, &US_SCAN_ZERO_UNPROTECTED, &regions);
   if (err) {
     t->promote_errno = err;
