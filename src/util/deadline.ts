@@ -16,8 +16,8 @@ const DELAY_NEVER_MS = 1e12;
 export const DEADLINE_THREAD_MIN_MS = 1;
 
 export class Deadline {
+  /** The native flag (its buffer is the native deadline), or null on the clock path. */
   #flag: Int32Array | null;
-  #buffer: ArrayBuffer | null;
   /** The clock path's deadline (performance.now() time base). */
   #atMs = 0;
   /** This arm reads the clock: no timer thread, or a delay under DEADLINE_THREAD_MIN_MS. */
@@ -25,7 +25,6 @@ export class Deadline {
   #closed = false;
 
   private constructor(buffer: ArrayBuffer | null) {
-    this.#buffer = buffer;
     this.#flag = buffer ? new Int32Array(buffer) : null;
     this.#byClock = !buffer;
   }
@@ -47,9 +46,9 @@ export class Deadline {
   arm(delayMs: number): void {
     assert(!this.#closed, 'arm after close');
     assert(!Number.isNaN(delayMs), 'a deadline delay is a number of milliseconds');
-    this.#byClock = !this.#buffer || delayMs < DEADLINE_THREAD_MIN_MS;
+    this.#byClock = !this.#flag || delayMs < DEADLINE_THREAD_MIN_MS;
     if (this.#byClock) this.#atMs = delayMs > DELAY_NEVER_MS ? Infinity : performance.now() + delayMs;
-    else native.deadlineArm(this.#buffer!, delayMs);
+    else native.deadlineArm(this.#flag!.buffer as ArrayBuffer, delayMs);
   }
 
   /** True once the armed delay has passed. The timer thread sets it within its wake-up latency
@@ -62,6 +61,6 @@ export class Deadline {
   close(): void {
     if (this.#closed) return;
     this.#closed = true;
-    if (this.#buffer) native.deadlineClose(this.#buffer);
+    if (this.#flag) native.deadlineClose(this.#flag.buffer as ArrayBuffer);
   }
 }
