@@ -47,7 +47,6 @@ typedef struct us_deadline {
   int armed;                 // under mu
   struct timespec at;        // CLOCK_MONOTONIC, when armed (under mu)
   struct us_deadline* next;  // the live list (under mu)
-  int linked;                // in the live list (under mu)
 } us_deadline;
 
 static pthread_mutex_t mu = PTHREAD_MUTEX_INITIALIZER;
@@ -105,17 +104,14 @@ static void* timer_main(void* arg) {
   return NULL;
 }
 
-// Unlinks d (under mu). When the live list empties, returns the thread to
-// join (outside mu) through *join and 1; else 0.
+// Unlinks d (under mu; a d no longer live is left alone). When the live
+// list empties, returns the thread to join (outside mu) through *join and 1;
+// else 0.
 static int unlink_locked(us_deadline* d, pthread_t* join) {
-  if (!d->linked) return 0;
-  for (us_deadline** p = &live; *p; p = &(*p)->next) {
-    if (*p == d) {
-      *p = d->next;
-      break;
-    }
-  }
-  d->linked = 0;
+  us_deadline** p = &live;
+  while (*p && *p != d) p = &(*p)->next;
+  if (!*p) return 0;
+  *p = d->next;
   d->armed = 0;
   if (live || !thread_running) return 0;
   *join = timer_thread;
@@ -193,7 +189,6 @@ static napi_value js_deadline_create(napi_env env, napi_callback_info info) {
   }
   d->next = live;
   live = d;
-  d->linked = 1;
   pthread_mutex_unlock(&mu);
   // SAFETY: the buffer covers d->flag, the first 4 bytes of d, which lives
   // until the buffer's finalizer frees it; the timer thread stops touching d

@@ -119,11 +119,6 @@ struct us_pm_scan_arg {
 
 #define US_PAGEMAP_SCAN _IOWR('f', 16, struct us_pm_scan_arg)
 
-// madvise(2) advice (5.14): fault the range in for reading. On private
-// anonymous memory this maps the shared zero page at every empty entry and
-// leaves present pages alone.
-#define US_MADV_POPULATE_READ 22
-
 // Layouts are asserted, not described: a wrong size or offset would make the
 // kernel read or write the wrong bytes.
 _Static_assert(sizeof(struct us_uffdio_api) == 24, "uffdio_api is 24 bytes");
@@ -150,9 +145,6 @@ _Static_assert(US_UFFDIO_UNREGISTER == 0x8010AA01u, "UFFDIO_UNREGISTER request n
 _Static_assert(US_UFFDIO_WAKE == 0x8010AA02u, "UFFDIO_WAKE request number");
 _Static_assert(US_UFFDIO_WRITEPROTECT == 0xC018AA06u, "UFFDIO_WRITEPROTECT request number");
 _Static_assert(US_PAGEMAP_SCAN == 0xC0606610u, "PAGEMAP_SCAN request number");
-#endif
-#ifdef MADV_POPULATE_READ
-_Static_assert(US_MADV_POPULATE_READ == MADV_POPULATE_READ, "MADV_POPULATE_READ value");
 #endif
 
 #endif  // __linux__

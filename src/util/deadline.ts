@@ -18,8 +18,8 @@ export const DEADLINE_THREAD_MIN_MS = 1;
 export class Deadline {
   /** The native flag (its buffer is the native deadline), or null on the clock path. */
   #flag: Int32Array | null;
-  /** The clock path's deadline (performance.now() time base). */
-  #atMs = 0;
+  /** The clock path's deadline (performance.now() time base); never until armed. */
+  #atMs = Infinity;
   /** This arm reads the clock: no timer thread, or a delay under DEADLINE_THREAD_MIN_MS. */
   #byClock: boolean;
   #closed = false;
@@ -32,9 +32,7 @@ export class Deadline {
   /** Not armed: passed is false until arm(). `path` 'clock' forces the portable path (tests, comparisons). */
   static create(path?: DeadlinePath): Deadline {
     const buffer = path === 'clock' ? null : native.deadlineCreate();
-    const d = new Deadline(buffer);
-    if (!buffer) d.#atMs = Infinity;
-    return d;
+    return new Deadline(buffer);
   }
 
   get path(): DeadlinePath {
