@@ -81,8 +81,9 @@ async function runOnce(w: Workload, module: GuestModule, mode: Mode): Promise<Re
   let dir = '';
   if (mode.kind === 'track' || mode.kind === 'none') {
     // The untracked run asks too, a deadline armed for never, so both run the same driver code:
-    // with a no-op between for the untracked run, the JIT inlined differently in the two and moved
-    // ~1 % of run time (bench/interleaved.ts). What the asking costs alone: bench/due-check.ts.
+    // with a no-op between for the untracked run, the JIT inlined differently in the two, and
+    // kvstore-long's tracked runs read ~3 points slower for it (docs/benchmarks.md). What the asking
+    // costs alone: bench/due-check.ts.
     const tracker = mode.kind === 'track' ? createTracker(guest.memory, mode.tracker, { preimageBytesMax: 0, hotWrittenMinPages: mode.hot }) : null;
     // Asked after every request, as EpochCheckpointer asks: the way it is asked costs a fast reactor more than its collects.
     const due = Deadline.create(mode.kind === 'track' ? mode.due : dues[0]);

@@ -111,8 +111,8 @@ for (const name of values.workloads!.split(',')) {
         const t0 = threadCpuMs();
         // One loop for every guest, so the JIT compiles the same driver code for all of them: an
         // untracked guest's deadline is armed for never, and it asks the flag all the same. (With
-        // a loop of its own per kind of guest, inlining decisions differed between the two loops
-        // and moved ~1 % of run time either way in a perf profile split by block.)
+        // a loop of its own per kind of guest, the JIT inlined differently in the two, which a perf
+        // profile split by block showed, and the tracked guest read 1.5-3 points slower for it.)
         s.deadline.arm(s.tracker ? epochMs - s.epochUsedMs : Infinity);
         let armedAt = t0;
         for (let r = start; r < end; r++) {
