@@ -5,7 +5,7 @@ import assert from 'node:assert/strict';
 import { spawn, spawnSync } from 'node:child_process';
 import fs from 'node:fs';
 import path from 'node:path';
-import { CLI_PATH, guestPath, tempDir } from '../../src/testing/fixtures.js';
+import { CLI_PATH, PACKAGE_ROOT, guestPath, tempDir } from '../../src/testing/fixtures.js';
 
 function cli(args: string[], opts: { input?: string | Buffer; cwd?: string } = {}) {
   const r = spawnSync(process.execPath, [CLI_PATH, ...args], { input: Buffer.from(opts.input ?? ''), cwd: opts.cwd, timeout: 120_000 });
@@ -164,4 +164,14 @@ test('the demo (the main job) runs, restores an epoch in a fresh process, and fi
   assert.match(r.stderr, /incremental checkpoints every 5 ms/);
   assert.match(r.stderr, /restoring epoch \d+ of the chain in a fresh process/);
   assert.match(r.stderr, /OK: output before the checkpoint \(\d+ B\) \+ the restored process's output \(\d+ B\) is byte-identical/);
+});
+
+test("package.json's bin is the CLI and runs by itself, as `npx understudy` runs it", () => {
+  const pkg = JSON.parse(fs.readFileSync(path.join(PACKAGE_ROOT, 'package.json'), 'utf8')) as { bin: Record<string, string> };
+  assert.equal(path.join(PACKAGE_ROOT, pkg.bin.understudy!), CLI_PATH);
+  // Executed directly (its shebang, its mode): a fresh clone's setup must leave it executable.
+  const r = spawnSync(CLI_PATH, ['doctor'], { timeout: 60_000 });
+  assert.equal(r.error, undefined, `the bin could not be executed: ${r.error?.message}`);
+  assert.equal(r.status, 0, r.stderr.toString());
+  assert.match(r.stdout.toString(), /^selected: /m);
 });
